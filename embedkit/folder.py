@@ -1,0 +1,89 @@
+"""Read and write sentence-transformers model folders (modules.json and friends)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from torch import nn
+
+from .modules import Dense, Normalize, Pooling, Transformer
+
+logger = logging.getLogger(__name__)
+
+# What sentence-transformers 6.x writes into modules.json; loading also accepts the legacy
+# ``sentence_transformers.models.X`` paths and any other path that ends in a known class name.
+SAVED_TYPES = {
+    Transformer: "sentence_transformers.base.modules.transformer.Transformer",
+    Pooling: "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+    Dense: "sentence_transformers.base.modules.dense.Dense",
+    Normalize: "sentence_transformers.base.modules.normalize.Normalize",
+}
+BY_NAME = {cls.__name__: cls for cls in SAVED_TYPES}
+MODEL_CONFIG = "config_sentence_transformers.json"
+
+
+def load_folder(path: str, trust_remote_code: bool = False, **transformer_kwargs) -> tuple[list[nn.Module], dict]:
+    """Build the module chain of a folder. Returns (modules, the saved model config)."""
+    config = _read_json(os.path.join(path, MODEL_CONFIG)) or {}
+    modules_file = os.path.join(path, "modules.json")
+    if not os.path.exists(modules_file):
+        return plain_transformers_modules(path, **transformer_kwargs), config
+    modules = []
+    for entry in _read_json(modules_file):
+        type_path = entry.get("type", "")
+        cls = BY_NAME.get(type_path.rpartition(".")[2])
+        if cls is None or not type_path.startswith(("sentence_transformers.", "embedkit.")):
+            raise ValueError(
+                f"{modules_file}: module {entry.get('name')!r} has type {type_path!r}, which embedkit does not "
+                f"support (supported: {sorted(BY_NAME)})"
+            )
+        module_path = os.path.join(path, entry.get("path", ""))
+        if cls is Transformer:
+            modules.append(Transformer.load(module_path, **transformer_kwargs))
+        elif cls is Dense:
+            modules.append(Dense.load(module_path, trust_remote_code=trust_remote_code))
+        else:
+            modules.append(cls.load(module_path))
+    return modules, config
+
+
+def plain_transformers_modules(path: str, **transformer_kwargs) -> list[nn.Module]:
+    """A plain Hugging Face model: mean pooling, or last-token pooling for causal LMs."""
+    transformer = Transformer(path, **transformer_kwargs)
+    architectures = getattr(transformer.config, "architectures", None) or []
+    mode = "lasttoken" if any(a.endswith("ForCausalLM") for a in architectures) else "mean"
+    logger.info("%s has no modules.json: using %s pooling", path, mode)
+    return [transformer, Pooling(transformer.get_word_embedding_dimension(), mode)]
+
+
+def save_folder(modules: list[nn.Module], path: str, model_config: dict[str, Any]) -> None:
+    """Write ``modules`` as a sentence-transformers folder, loadable by sentence-transformers 6.x."""
+    os.makedirs(path, exist_ok=True)
+    entries = []
+    for idx, module in enumerate(modules):
+        if type(module) not in SAVED_TYPES:
+            raise TypeError(f"Cannot save module {idx} of type {type(module).__name__}")
+        sub = "" if idx == 0 and isinstance(module, Transformer) else f"{idx}_{type(module).__name__}"
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+        module.save(os.path.join(path, sub))
+        entries.append({"idx": idx, "name": str(idx), "path": sub, "type": SAVED_TYPES[type(module)]})
+    _write_json(os.path.join(path, "modules.json"), entries)
+    _write_json(os.path.join(path, MODEL_CONFIG), model_config)
+
+
+def _read_json(file: str) -> Any:
+    if not os.path.exists(file):
+        return None
+    with open(file, encoding="utf8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file} is not valid JSON: {exc}") from exc
+
+
+def _write_json(file: str, data: Any) -> None:
+    with open(file, "w", encoding="utf8") as f:
+        json.dump(data, f, indent=2)

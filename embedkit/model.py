@@ -1,0 +1,374 @@
+"""SentenceTransformer: an nn.Sequential of modules that turns text into embeddings."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .folder import load_folder, save_folder
+from .hub import resolve_model_path
+from .modules import Transformer
+from .quantization import PRECISIONS, quantization_ranges, quantize_embeddings
+from .similarity import PAIRWISE, SIMILARITY, SIMILARITY_FUNCTIONS
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+DOCUMENT_PROMPTS = ("document", "passage", "corpus")
+TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
+
+
+def default_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class SentenceTransformer(nn.Sequential):
+    """Loads a sentence-transformers or plain Hugging Face model and encodes text.
+
+    The API follows ``sentence_transformers.SentenceTransformer``: code written for it ports by
+    changing the import.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        modules: Iterable[nn.Module] | None = None,
+        device: str | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        cache_folder: str | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: bool | str | None = None,
+        use_auth_token: bool | str | None = None,
+        truncate_dim: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        local_files_only: bool = False,
+        similarity_fn_name: str | None = None,
+    ):
+        saved: dict[str, Any] = {}
+        if model_name_or_path is not None:
+            if modules is not None:
+                raise ValueError("Pass either model_name_or_path or modules, not both")
+            path = resolve_model_path(
+                model_name_or_path, cache_folder, revision, token or use_auth_token, local_files_only
+            )
+            extra = {"trust_remote_code": True} if trust_remote_code else {}
+            modules, saved = load_folder(
+                path,
+                trust_remote_code=trust_remote_code,
+                model_kwargs={**(model_kwargs or {}), **extra},
+                tokenizer_kwargs={**(tokenizer_kwargs or {}), **extra},
+                config_kwargs={**(config_kwargs or {}), **extra},
+            )
+        elif modules is None:
+            raise ValueError("SentenceTransformer needs a model_name_or_path or a list of modules")
+        if not isinstance(modules, OrderedDict):
+            modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
+        super().__init__(modules)
+        self.model_name = model_name_or_path
+        saved_prompts = {k: v for k, v in (saved.get("prompts") or {}).items() if v is not None}
+        self.prompts = {**saved_prompts, **(prompts or {})}
+        self.default_prompt_name = default_prompt_name or saved.get("default_prompt_name")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"default_prompt_name {self.default_prompt_name!r} is not one of the prompts {sorted(self.prompts)}"
+            )
+        self.similarity_fn_name = similarity_fn_name or saved.get("similarity_fn_name")
+        self.truncate_dim = None
+        self.truncate_dim = self._check_truncate_dim(truncate_dim or saved.get("truncate_dim"))
+        ranges = saved.get("quantization_ranges")
+        self.quantization_ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
+        self.to(device or default_device())
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def transformer(self) -> Transformer:
+        first = self[0]
+        if not isinstance(first, Transformer):
+            raise AttributeError("The first module is not a Transformer")
+        return first
+
+    @property
+    def tokenizer(self):
+        return self.transformer.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.transformer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.transformer.max_seq_length = value
+
+    @property
+    def similarity_fn_name(self) -> str:
+        return self._similarity_fn_name or "cosine"
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: str | None) -> None:
+        value = getattr(value, "value", value)  # accept enum members
+        if value is not None and value not in SIMILARITY_FUNCTIONS:
+            raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_FUNCTIONS}, got {value!r}")
+        self._similarity_fn_name = value
+
+    def get_sentence_embedding_dimension(self) -> int:
+        dim = None
+        for module in self:
+            if hasattr(module, "get_sentence_embedding_dimension"):
+                dim = module.get_sentence_embedding_dimension()
+        if dim is None:
+            raise AttributeError("No module defines the sentence embedding dimension")
+        return min(dim, self.truncate_dim) if self.truncate_dim else dim
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    def _full_dimension(self) -> int:
+        truncate, self.truncate_dim = self.truncate_dim, None
+        try:
+            return self.get_sentence_embedding_dimension()
+        finally:
+            self.truncate_dim = truncate
+
+    def _check_truncate_dim(self, truncate_dim: int | None) -> int | None:
+        if truncate_dim is None:
+            return None
+        full = self._full_dimension()
+        if not isinstance(truncate_dim, int) or isinstance(truncate_dim, bool) or not 1 <= truncate_dim <= full:
+            raise ValueError(f"truncate_dim must be an int between 1 and the embedding dimension {full}, got {truncate_dim!r}")
+        return truncate_dim
+
+    # ----------------------------------------------------------------- encoding
+    def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        """Padded model inputs for ``texts``, truncated to ``max_seq_length``."""
+        features = self.transformer.tokenize(list(texts))
+        features.pop("num_truncated")
+        rows = [dict(zip(features, values)) for values in zip(*features.values())]
+        return self.transformer.pad(rows)
+
+    def encode_query(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """Encode queries with the model's ``"query"`` prompt, if it has one."""
+        if prompt_name is None and prompt is None:
+            prompt = self.prompts.get("query", "")
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_document(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """Encode documents with the first non-empty ``"document"``, ``"passage"`` or ``"corpus"`` prompt.
+
+        sentence-transformers 6.x saves an empty ``"document"`` placeholder beside a real ``"passage"``
+        prompt, so empty prompts are skipped rather than taken as the answer.
+        """
+        if prompt_name is None and prompt is None:
+            prompt = next((self.prompts[n] for n in DOCUMENT_PROMPTS if self.prompts.get(n)), "")
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode(
+        self,
+        sentences=None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        **kwargs,
+    ):
+        """Embed one text (1-D result) or a list of texts (2-D result, input order kept)."""
+        if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name
+            sentences = kwargs.pop("inputs")
+        if kwargs:
+            raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}")
+        if output_value not in OUTPUT_VALUES:
+            raise ValueError(f"Unknown output_value {output_value!r}; expected one of {OUTPUT_VALUES}")
+        if precision != "float32" and output_value != "sentence_embedding":
+            raise ValueError(f"precision={precision!r} applies only to output_value='sentence_embedding'")
+        truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        prompt = self._resolve_prompt(prompt, prompt_name)
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        if device is not None:
+            self.to(device)
+
+        outputs = self._run(texts, prompt, batch_size, output_value, show_progress_bar)
+        if output_value != "sentence_embedding":
+            return outputs[0] if single else outputs
+
+        emb = torch.stack(outputs) if outputs else torch.zeros(0, self._full_dimension(), device=self.device)
+        if truncate_dim is not None:
+            emb = emb[:, :truncate_dim]
+        if normalize_embeddings:
+            emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+        if precision != "float32":
+            emb = torch.from_numpy(self._quantize(_to_numpy(emb), precision))
+        if convert_to_tensor:
+            result = emb.cpu() if convert_to_numpy else emb
+        elif convert_to_numpy:
+            result = _to_numpy(emb)
+        else:
+            result = list(emb)
+        return result[0] if single else result
+
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            return prompt
+        name = prompt_name if prompt_name is not None else self.default_prompt_name
+        if name is None:
+            return None
+        if name not in self.prompts:
+            raise ValueError(f"Unknown prompt_name {name!r}; this model's prompts are {sorted(self.prompts)}")
+        return self.prompts[name]
+
+    def _quantize(self, emb: np.ndarray, precision: str) -> np.ndarray:
+        ranges = self.quantization_ranges
+        if ranges is not None and precision in ("int8", "uint8"):
+            if ranges.shape[1] < emb.shape[1]:
+                raise ValueError(f"Saved quantization ranges cover {ranges.shape[1]} dims, embeddings have {emb.shape[1]}")
+            ranges = ranges[:, : emb.shape[1]]
+        return quantize_embeddings(emb, precision, ranges=ranges)
+
+    @torch.inference_mode()
+    def _run(self, texts: list[str], prompt: str | None, batch_size: int, output_value, progress: bool) -> list:
+        """Tokenize, sort by token length, run the modules batch by batch; results in input order."""
+        self.eval()
+        transformer = self.transformer
+        prompt_length = self._prompt_length(prompt) if prompt else None
+        if prompt:
+            texts = [prompt + t for t in texts]
+        results: list = [None] * len(texts)
+        truncated = 0
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
+            for start in range(0, len(texts), TOKENIZE_CHUNK):
+                features = transformer.tokenize(texts[start : start + TOKENIZE_CHUNK])
+                truncated += features.pop("num_truncated")
+                lengths = [len(ids) for ids in features["input_ids"]]
+                order = np.argsort([-n for n in lengths], kind="stable")
+                for b in range(0, len(order), batch_size):
+                    idx = order[b : b + batch_size]
+                    batch = transformer.pad([{k: v[i] for k, v in features.items()} for i in idx])
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    if prompt_length is not None:
+                        batch["prompt_length"] = prompt_length
+                    out = self(batch)
+                    for j, i in enumerate(idx):
+                        results[start + i] = _select(out, j, output_value)
+                    bar.update(len(idx))
+        if truncated:
+            logger.warning(
+                "%d of %d inputs were longer than max_seq_length=%d tokens and were truncated",
+                truncated, len(texts), transformer.max_seq_length,
+            )
+        return results
+
+    def _prompt_length(self, prompt: str) -> int:
+        """Tokens of the prompt alone, without a trailing special token (used by include_prompt=False)."""
+        ids = self.transformer.tokenize([prompt])["input_ids"][0]
+        special = set(self.tokenizer.all_special_ids)
+        return len(ids) - 1 if ids and ids[-1] in special else len(ids)
+
+    # ----------------------------------------------------------------- similarity
+    def similarity(self, embeddings1, embeddings2) -> Tensor:
+        """Matrix of scores between all pairs, with ``similarity_fn_name``."""
+        return SIMILARITY[self.similarity_fn_name](embeddings1, embeddings2)
+
+    def similarity_pairwise(self, embeddings1, embeddings2) -> Tensor:
+        """Scores of ``embeddings1[i]`` against ``embeddings2[i]``."""
+        return PAIRWISE[self.similarity_fn_name](embeddings1, embeddings2)
+
+    # ----------------------------------------------------------------- quantization ranges
+    def set_quantization_ranges(self, ranges=None, calibration_embeddings=None) -> None:
+        """Keep int8/uint8 ranges (shape (2, dim)) with the model, so single queries quantize like the corpus.
+
+        Pass ``ranges`` or ``calibration_embeddings`` (float embeddings encoded with the same settings as
+        the ones you will quantize); pass neither to clear them. They are saved with the model.
+        """
+        if calibration_embeddings is not None:
+            ranges = quantization_ranges(calibration_embeddings)
+        if ranges is None:
+            self.quantization_ranges = None
+            return
+        ranges = np.asarray(ranges, dtype=np.float32)
+        if ranges.ndim != 2 or ranges.shape[0] != 2 or ranges.shape[1] > self._full_dimension():
+            raise ValueError(f"ranges must have shape (2, dim) with dim <= {self._full_dimension()}, got {ranges.shape}")
+        if np.any(ranges[0] > ranges[1]):
+            raise ValueError("ranges[0] (minimums) must not exceed ranges[1] (maximums)")
+        self.quantization_ranges = ranges
+
+    # ----------------------------------------------------------------- saving
+    def save(self, path: str, **_ignored) -> None:
+        """Write a sentence-transformers folder (safetensors weights) to ``path``."""
+        config: dict[str, Any] = {
+            "__version__": {"embedkit": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__},
+            "model_type": "SentenceTransformer",
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
+            "similarity_fn_name": self.similarity_fn_name,
+        }
+        if self.truncate_dim is not None:
+            config["truncate_dim"] = self.truncate_dim
+        if self.quantization_ranges is not None:
+            config["quantization_ranges"] = self.quantization_ranges.tolist()
+        save_folder(list(self), path, config)
+
+    save_pretrained = save
+
+
+def check_texts(sentences) -> list[str]:
+    """A list of str from a str or an iterable of str; TypeError names the first bad item."""
+    if isinstance(sentences, str):
+        return [sentences]
+    if sentences is None or isinstance(sentences, (bytes, bytearray, dict)) or not isinstance(sentences, Iterable):
+        raise TypeError(f"encode() expects a str or a list of str, got {type(sentences).__name__}")
+    texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"encode() input at index {i} is {type(text).__name__}, expected str")
+    return texts
+
+
+def _select(out: dict[str, Any], j: int, output_value):
+    if output_value == "sentence_embedding":
+        return out["sentence_embedding"][j]
+    if output_value == "token_embeddings":
+        return out["token_embeddings"][j][out["attention_mask"][j].bool()]
+    n = out["input_ids"].shape[0]
+    return {k: v[j] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n else v for k, v in out.items()}
+
+
+def _to_numpy(t: Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
+
+
+__all__ = ["SentenceTransformer", "check_texts", "default_device"]

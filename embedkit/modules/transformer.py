@@ -1,0 +1,135 @@
+"""Transformer: a Hugging Face model and its tokenizer, producing token embeddings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+CONFIG_NAMES = [
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+]
+
+
+class Transformer(nn.Module):
+    """Runs a Hugging Face ``AutoModel`` and writes ``token_embeddings`` into the features dict."""
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        max_seq_length: int | None = None,
+        do_lower_case: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        tokenizer_name_or_path: str | None = None,
+    ):
+        super().__init__()
+        model_kwargs = dict(model_kwargs or {})
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        config_kwargs = dict(config_kwargs or {})
+        # trust_remote_code only reaches transformers when the caller set it explicitly.
+        for kwargs in (model_kwargs, tokenizer_kwargs, config_kwargs):
+            if not kwargs.get("trust_remote_code"):
+                kwargs.pop("trust_remote_code", None)
+        self.config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
+        self.auto_model = AutoModel.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path or model_name_or_path, **tokenizer_kwargs)
+        self.do_lower_case = do_lower_case
+        self.position_limit = _position_limit(self.config)
+        if max_seq_length is None:
+            max_seq_length = self.tokenizer.model_max_length
+            if self.position_limit is not None:
+                max_seq_length = min(max_seq_length, self.position_limit)
+        self.max_seq_length = max_seq_length
+        params = inspect.signature(self.auto_model.forward).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        self._forward_params = None if takes_any else set(params)
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"max_seq_length must be a positive int, got {value!r}")
+        if self.position_limit is not None and value > self.position_limit:
+            raise ValueError(
+                f"max_seq_length={value} exceeds the model's position limit of {self.position_limit} tokens"
+            )
+        self._max_seq_length = value
+        self.tokenizer.model_max_length = value
+
+    def tokenize(self, texts: list[str], **kwargs) -> dict[str, Any]:
+        """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs."""
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        enc = self.tokenizer(
+            texts,
+            truncation="longest_first",
+            max_length=self.max_seq_length,
+            return_overflowing_tokens=True,
+            return_attention_mask=True,
+            **kwargs,
+        )
+        mapping = enc.pop("overflow_to_sample_mapping", None)
+        enc.pop("num_truncated_tokens", None)
+        enc.pop("overflowing_tokens", None)
+        if mapping is None:  # slow tokenizers report overflow per sample instead of extra rows
+            return dict(enc, num_truncated=0)
+        first = [i for i, sample in enumerate(mapping) if i == 0 or mapping[i - 1] != sample]
+        features = {key: [values[i] for i in first] for key, values in enc.items()}
+        features["num_truncated"] = len(mapping) - len(first)
+        return features
+
+    def pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer.pad(rows, padding=True, return_tensors="pt"))
+
+    def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        names = self._forward_params or {"input_ids", "attention_mask", "token_type_ids"}
+        inputs = {k: v for k, v in features.items() if k in names and isinstance(v, torch.Tensor)}
+        out = self.auto_model(**inputs, return_dict=True)
+        features["token_embeddings"] = out.last_hidden_state
+        return features
+
+    def get_word_embedding_dimension(self) -> int:
+        return self.config.hidden_size
+
+    def save(self, path: str) -> None:
+        self.auto_model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        with open(os.path.join(path, "sentence_bert_config.json"), "w", encoding="utf8") as f:
+            json.dump({"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}, f, indent=4)
+
+    @classmethod
+    def load(cls, path: str, **kwargs) -> "Transformer":
+        config = read_module_config(path)
+        kwargs.setdefault("max_seq_length", config.get("max_seq_length"))
+        kwargs.setdefault("do_lower_case", config.get("do_lower_case", False))
+        return cls(path, **kwargs)
+
+
+def read_module_config(path: str) -> dict[str, Any]:
+    for name in CONFIG_NAMES:
+        file = os.path.join(path, name)
+        if os.path.exists(file):
+            with open(file, encoding="utf8") as f:
+                return json.load(f)
+    return {}
+
+
+def _position_limit(config) -> int | None:
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
