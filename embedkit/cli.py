@@ -36,6 +36,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from .model import SentenceTransformer
 
     texts = read_texts(args.input, args.field)
+    if args.quiet:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     model = SentenceTransformer(args.model, device=args.device)
     encode = {"query": model.encode_query, "document": model.encode_document}.get(args.role, model.encode)
     emb = encode(

@@ -206,3 +206,36 @@ def test_quantization_by_hand():
     assert quantize_embeddings(emb, "int8", ranges=ranges).tolist() == [[-64, -1], [127, 127], [-128, 127]]
     assert quantize_embeddings(emb, "ubinary").tolist() == [[0b10000000], [0b10000000], [0b01000000]]
     assert quantize_embeddings(emb, "binary").tolist() == [[0], [0], [64 - 128]]
+
+
+# ----------------------------------------------------------------- similarity helpers
+
+def test_similarity_helpers_match_oracle():
+    from sentence_transformers import util as oracle_util
+
+    import embedkit.util as util
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 16)).astype(np.float32), rng.normal(size=(7, 16)).astype(np.float32)
+    for name in ("cos_sim", "dot_score", "euclidean_sim", "manhattan_sim"):
+        close(getattr(util, name)(a, b).numpy(), getattr(oracle_util, name)(a, b).numpy())
+    for name in ("pairwise_cos_sim", "pairwise_dot_score", "pairwise_euclidean_sim", "pairwise_manhattan_sim"):
+        close(getattr(util, name)(a, b[:5]).numpy(), getattr(oracle_util, name)(a, b[:5]).numpy())
+    close(util.cos_sim(a[0], b).numpy(), oracle_util.cos_sim(a[0], b).numpy())  # 1-D input
+
+
+@pytest.mark.parametrize("chunks", [(100, 500000), (2, 3)])
+def test_semantic_search_matches_oracle(chunks):
+    from sentence_transformers import util as oracle_util
+
+    from embedkit.util import dot_score, semantic_search
+
+    rng = np.random.default_rng(1)
+    queries, corpus = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+    for fn, oracle_fn in [(None, None), (dot_score, oracle_util.dot_score)]:
+        kw = {} if fn is None else {"score_function": fn}
+        okw = {} if oracle_fn is None else {"score_function": oracle_fn}
+        ours = semantic_search(queries, corpus, top_k=5, query_chunk_size=chunks[0], corpus_chunk_size=chunks[1], **kw)
+        theirs = oracle_util.semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=5, **okw)
+        assert [[h["corpus_id"] for h in q] for q in ours] == [[h["corpus_id"] for h in q] for q in theirs]
+        close([[h["score"] for h in q] for q in ours], [[h["score"] for h in q] for q in theirs])

@@ -91,7 +91,7 @@ class Transformer(nn.Module):
             return dict(enc, num_truncated=0)
         first = [i for i, sample in enumerate(mapping) if i == 0 or mapping[i - 1] != sample]
         features = {key: [values[i] for i in first] for key, values in enc.items()}
-        features["num_truncated"] = len(mapping) - len(first)
+        features["num_truncated"] = sum(1 for a, b in zip(first, first[1:] + [len(mapping)]) if b - a > 1)
         return features
 
     def pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
