@@ -344,16 +344,16 @@ class SentenceTransformer(nn.Sequential):
     save_pretrained = save
 
 
-def check_texts(sentences) -> list[str]:
+def check_texts(sentences, caller: str = "encode()") -> list[str]:
     """A list of str from a str or an iterable of str; TypeError names the first bad item."""
     if isinstance(sentences, str):
         return [sentences]
     if sentences is None or isinstance(sentences, (bytes, bytearray, dict)) or not isinstance(sentences, Iterable):
-        raise TypeError(f"encode() expects a str or a list of str, got {type(sentences).__name__}")
+        raise TypeError(f"{caller} expects a str or a list of str, got {type(sentences).__name__}")
     texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"encode() input at index {i} is {type(text).__name__}, expected str")
+            raise TypeError(f"{caller} input at index {i} is {type(text).__name__}, expected str")
     return texts
 
 

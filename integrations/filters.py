@@ -1,0 +1,152 @@
+"""The metadata filter language shared by every backend.
+
+``{"source": "a.pdf", "page": {"$gte": 1}}`` matches documents whose ``source`` equals ``"a.pdf"`` and
+whose ``page`` is a number >= 1. Field operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``;
+logical operators: ``$and`` / ``$or`` (lists of filters) and ``$not`` (one filter). Several keys in one
+object are ANDed.
+
+Semantics, identical on every backend:
+- values are str, int, float, bool or None; ``$eq`` is type-strict (``1`` matches ``1.0`` but not ``True``
+  or ``"1"``), ``None`` matches a JSON null;
+- ``$gt``-style comparisons take a number or a string and only match fields of the same kind (strings
+  compare by code point);
+- ``$ne`` and ``$nin`` also match documents that lack the field; ``$exists`` tests presence.
+
+``parse_filter`` validates a filter and returns a tree of tuples that ``matches`` evaluates in Python
+and ``integrations.sql`` compiles to bound SQL.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+LOGIC_OPS = ("$and", "$or", "$not")
+
+# A parsed filter is one of:
+#   ("and", [node, ...]) | ("or", [node, ...]) | ("not", node) | (op, field, value) with op in FIELD_OPS
+Node = tuple
+
+
+def parse_filter(filter: dict | None) -> Node | None:
+    """Validate ``filter``; a malformed one raises ValueError naming the offending part."""
+    if filter is None:
+        return None
+    return _parse(filter, "filter")
+
+
+def _parse(obj: Any, where: str) -> Node:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}")
+    if not obj:
+        raise ValueError(f"{where}: empty filter")
+    nodes = []
+    for key, value in obj.items():
+        here = f"{where}[{key!r}]"
+        if not isinstance(key, str):
+            raise ValueError(f"{here}: keys must be strings")
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{here}: expected a non-empty list of filters")
+            nodes.append((key[1:], [_parse(v, f"{here}[{i}]") for i, v in enumerate(value)]))
+        elif key == "$not":
+            nodes.append(("not", _parse(value, here)))
+        elif key.startswith("$"):
+            raise ValueError(f"{here}: unknown operator {key!r}; expected one of {LOGIC_OPS} or a field name")
+        else:
+            _check_field(key, here)
+            nodes.extend(_parse_field(key, value, here))
+    return nodes[0] if len(nodes) == 1 else ("and", nodes)
+
+
+def _parse_field(field: str, value: Any, where: str) -> list[Node]:
+    if not isinstance(value, dict):
+        return [("$eq", field, _scalar(value, where))]
+    if not value:
+        raise ValueError(f"{where}: empty operator object")
+    nodes = []
+    for op, operand in value.items():
+        here = f"{where}[{op!r}]"
+        if op not in FIELD_OPS:
+            raise ValueError(f"{here}: unknown operator {op!r}; expected one of {FIELD_OPS}")
+        if op in ("$in", "$nin"):
+            if not isinstance(operand, list) or not operand:
+                raise ValueError(f"{here}: expected a non-empty list of values")
+            operand = [_scalar(v, f"{here}[{i}]") for i, v in enumerate(operand)]
+        elif op == "$exists":
+            if not isinstance(operand, bool):
+                raise ValueError(f"{here}: expected true or false, got {operand!r}")
+        elif op in ("$eq", "$ne"):
+            operand = _scalar(operand, here)
+        else:
+            operand = _scalar(operand, here)
+            if operand is None or isinstance(operand, bool):
+                raise ValueError(f"{here}: comparisons need a number or a string, got {operand!r}")
+        nodes.append((op, field, operand))
+    return nodes
+
+
+def _check_field(field: str, where: str) -> None:
+    if not field or any(c in field for c in '"\\') or any(ord(c) < 32 for c in field):
+        raise ValueError(f"{where}: field names must be non-empty, without quotes, backslashes or control characters")
+
+
+def _scalar(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}: numbers must be finite, got {value!r}")
+        return value
+    raise ValueError(f"{where}: expected a string, number, boolean or null, got {type(value).__name__}")
+
+
+# ----------------------------------------------------------------- evaluation in Python
+
+_MISSING = object()
+COMPARE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+
+
+def kind(value: Any) -> str:
+    """The JSON kind of a value: 'bool', 'number', 'string', 'null' or 'other'."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "null" if value is None else "other"
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    return actual is not _MISSING and kind(actual) == kind(expected) and actual == expected
+
+
+def matches(node: Node | None, metadata: dict) -> bool:
+    """Whether ``metadata`` satisfies the parsed filter ``node``."""
+    if node is None:
+        return True
+    op = node[0]
+    if op == "and":
+        return all(matches(n, metadata) for n in node[1])
+    if op == "or":
+        return any(matches(n, metadata) for n in node[1])
+    if op == "not":
+        return not matches(node[1], metadata)
+    _, field, expected = node
+    actual = metadata.get(field, _MISSING)
+    if op == "$exists":
+        return (actual is not _MISSING) == expected
+    if op == "$eq":
+        return _equal(actual, expected)
+    if op == "$ne":
+        return not _equal(actual, expected)
+    if op == "$in":
+        return any(_equal(actual, v) for v in expected)
+    if op == "$nin":
+        return not any(_equal(actual, v) for v in expected)
+    if actual is _MISSING or kind(actual) != kind(expected):
+        return False
+    return COMPARE[op](actual, expected)

@@ -1,0 +1,230 @@
+"""The Index base class, the Encoder protocol, and the records an index returns.
+
+Documents are embedded with the passage prompt on ``add`` and queries with the query prompt on
+``search``: that rule lives here, once, for every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from embedkit.model import check_texts
+
+from .filters import Node, parse_filter
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    def encode_query(self, texts: list[str], **kw) -> np.ndarray: ...
+    def encode_document(self, texts: list[str], **kw) -> np.ndarray: ...
+    def get_embedding_dimension(self) -> int: ...
+
+
+@dataclass
+class Record:
+    """A stored document."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hit(Record):
+    """A search result; ``score`` is the cosine similarity to the query (higher is better)."""
+
+    score: float = 0.0
+
+
+def encoder_info(encoder) -> dict[str, Any]:
+    """What an index records about its encoder: name, dimension and prompts."""
+    return {
+        "model": getattr(encoder, "model_name", None) or type(encoder).__name__,
+        "dimension": int(encoder.get_embedding_dimension()),
+        "prompts": dict(getattr(encoder, "prompts", None) or {}),
+    }
+
+
+class Index(ABC):
+    """Common interface of the stores: ``add``, ``search``, ``get``, ``delete`` and ``len``.
+
+    Scores are cosine similarities: vectors are L2-normalized on the way in and out.
+    """
+
+    def __init__(self, encoder):
+        if not isinstance(encoder, Encoder):
+            raise TypeError(
+                f"encoder must have encode_query, encode_document and get_embedding_dimension; got {type(encoder).__name__}"
+            )
+        self.encoder = encoder
+        self.info = encoder_info(encoder)
+        self.dimension = self.info["dimension"]
+
+    # ----------------------------------------------------------------- public API
+    def add(self, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None) -> list[str]:
+        """Embed ``texts`` with the document prompt and store them; an existing id is replaced."""
+        if isinstance(texts, str):
+            raise TypeError("add() expects a list of texts, got a single str")
+        texts = check_texts(texts, "add()")
+        metadatas, ids = self._check_batch(len(texts), metadatas, ids)
+        if not texts:
+            return []
+        embeddings = self.encoder.encode_document(texts)
+        return self.add_embeddings(embeddings, texts, metadatas, ids)
+
+    def add_embeddings(self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None) -> list[str]:
+        """Store precomputed document vectors (shape [n, dim]) with their texts."""
+        if isinstance(texts, str):
+            raise TypeError("add_embeddings() expects a list of texts, got a single str")
+        texts = check_texts(texts, "add_embeddings()")
+        metadatas, ids = self._check_batch(len(texts), metadatas, ids)
+        vectors = self._check_vectors(embeddings, len(texts))
+        if texts:
+            self._write(ids, texts, metadatas, vectors)
+        return ids
+
+    def search(self, query: str | list[str], k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
+        """The ``k`` best documents for a query (or a list of lists for several), best first."""
+        single = isinstance(query, str)
+        queries = check_texts(query, "search()")
+        self._check_k(k)
+        node = parse_filter(filter)
+        if not queries:
+            return []
+        vectors = self._check_vectors(self.encoder.encode_query(queries), len(queries))
+        results = self._search(vectors, k, node)
+        return results[0] if single else results
+
+    def search_by_vector(self, vector, k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
+        """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
+        array = np.asarray(vector, dtype=np.float32)
+        single = array.ndim == 1
+        self._check_k(k)
+        node = parse_filter(filter)
+        vectors = self._check_vectors(array[None] if single else array, None)
+        results = self._search(vectors, k, node) if len(vectors) else []
+        return results[0] if single else results
+
+    def get(self, ids: list[str]) -> list[Record]:
+        """The stored documents for ``ids``, in that order; missing ids are skipped."""
+        return self._get(self._check_ids(ids))
+
+    def delete(self, ids: list[str]) -> int:
+        """Delete ``ids``; missing ids are ignored. Returns how many were deleted."""
+        ids = self._check_ids(ids)
+        return self._delete(ids) if ids else 0
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    # ----------------------------------------------------------------- backend hooks
+    @abstractmethod
+    def _write(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray) -> None:
+        """Insert or replace, all or nothing."""
+
+    @abstractmethod
+    def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]: ...
+
+    @abstractmethod
+    def _get(self, ids: list[str]) -> list[Record]: ...
+
+    @abstractmethod
+    def _delete(self, ids: list[str]) -> int: ...
+
+    # ----------------------------------------------------------------- checks
+    def check_info(self, stored: dict[str, Any], where: str) -> None:
+        """Refuse to open an index built for another dimension; warn if the model differs."""
+        if stored.get("dimension") != self.dimension:
+            raise ValueError(
+                f"{where} holds {stored.get('dimension')}-dimensional vectors from model {stored.get('model')!r}, "
+                f"but the encoder {self.info['model']!r} produces {self.dimension} dimensions"
+            )
+        if stored.get("model") != self.info["model"] or stored.get("prompts", {}) != self.info["prompts"]:
+            logger.warning(
+                "%s was built with model %r (prompts %r); now opened with %r (prompts %r)",
+                where, stored.get("model"), stored.get("prompts"), self.info["model"], self.info["prompts"],
+            )
+
+    def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
+        if embeddings is None:
+            raise TypeError("embeddings must be an array of shape [n, dim], got None")
+        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
+        if array.ndim != 2 or array.shape[1] != self.dimension:
+            raise ValueError(f"embeddings must have shape [n, {self.dimension}], got {list(array.shape)}")
+        if n is not None and array.shape[0] != n:
+            raise ValueError(f"got {array.shape[0]} embeddings for {n} texts")
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+        if bad.size:
+            raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
+        return array / np.maximum(norms, 1e-12)
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+
+    @staticmethod
+    def _check_ids(ids) -> list[str]:
+        if isinstance(ids, str) or ids is None:
+            raise TypeError(f"ids must be a list of str, got {type(ids).__name__}")
+        ids = list(ids)
+        for i, value in enumerate(ids):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
+        return ids
+
+    def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
+        if metadatas is None:
+            metadatas = [{} for _ in range(n)]
+        elif isinstance(metadatas, dict) or len(metadatas) != n:
+            raise ValueError(f"metadatas must be a list of {n} dicts")
+        metadatas = [self._check_metadata(m, i) for i, m in enumerate(metadatas)]
+        if ids is None:
+            ids = [uuid.uuid4().hex for _ in range(n)]
+        else:
+            ids = self._check_ids(ids)
+            if len(ids) != n:
+                raise ValueError(f"got {len(ids)} ids for {n} texts")
+            seen = set()
+            for i, value in enumerate(ids):
+                if value in seen:
+                    raise ValueError(f"id {value!r} at index {i} appears more than once in this batch")
+                seen.add(value)
+        return metadatas, ids
+
+    @staticmethod
+    def _check_metadata(metadata, i: int) -> dict:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise TypeError(f"metadata at index {i} must be a dict, got {type(metadata).__name__}")
+        try:
+            text = json.dumps(metadata, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
+        restored = json.loads(text)
+        if restored != metadata:
+            raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, no tuples)")
+        return restored
+
+
+def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product search: (scores, row indices) of shape [n_queries, min(k, rows)], best first."""
+    k = min(k, matrix.shape[0])
+    if k == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    scores = queries @ matrix.T
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < matrix.shape[0] else np.tile(np.arange(k), (len(queries), 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)
