@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -11,14 +12,16 @@ import numpy as np
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-def read_texts(path: str, field: str = "text") -> list[str]:
-    """Texts from a file: JSONL (one object per line, ``field`` holds the text) or plain lines."""
+def read_records(path: str, field: str = "text") -> list[dict]:
+    """Records ``{"id", "text", "metadata"}`` from a file: JSONL (``field`` holds the text; ``id`` and
+    ``metadata`` are optional) or plain lines (ids are ``FILE:LINE``, so adding a file again upserts)."""
     stream = sys.stdin if path == "-" else open(path, encoding="utf8")
     with stream:
         lines = [line.rstrip("\n") for line in stream]
+    name = os.path.basename(path)
     if not path.endswith((".jsonl", ".ndjson")):
-        return lines
-    texts = []
+        return [{"id": f"{name}:{n}", "text": line, "metadata": {}} for n, line in enumerate(lines, 1)]
+    records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -28,19 +31,26 @@ def read_texts(path: str, field: str = "text") -> list[str]:
             raise SystemExit(f"{path}:{n}: invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get(field), str):
             raise SystemExit(f"{path}:{n}: expected an object with a string {field!r} field")
-        texts.append(record[field])
-    return texts
+        metadata = record.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise SystemExit(f"{path}:{n}: 'metadata' must be an object")
+        records.append({"id": str(record.get("id", f"{name}:{n}")), "text": record[field], "metadata": metadata})
+    return records
 
 
-def cmd_encode(args: argparse.Namespace) -> None:
+def load_model(name: str, device: str | None = None, quiet: bool = False):
     from .model import SentenceTransformer
 
-    texts = read_texts(args.input, args.field)
-    if args.quiet:
+    if quiet:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
-    model = SentenceTransformer(args.model, device=args.device)
+    return SentenceTransformer(name, device=device)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    texts = [r["text"] for r in read_records(args.input, args.field)]
+    model = load_model(args.model, args.device, args.quiet)
     encode = {"query": model.encode_query, "document": model.encode_document}.get(args.role, model.encode)
     emb = encode(
         texts,
@@ -57,11 +67,14 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedkit", description="Sentence embeddings and semantic search.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name or folder")
+    common.add_argument("--device", default=None)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
-    enc = sub.add_parser("encode", help="embed the lines or JSONL records of a file into a .npy file")
+    enc = sub.add_parser("encode", parents=[common], help="embed the lines or JSONL records of a file into a .npy file")
     enc.add_argument("input", help="a text file (one text per line), a .jsonl file, or - for stdin")
     enc.add_argument("-o", "--output", default="embeddings.npy", help="the .npy file to write")
-    enc.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name or folder")
     enc.add_argument("--field", default="text", help="the JSONL field that holds the text")
     enc.add_argument("--role", choices=["query", "document", "none"], default="none",
                      help="apply the model's query or document prompt")
@@ -69,10 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])
     enc.add_argument("--truncate-dim", type=int, default=None)
-    enc.add_argument("--device", default=None)
-    enc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     enc.set_defaults(func=cmd_encode)
+    try:
+        from integrations.commands import register
+    except ImportError as exc:  # the store extras are not installed
+        missing = str(exc)
+        for name in ("add", "search", "demo"):
+            stub = sub.add_parser(name, help=f"(needs the sql/faiss extras: {missing})")
+            stub.set_defaults(func=_needs_extras(missing))
+    else:
+        register(sub, common)
     return parser
+
+
+def _needs_extras(missing: str):
+    def run(_args) -> None:
+        raise OSError(f"{missing}; pip install 'embedkit[sql,faiss]'")
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:

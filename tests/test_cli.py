@@ -50,3 +50,36 @@ def test_missing_model_is_a_clean_error(tmp_path):
     out = run("encode", str(tmp_path / "in.txt"), "-m", str(tmp_path / "nope"), "-o", str(tmp_path / "x.npy"))
     assert out.returncode != 0
     assert "embedkit encode: Model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
+    records = [
+        {"id": "a", "text": "cats sleep on warm mats", "metadata": {"source": "pets.txt", "page": 1}},
+        {"id": "b", "text": "bond yields rose sharply", "metadata": {"source": "news.txt", "page": 2}},
+        {"id": "c", "text": "kittens nap in the sun", "metadata": {"source": "pets.txt", "page": 3}},
+    ]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    model = SentenceTransformer(prompt_model_dir, device="cpu")
+    for db in (f"sqlite:///{tmp_path}/d.db", str(tmp_path / "faiss-idx")):
+        out = run("add", db, str(tmp_path / "docs.jsonl"), "-m", prompt_model_dir)
+        assert out.returncode == 0, out.stderr
+        assert "Adding" in out.stderr and "added 3 documents, 3 in total" in out.stderr
+        out = run("search", db, "cats sleep on warm mats", "-k", "2", "--json", "-m", prompt_model_dir,
+                  "--filter", '{"source": "pets.txt", "page": {"$gte": 1}}')
+        assert out.returncode == 0, out.stderr
+        hits = json.loads(out.stdout)
+        assert [h["id"] for h in hits] == ["a", "c"]
+        q = model.encode_query("cats sleep on warm mats")
+        d = model.encode_document("cats sleep on warm mats")
+        assert abs(hits[0]["score"] - float(q @ d / np.linalg.norm(q) / np.linalg.norm(d))) < 1e-4
+        assert hits[0]["metadata"] == {"source": "pets.txt", "page": 1}
+        text = run("search", db, "finance", "-m", prompt_model_dir, "-k", "1")
+        assert text.stdout.startswith("Q: finance\n  1. ")
+
+
+def test_search_reports_bad_filters(tmp_path, prompt_model_dir):
+    db = f"sqlite:///{tmp_path}/d.db"
+    out = run("search", db, "x", "-m", prompt_model_dir, "--filter", "{not json")
+    assert out.returncode != 0 and "--filter is not valid JSON" in out.stderr
+    out = run("search", db, "x", "-m", prompt_model_dir, "--filter", '{"page": {"$near": 1}}')
+    assert out.returncode != 0 and "unknown operator '$near'" in out.stderr and "Traceback" not in out.stderr
