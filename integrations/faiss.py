@@ -188,6 +188,12 @@ class FaissIndex(Index):
         with self._lock:
             return [_copy(self._docs[self._fid_of[i]]) for i in ids if i in self._fid_of]
 
+    def _vectors(self, ids) -> dict[str, np.ndarray]:
+        with self._lock:
+            present = [i for i in ids if i in self._fid_of]
+            rows = [self._row_of[self._fid_of[i]] for i in present]
+            return dict(zip(present, self._decode(self._store[rows]))) if present else {}
+
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         with self._lock:
             if not self._docs:

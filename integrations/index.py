@@ -45,6 +45,41 @@ class Hit(Record):
     score: float = 0.0
 
 
+class EmbeddingsEncoder:
+    """Wraps any object with LangChain's ``embed_documents`` / ``embed_query`` into the Encoder protocol."""
+
+    def __init__(self, embeddings):
+        self.embeddings = embeddings
+        self.model_name = getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None) or type(embeddings).__name__
+        self._dimension: int | None = None
+
+    def encode_query(self, texts: list[str], **kw) -> np.ndarray:
+        return self._array([self.embeddings.embed_query(t) for t in texts])
+
+    def encode_document(self, texts: list[str], **kw) -> np.ndarray:
+        return self._array(self.embeddings.embed_documents(list(texts)))
+
+    def get_embedding_dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = len(self.embeddings.embed_query("dimension probe"))
+        return self._dimension
+
+    def _array(self, rows) -> np.ndarray:
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+
+
+def as_encoder(obj):
+    """``obj`` if it already satisfies the Encoder protocol, else a wrapper around its LangChain methods."""
+    if isinstance(obj, Encoder):
+        return obj
+    if hasattr(obj, "embed_documents") and hasattr(obj, "embed_query"):
+        return EmbeddingsEncoder(obj)
+    raise TypeError(
+        "encoder must have encode_query, encode_document and get_embedding_dimension "
+        f"(or embed_query and embed_documents); got {type(obj).__name__}"
+    )
+
+
 def encoder_info(encoder) -> dict[str, Any]:
     """What an index records about its encoder: name, dimension and prompts."""
     return {
@@ -61,11 +96,7 @@ class Index(ABC):
     """
 
     def __init__(self, encoder):
-        if not isinstance(encoder, Encoder):
-            raise TypeError(
-                f"encoder must have encode_query, encode_document and get_embedding_dimension; got {type(encoder).__name__}"
-            )
-        self.encoder = encoder
+        self.encoder = encoder = as_encoder(encoder)
         self.info = encoder_info(encoder)
         self.dimension = self.info["dimension"]
 
@@ -118,6 +149,15 @@ class Index(ABC):
         """The stored documents for ``ids``, in that order; missing ids are skipped."""
         return self._get(self._check_ids(ids))
 
+    def get_vectors(self, ids: list[str]) -> np.ndarray:
+        """The stored (normalized) vectors of ``ids``, one row per id; a missing id is a KeyError."""
+        ids = self._check_ids(ids)
+        found = self._vectors(ids) if ids else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"unknown ids: {missing[:5]}")
+        return np.stack([found[i] for i in ids]) if ids else np.zeros((0, self.dimension), np.float32)
+
     def delete(self, ids: list[str]) -> int:
         """Delete ``ids``; missing ids are ignored. Returns how many were deleted."""
         ids = self._check_ids(ids)
@@ -139,6 +179,9 @@ class Index(ABC):
 
     @abstractmethod
     def _delete(self, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]: ...
 
     # ----------------------------------------------------------------- checks
     def check_info(self, stored: dict[str, Any], where: str) -> None:

@@ -144,6 +144,20 @@ class SQLIndex(Index):
                     found[row.id] = Record(row.id, row.text, self._load_metadata(row.metadata))
         return [found[i] for i in ids if i in found]
 
+    def _vectors(self, ids) -> dict[str, np.ndarray]:
+        c = self.table.c
+        found = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                for row in conn.execute(sa.select(c.id, c.embedding).where(c.id.in_(chunk))):
+                    found[row.id] = self._load_vector(row.embedding)
+        return found
+
+    def _load_vector(self, value) -> np.ndarray:
+        if isinstance(value, (bytes, memoryview)):
+            return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
+        return np.asarray(value, dtype=np.float32)
+
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         if self.uses_pgvector:
             return [self._search_pgvector(v, k, node) for v in vectors]

@@ -1,0 +1,144 @@
+"""What LangChain's standard suites do not cover: prompts, filters through retrievers, MMR, scores, async."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from integrations import FaissIndex, SQLIndex
+from integrations.langchain import EmbedkitEmbeddings, EmbedkitVectorStore
+
+
+@pytest.fixture
+def embeddings(tiny_model):
+    return EmbedkitEmbeddings(tiny_model)
+
+
+def test_query_and_passage_prompts_differ(embeddings, tiny_model):
+    query = embeddings.embed_query("the same text")
+    (document,) = embeddings.embed_documents(["the same text"])
+    assert type(query) is list and all(type(x) is float for x in query)
+    assert type(document[0]) is float
+    np.testing.assert_allclose(query, tiny_model.encode("the same text", prompt="query: "), atol=1e-6)
+    np.testing.assert_allclose(document, tiny_model.encode("the same text", prompt="passage: "), atol=1e-6)
+    assert not np.allclose(query, document, atol=1e-3)
+
+
+def test_options_reach_encode(tiny_model):
+    emb = EmbedkitEmbeddings(tiny_model, normalize_embeddings=True, truncate_dim=8)
+    vector = emb.embed_query("x")
+    assert len(vector) == 8 and abs(np.linalg.norm(vector) - 1) < 1e-6
+
+
+def test_async_embedding_does_not_block_the_loop(embeddings):
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        vectors = await embeddings.aembed_documents(["a long-ish text to embed"] * 64)
+        query = await embeddings.aembed_query("q")
+        task.cancel()
+        return ticks, vectors, query
+
+    ticks, vectors, query = asyncio.run(main())
+    assert ticks > 1 and len(vectors) == 64 and len(query) == 32
+
+
+@pytest.fixture(params=["faiss", "sqlite"])
+def store(request, tiny_model, tmp_path):
+    if request.param == "faiss":
+        index = FaissIndex(tiny_model, kind="hnsw")
+    else:
+        index = SQLIndex(tiny_model, f"sqlite:///{tmp_path}/s.db")
+    return EmbedkitVectorStore(index)
+
+
+DOCS = [
+    Document(page_content="Cats purr when they are content.", metadata={"topic": "pets", "year": 2020}, id="c1"),
+    Document(page_content="Cats purr when they are content.", metadata={"topic": "pets", "year": 2021}, id="c2"),
+    Document(page_content="Cats purr when they are content!", metadata={"topic": "pets", "year": 2022}, id="c3"),
+    Document(page_content="Bond markets rallied on Friday.", metadata={"topic": "finance", "year": 2021}, id="f1"),
+    Document(page_content="The recipe needs two eggs.", metadata={"topic": "food", "year": 2019, "vegan": False}, id="r1"),
+]
+
+
+def test_scores_best_first_and_metadata_exact(store):
+    originals = [d.model_copy(deep=True) for d in DOCS]
+    assert store.add_documents(DOCS) == ["c1", "c2", "c3", "f1", "r1"]
+    assert DOCS == originals  # the caller's documents are untouched
+    results = store.similarity_search_with_score("Do cats purr?", k=5)
+    scores = [s for _, s in results]
+    assert scores == sorted(scores, reverse=True) and len(results) == 5
+    by_id = {d.id: d for d, _ in results}
+    assert by_id["r1"].metadata == {"topic": "food", "year": 2019, "vegan": False}
+    assert type(by_id["r1"].metadata["vegan"]) is bool
+    relevance = store.similarity_search_with_relevance_scores("Do cats purr?", k=2)
+    assert all(0 <= r <= 1 for _, r in relevance)
+
+
+def test_retriever_passes_filters(store):
+    store.add_documents(DOCS)
+    retriever = store.as_retriever(search_kwargs={"k": 3, "filter": {"topic": "pets", "year": {"$gte": 2021}}})
+    docs = retriever.invoke("cats")
+    assert {d.id for d in docs} == {"c2", "c3"}
+    mmr = store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "filter": {"topic": {"$ne": "pets"}}})
+    assert {d.id for d in mmr.invoke("cats")} == {"f1", "r1"}
+    with pytest.raises(ValueError, match="unknown operator"):
+        store.similarity_search("cats", filter={"year": {"$after": 2020}})
+
+
+def test_mmr_returns_diverse_results(store):
+    store.add_documents(DOCS)
+    plain = store.similarity_search("Cats purr when they are content.", k=2)
+    assert {d.id for d in plain} <= {"c1", "c2", "c3"}  # near-duplicates crowd the top
+    diverse = store.max_marginal_relevance_search("Cats purr when they are content.", k=2, fetch_k=5, lambda_mult=0.3)
+    assert diverse[0].id in {"c1", "c2", "c3"}
+    assert diverse[1].id in {"f1", "r1"}  # the second pick is not another copy
+    query = store.embeddings.embed_query("Cats purr when they are content.")
+    by_vector = store.max_marginal_relevance_search_by_vector(query, k=2, fetch_k=5, lambda_mult=0.3)
+    assert [d.id for d in by_vector] == [d.id for d in diverse]
+    assert asyncio.run(store.amax_marginal_relevance_search("Cats purr when they are content.", k=2, fetch_k=5, lambda_mult=0.3)) == diverse
+
+
+def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
+    fake = DeterministicFakeEmbedding(size=13)
+    store = EmbedkitVectorStore.from_texts(["alpha", "beta", "gamma"], fake, [{"n": 1}, {"n": 2}, {"n": 3}],
+                                           ids=["a", "b", "g"], backend="sql", url=f"sqlite:///{tmp_path}/f.db")
+    assert store.index.dimension == 13 and store.embeddings is fake
+    assert store.similarity_search("beta", k=1)[0].id == "b"
+    assert store.similarity_search_by_vector(fake.embed_query("gamma"), k=1)[0].metadata == {"n": 3}
+    assert store.delete(["b", "missing"]) is True
+    assert [d.id for d in store.get_by_ids(["a", "b", "g"])] == ["a", "g"]
+
+
+def test_from_texts_with_an_embedkit_model(tiny_model, tmp_path):
+    store = EmbedkitVectorStore.from_texts(["one", "two"], EmbedkitEmbeddings(tiny_model), backend="faiss",
+                                           path=str(tmp_path / "idx"), kind="flat")
+    assert store.index.encoder is tiny_model  # unwrapped: no detour through Python lists
+    assert len(store.similarity_search("one", k=5)) == 2
+    with pytest.raises(ValueError, match="backend must be 'faiss' or 'sql'"):
+        EmbedkitVectorStore.from_texts(["x"], tiny_model, backend="chroma")
+
+
+def test_langchain_core_stays_optional():
+    code = (
+        "import sys; sys.modules['langchain_core'] = None\n"
+        "import embedkit, integrations\n"
+        "from integrations import FaissIndex, SQLIndex, Index, Hit\n"
+        "try:\n    import integrations.langchain\nexcept ImportError:\n    print('optional')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "optional"
