@@ -1,6 +1,6 @@
 """STS Benchmark Spearman of an embedkit model, to compare with the published score.
 
-    python benchmarks/quality.py --data ../shared/data [--model all-MiniLM-L6-v2]
+python benchmarks/quality.py --data ../shared/data [--model all-MiniLM-L6-v2]
 """
 
 from __future__ import annotations

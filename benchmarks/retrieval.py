@@ -55,7 +55,8 @@ def report(name, ranked, times, qids, qrels, exact, nbytes, baseline_p50):
     r10 = np.mean([len(set(r[:10]) & set(e[:10])) / 10 for r, e in zip(ranked, exact)])
     p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
     ratio = p50 / baseline_p50 if baseline_p50 else 1.0
-    print(f"| {name:<22} | {ndcg:.4f} | {r100:.4f} | {r10:.4f} | {p50:8.3f} | {p95:8.3f} | {ratio:6.2f}x | {nbytes:8.0f} |", flush=True)
+    cells = [f"{name:<23}", f"{ndcg:.4f}", f"{r100:.4f}", f"{r10:.4f}", f"{p50:6.3f}", f"{p95:6.3f}", f"{ratio:5.2f}x"]
+    print("| " + " | ".join(cells + [f"{nbytes:5.0f}"]) + " |", flush=True)
 
 
 @contextlib.contextmanager
@@ -87,12 +88,16 @@ def main() -> None:
         cached = np.load(args.cache, allow_pickle=False)
         doc_emb, q_emb = cached["docs"], cached["queries"]
     else:
-        doc_emb = model.encode_document([corpus[d] for d in doc_ids], batch_size=args.batch_size, normalize_embeddings=True)
+        doc_emb = model.encode_document(
+            [corpus[d] for d in doc_ids], batch_size=args.batch_size, normalize_embeddings=True
+        )
         q_emb = model.encode_query([queries[q] for q in qids], batch_size=args.batch_size, normalize_embeddings=True)
         if args.cache:
             np.savez(args.cache, docs=doc_emb, queries=q_emb)
-    print(f"Encoded {len(doc_ids)} documents and {len(qids)} queries in {time.perf_counter() - start:.0f} s "
-          f"({args.model}, dim {doc_emb.shape[1]})\n")
+    print(
+        f"Encoded {len(doc_ids)} documents and {len(qids)} queries in {time.perf_counter() - start:.0f} s "
+        f"({args.model}, dim {doc_emb.shape[1]})\n"
+    )
     texts = [corpus[d] for d in doc_ids]
 
     # The reference: a raw FAISS IndexFlatIP over the same vectors.
@@ -130,8 +135,10 @@ def main() -> None:
                 size = conn.exec_driver_sql("SELECT pg_total_relation_size('scifact')").scalar_one()
             report("SQLIndex pgvector HNSW", ranked, times, qids, qrels, exact, size / len(index), baseline)
             index.close()
-    print("\nbytes/vec: FAISS index + kept vectors (FaissIndex), database file (SQLite), table + indexes (PostgreSQL);"
-          " SQLite also holds a float32 cache (4 x dim bytes) in memory for exact search.")
+    print(
+        "\nbytes/vec: FAISS index + kept vectors (FaissIndex), database file (SQLite), table + indexes (PostgreSQL);"
+        " SQLite also holds a float32 cache (4 x dim bytes) in memory for exact search."
+    )
 
 
 def _serialize(index: FaissIndex) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from . import util  # noqa: E402
 from .model import SentenceTransformer  # noqa: E402
 from .quantization import quantize_embeddings  # noqa: E402
 from .similarity import (  # noqa: E402
@@ -15,7 +16,6 @@ from .similarity import (  # noqa: E402
     pairwise_manhattan_sim,
     semantic_search,
 )
-from . import util  # noqa: E402
 
 __all__ = [
     "SentenceTransformer",

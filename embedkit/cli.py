@@ -62,7 +62,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
     )
     np.save(args.output, emb)
     if not args.quiet:
-        print(f"wrote {emb.shape[0]} embeddings of shape {emb.shape[1:]} ({emb.dtype}) to {args.output}", file=sys.stderr)
+        print(
+            f"wrote {emb.shape[0]} embeddings of shape {emb.shape[1:]} ({emb.dtype}) to {args.output}", file=sys.stderr
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("input", help="a text file (one text per line), a .jsonl file, or - for stdin")
     enc.add_argument("-o", "--output", default="embeddings.npy", help="the .npy file to write")
     enc.add_argument("--field", default="text", help="the JSONL field that holds the text")
-    enc.add_argument("--role", choices=["query", "document", "none"], default="none",
-                     help="apply the model's query or document prompt")
+    enc.add_argument(
+        "--role",
+        choices=["query", "document", "none"],
+        default="none",
+        help="apply the model's query or document prompt",
+    )
     enc.add_argument("--batch-size", type=int, default=32)
     enc.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])

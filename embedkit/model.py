@@ -156,7 +156,9 @@ class SentenceTransformer(nn.Sequential):
             return None
         full = self._full_dimension()
         if not isinstance(truncate_dim, int) or isinstance(truncate_dim, bool) or not 1 <= truncate_dim <= full:
-            raise ValueError(f"truncate_dim must be an int between 1 and the embedding dimension {full}, got {truncate_dim!r}")
+            raise ValueError(
+                f"truncate_dim must be an int between 1 and the embedding dimension {full}, got {truncate_dim!r}"
+            )
         return truncate_dim
 
     # ----------------------------------------------------------------- encoding
@@ -254,7 +256,9 @@ class SentenceTransformer(nn.Sequential):
         ranges = self.quantization_ranges
         if ranges is not None and precision in ("int8", "uint8"):
             if ranges.shape[1] < emb.shape[1]:
-                raise ValueError(f"Saved quantization ranges cover {ranges.shape[1]} dims, embeddings have {emb.shape[1]}")
+                raise ValueError(
+                    f"Saved quantization ranges cover {ranges.shape[1]} dims, embeddings have {emb.shape[1]}"
+                )
             ranges = ranges[:, : emb.shape[1]]
         return quantize_embeddings(emb, precision, ranges=ranges)
 
@@ -287,7 +291,9 @@ class SentenceTransformer(nn.Sequential):
         if truncated:
             logger.warning(
                 "%d of %d inputs were longer than max_seq_length=%d tokens and were truncated",
-                truncated, len(texts), transformer.max_seq_length,
+                truncated,
+                len(texts),
+                transformer.max_seq_length,
             )
         return results
 
@@ -320,7 +326,9 @@ class SentenceTransformer(nn.Sequential):
             return
         ranges = np.asarray(ranges, dtype=np.float32)
         if ranges.ndim != 2 or ranges.shape[0] != 2 or ranges.shape[1] > self._full_dimension():
-            raise ValueError(f"ranges must have shape (2, dim) with dim <= {self._full_dimension()}, got {ranges.shape}")
+            raise ValueError(
+                f"ranges must have shape (2, dim) with dim <= {self._full_dimension()}, got {ranges.shape}"
+            )
         if np.any(ranges[0] > ranges[1]):
             raise ValueError("ranges[0] (minimums) must not exceed ranges[1] (maximums)")
         self.quantization_ranges = ranges
@@ -329,7 +337,11 @@ class SentenceTransformer(nn.Sequential):
     def save(self, path: str, **_ignored) -> None:
         """Write a sentence-transformers folder (safetensors weights) to ``path``."""
         config: dict[str, Any] = {
-            "__version__": {"embedkit": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__},
+            "__version__": {
+                "embedkit": __version__,
+                "transformers": transformers.__version__,
+                "pytorch": torch.__version__,
+            },
             "model_type": "SentenceTransformer",
             "prompts": self.prompts,
             "default_prompt_name": self.default_prompt_name,

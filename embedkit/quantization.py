@@ -20,7 +20,9 @@ def quantization_ranges(embeddings) -> np.ndarray:
     return np.vstack((emb.min(axis=0), emb.max(axis=0)))
 
 
-def quantize_embeddings(embeddings, precision: str, ranges: np.ndarray | None = None, calibration_embeddings=None) -> np.ndarray:
+def quantize_embeddings(
+    embeddings, precision: str, ranges: np.ndarray | None = None, calibration_embeddings=None
+) -> np.ndarray:
     """Quantize to ``precision``. int8/uint8 bucket each dimension over ``ranges`` (shape (2, dim)), which
     come from ``calibration_embeddings`` or else from ``embeddings`` themselves."""
     if precision not in PRECISIONS:

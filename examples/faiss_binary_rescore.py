@@ -12,7 +12,11 @@ from embedkit import SentenceTransformer
 from integrations import FaissIndex
 
 CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
-QUESTIONS = ["Why do earthquakes happen?", "How is bread made without packaged yeast?", "What makes web traffic private?"]
+QUESTIONS = [
+    "Why do earthquakes happen?",
+    "How is bread made without packaged yeast?",
+    "What makes web traffic private?",
+]
 
 
 def main() -> None:
@@ -36,8 +40,10 @@ def main() -> None:
         print(f"Q: {question}")
         for he, hb in zip(e, b):
             print(f"  exact {he.score:.3f} {he.id:<9} | ubinary+rescore {hb.score:.3f} {hb.id}")
-    print(f"\nSame top-3 as exact search for {agree}/{len(QUESTIONS)} questions, "
-          f"with {model.get_sentence_embedding_dimension() // 8} bytes per vector in the binary index.")
+    print(
+        f"\nSame top-3 as exact search for {agree}/{len(QUESTIONS)} questions, "
+        f"with {model.get_sentence_embedding_dimension() // 8} bytes per vector in the binary index."
+    )
 
 
 if __name__ == "__main__":

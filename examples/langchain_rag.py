@@ -1,6 +1,6 @@
 """A LangChain retriever over the example corpus, backed by an embedkit SQLite store.
 
-    python examples/langchain_rag.py "How do bees help flowers?"
+python examples/langchain_rag.py "How do bees help flowers?"
 """
 
 import argparse

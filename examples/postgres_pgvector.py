@@ -21,7 +21,10 @@ def run(url: str, model_name: str) -> None:
     records = [json.loads(line) for line in CORPUS.read_text().splitlines()]
     index.add([r["text"] for r in records], [r["metadata"] for r in records], ids=[r["id"] for r in records])
     print(f"{len(index)} documents in table example_docs (pgvector HNSW: {index.uses_pgvector})")
-    for question, filter in [("How do animals help plants?", None), ("heart health", {"topic": "health", "year": {"$lte": 2021}})]:
+    for question, filter in [
+        ("How do animals help plants?", None),
+        ("heart health", {"topic": "health", "year": {"$lte": 2021}}),
+    ]:
         print(f"\nQ: {question}  filter={filter}")
         for hit in index.search(question, k=3, filter=filter):
             print(f"  {hit.score:.3f}  {hit.id:<9} {hit.text}")

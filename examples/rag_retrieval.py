@@ -1,6 +1,6 @@
 """RAG-style retrieval: index a corpus in SQLite, retrieve context for a question, build an LLM prompt.
 
-    python examples/rag_retrieval.py "How do vaccines work?"
+python examples/rag_retrieval.py "How do vaccines work?"
 """
 
 import argparse
@@ -33,7 +33,8 @@ def main() -> None:
     for h in hits:
         print(f"  {h.score:.3f}  [{h.id}] {h.text}")
     print("\nPrompt for the LLM:\n")
-    print(f"Answer the question using only the context below. Cite passage ids.\n\nContext:\n{context}\n\nQuestion: {args.question}")
+    print("Answer the question using only the context below. Cite passage ids.\n")
+    print(f"Context:\n{context}\n\nQuestion: {args.question}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib import resources
 
@@ -71,7 +70,12 @@ def cmd_search(args) -> None:
     index = open_index(args.db, load_model(args.model, args.device, quiet=True))
     hits = index.search(args.query, k=args.k, filter=filter)
     if args.json:
-        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits], ensure_ascii=False))
+        print(
+            json.dumps(
+                [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
+                ensure_ascii=False,
+            )
+        )
     else:
         print(format_hits(args.query, hits, filter))
 
@@ -92,12 +96,14 @@ def cmd_demo(args) -> None:
     print(f"Indexed {len(records)} documents into {args.db} with {args.model} ({len(index)} stored).\n")
     for query, filter in DEMO_QUERIES:
         print(format_hits(query, index.search(query, k=3, filter=filter), filter) + "\n")
-    print(f"Try: embedkit search {args.db} \"your question\" -k 5")
+    print(f'Try: embedkit search {args.db} "your question" -k 5')
 
 
 def register(sub, common) -> None:
     """Add the add/search/demo subcommands to the CLI's subparsers."""
-    add = sub.add_parser("add", parents=[common], help="add a JSONL file (id, text, metadata) or text lines to an index")
+    add = sub.add_parser(
+        "add", parents=[common], help="add a JSONL file (id, text, metadata) or text lines to an index"
+    )
     add.add_argument("db", help="a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...) or a FAISS folder")
     add.add_argument("file")
     add.add_argument("--field", default="text", help="the JSONL field that holds the text")

@@ -5,6 +5,10 @@ quantization); ``ubinary`` (a binary index searched by Hamming distance). With `
 the quantized indexes fetch ``k × rescore_multiplier`` candidates and re-rank them with the int8 vectors
 kept alongside.
 
+``hnsw_m``/``ef_search`` tune HNSW; ``nlist`` (default about sqrt(n)) and ``nprobe`` (default
+max(16, nlist / 3)) tune IVF, which is retrained as the index grows fourfold. IVF over binary codes
+clusters poorly; prefer ``hnsw`` or ``flat`` for ``ubinary``.
+
 Each document version gets a stable int64 FAISS id. Deletes and upserts tombstone the old id; the FAISS
 index is rebuilt from the kept vectors once a quarter of it is dead, so it never disagrees with the
 docstore. Filters are exact: when fewer than ``k`` candidates pass, the search falls back to an exact
@@ -45,6 +49,7 @@ class FaissIndex(Index):
         hnsw_m: int = 32,
         ef_search: int = 64,
         nlist: int | None = None,
+        nprobe: int | None = None,
     ):
         super().__init__(encoder)
         if kind not in KINDS:
@@ -57,7 +62,7 @@ class FaissIndex(Index):
             raise ValueError(f"rescore_multiplier must be a positive int, got {rescore_multiplier!r}")
         self.path, self.kind, self.precision = path, kind, precision
         self.rescore, self.rescore_multiplier = rescore, rescore_multiplier
-        self.hnsw_m, self.ef_search, self.nlist = hnsw_m, ef_search, nlist
+        self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
         self._lock = threading.RLock()
         self._reset()
         if path is not None and os.path.exists(os.path.join(path, "CURRENT")):
@@ -70,8 +75,8 @@ class FaissIndex(Index):
         self._docs: dict[int, Record] = {}  # fid -> record
         self._fid_of: dict[str, int] = {}  # id -> fid
         self._row_of: dict[int, int] = {}  # fid -> row of the kept vectors
-        self._store = np.zeros((0, self.dimension), dtype=np.float32 if self.precision == "float32" else np.int8)
-        self._fids = np.zeros(0, dtype=np.int64)  # row -> fid (-1 once dead)
+        dtype = np.float32 if self.precision == "float32" else np.int8
+        self._set_rows(np.zeros((0, self.dimension), dtype=dtype), np.zeros(0, dtype=np.int64))
         self._dead = 0
         self._next_fid = 0
         self._ranges: np.ndarray | None = None
@@ -82,6 +87,22 @@ class FaissIndex(Index):
     def __len__(self) -> int:
         with self._lock:
             return len(self._docs)
+
+    def _set_rows(self, store: np.ndarray, fids: np.ndarray) -> None:
+        """The kept vectors and their fids (-1 once dead): views over buffers that grow by doubling."""
+        self._store_buf, self._fids_buf = store, fids
+        self._store, self._fids = store, fids
+
+    def _append_rows(self, codes: np.ndarray, fids: np.ndarray) -> None:
+        n, m = len(self._fids), len(fids)
+        if n + m > len(self._fids_buf):
+            capacity = max(n + m, 2 * len(self._fids_buf), 1024)
+            store = np.empty((capacity, self.dimension), dtype=self._store.dtype)
+            ids = np.empty(capacity, dtype=np.int64)
+            store[:n], ids[:n] = self._store, self._fids
+            self._store_buf, self._fids_buf = store, ids
+        self._store_buf[n : n + m], self._fids_buf[n : n + m] = codes, fids
+        self._store, self._fids = self._store_buf[: n + m], self._fids_buf[: n + m]
 
     # ----------------------------------------------------------------- vectors
     def _encode(self, vectors: np.ndarray) -> np.ndarray:
@@ -114,22 +135,31 @@ class FaissIndex(Index):
         d, ip = self.dimension, faiss.METRIC_INNER_PRODUCT
         nlist = self.nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
         if self.precision == "ubinary":
-            base = {"flat": lambda: faiss.IndexBinaryFlat(d), "hnsw": lambda: faiss.IndexBinaryHNSW(d, self.hnsw_m),
-                    "ivf": lambda: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, nlist)}[self.kind]()
+            base = {
+                "flat": lambda: faiss.IndexBinaryFlat(d),
+                "hnsw": lambda: faiss.IndexBinaryHNSW(d, self.hnsw_m),
+                "ivf": lambda: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, nlist),
+            }[self.kind]()
             return faiss.IndexBinaryIDMap2(base), base
         if self.precision == "int8":
             qt = faiss.ScalarQuantizer.QT_8bit_direct_signed
-            base = {"flat": lambda: faiss.IndexScalarQuantizer(d, qt, ip), "hnsw": lambda: faiss.IndexHNSWSQ(d, qt, self.hnsw_m, ip),
-                    "ivf": lambda: faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, qt, ip)}[self.kind]()
+            base = {
+                "flat": lambda: faiss.IndexScalarQuantizer(d, qt, ip),
+                "hnsw": lambda: faiss.IndexHNSWSQ(d, qt, self.hnsw_m, ip),
+                "ivf": lambda: faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, qt, ip),
+            }[self.kind]()
         else:
-            base = {"flat": lambda: faiss.IndexFlatIP(d), "hnsw": lambda: faiss.IndexHNSWFlat(d, self.hnsw_m, ip),
-                    "ivf": lambda: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)}[self.kind]()
+            base = {
+                "flat": lambda: faiss.IndexFlatIP(d),
+                "hnsw": lambda: faiss.IndexHNSWFlat(d, self.hnsw_m, ip),
+                "ivf": lambda: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip),
+            }[self.kind]()
         return faiss.IndexIDMap2(base), base
 
     def _rebuild(self) -> None:
         """Drop dead rows and rebuild the FAISS index (retraining IVF) from the kept vectors."""
         live = self._fids >= 0
-        self._store, self._fids = self._store[live], self._fids[live]
+        self._set_rows(self._store[live], self._fids[live])
         self._row_of = {int(f): r for r, f in enumerate(self._fids)}
         self._dead = 0
         self._index, self._base = self._new_index(len(self._fids))
@@ -144,7 +174,11 @@ class FaissIndex(Index):
 
     def _add_to_index(self, codes: np.ndarray, fids: np.ndarray) -> None:
         total = len(self._fids)
-        if self._index is None or self._dead * 4 > total or (self.kind == "ivf" and total > 4 * max(self._trained_on, 39)):
+        if (
+            self._index is None
+            or self._dead * 4 > total
+            or (self.kind == "ivf" and total > 4 * max(self._trained_on, 39))
+        ):
             self._rebuild()  # also covers the rows just appended
         else:
             self._index.add_with_ids(self._faiss_vectors(codes), fids)
@@ -157,8 +191,7 @@ class FaissIndex(Index):
             for doc_id in ids:
                 self._kill(self._fid_of.get(doc_id))
             start = len(self._fids)
-            self._store = np.concatenate([self._store, codes])
-            self._fids = np.concatenate([self._fids, fids])
+            self._append_rows(codes, fids)
             for n, (fid, doc_id, text, metadata) in enumerate(zip(fids.tolist(), ids, texts, metadatas)):
                 self._docs[fid] = Record(doc_id, text, metadata)
                 self._fid_of[doc_id] = fid
@@ -227,7 +260,11 @@ class FaissIndex(Index):
             query, scale, offset = self._faiss_query(q)
             scores, fids = self._index.search(query[None], fetch)
             scores = scores[0] / scale + offset
-        keep = [(float(s), int(f)) for s, f in zip(scores, fids[0]) if f >= 0 and f in self._docs and (allowed is None or f in allowed)]
+        keep = [
+            (float(s), int(f))
+            for s, f in zip(scores, fids[0])
+            if f >= 0 and f in self._docs and (allowed is None or f in allowed)
+        ]
         if rescore and keep:
             rows = [self._row_of[f] for _, f in keep]
             exact = self._decode(self._store[rows]) @ q
@@ -254,7 +291,7 @@ class FaissIndex(Index):
         if self.kind == "hnsw":
             base.hnsw.efSearch = max(self.ef_search, fetch)
         elif self.kind == "ivf":
-            base.nprobe = min(base.nlist, max(8, base.nlist // 8))
+            base.nprobe = min(base.nlist, self.nprobe or max(16, base.nlist // 3))
 
     def _exact(self, q: np.ndarray, k: int, allowed: set[int] | None) -> list[Hit]:
         fids = np.fromiter(self._docs if allowed is None else allowed, dtype=np.int64)
@@ -305,12 +342,23 @@ class FaissIndex(Index):
         np.save(os.path.join(folder, "fids.npy"), self._fids, allow_pickle=False)
         db = sqlite3.connect(os.path.join(folder, "docs.sqlite"))
         with db:
-            db.execute("CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL)")
-            db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)",
-                           ((fid, r.id, r.text, json.dumps(r.metadata)) for fid, r in self._docs.items()))
+            db.execute(
+                "CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,"
+                " text TEXT NOT NULL, metadata TEXT NOT NULL)"
+            )
+            db.executemany(
+                "INSERT INTO docs VALUES (?, ?, ?, ?)",
+                ((fid, r.id, r.text, json.dumps(r.metadata)) for fid, r in self._docs.items()),
+            )
         db.close()
-        meta = dict(self.info, kind=self.kind, precision=self.precision, next_fid=self._next_fid,
-                    trained_on=self._trained_on, ranges=None if self._ranges is None else self._ranges.tolist())
+        meta = dict(
+            self.info,
+            kind=self.kind,
+            precision=self.precision,
+            next_fid=self._next_fid,
+            trained_on=self._trained_on,
+            ranges=None if self._ranges is None else self._ranges.tolist(),
+        )
         with open(os.path.join(folder, "meta.json"), "w") as f:
             json.dump(meta, f)
 
@@ -327,8 +375,10 @@ class FaissIndex(Index):
             raise ValueError(f"corrupt FAISS index at {path!r}: {exc}") from None
         self.check_info(meta, f"FAISS index at {path!r}")
         if (meta["kind"], meta["precision"]) != (self.kind, self.precision):
-            raise ValueError(f"FAISS index at {path!r} is kind={meta['kind']!r}, precision={meta['precision']!r}; "
-                             f"it was opened as kind={self.kind!r}, precision={self.precision!r}")
+            raise ValueError(
+                f"FAISS index at {path!r} is kind={meta['kind']!r}, precision={meta['precision']!r}; "
+                f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
+            )
         try:
             read = faiss.read_index_binary if self.precision == "ubinary" else faiss.read_index
             index = read(os.path.join(folder, "index.faiss"))
@@ -342,7 +392,8 @@ class FaissIndex(Index):
         live = set(fids[fids >= 0].tolist())
         if store.shape != (len(fids), self.dimension) or {r[0] for r in rows} != live or index.ntotal != len(fids):
             raise ValueError(f"corrupt FAISS index at {path!r}: the vectors, ids and docstore disagree")
-        self._index, self._store, self._fids = index, store, fids
+        self._index = index
+        self._set_rows(store, fids)
         self._row_of = {int(f): r for r, f in enumerate(fids) if f >= 0}
         self._docs = {fid: Record(i, text, json.loads(md)) for fid, i, text, md in rows}
         self._fid_of = {r.id: fid for fid, r in self._docs.items()}

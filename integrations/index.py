@@ -50,7 +50,9 @@ class EmbeddingsEncoder:
 
     def __init__(self, embeddings):
         self.embeddings = embeddings
-        self.model_name = getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None) or type(embeddings).__name__
+        self.model_name = (
+            getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None) or type(embeddings).__name__
+        )
         self._dimension: int | None = None
 
     def encode_query(self, texts: list[str], **kw) -> np.ndarray:
@@ -112,7 +114,9 @@ class Index(ABC):
         embeddings = self.encoder.encode_document(texts)
         return self.add_embeddings(embeddings, texts, metadatas, ids)
 
-    def add_embeddings(self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None) -> list[str]:
+    def add_embeddings(
+        self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None
+    ) -> list[str]:
         """Store precomputed document vectors (shape [n, dim]) with their texts."""
         if isinstance(texts, str):
             raise TypeError("add_embeddings() expects a list of texts, got a single str")
@@ -194,7 +198,11 @@ class Index(ABC):
         if stored.get("model") != self.info["model"] or stored.get("prompts", {}) != self.info["prompts"]:
             logger.warning(
                 "%s was built with model %r (prompts %r); now opened with %r (prompts %r)",
-                where, stored.get("model"), stored.get("prompts"), self.info["model"], self.info["prompts"],
+                where,
+                stored.get("model"),
+                stored.get("prompts"),
+                self.info["model"],
+                self.info["prompts"],
             )
 
     def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
@@ -267,7 +275,11 @@ def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
     if k == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     scores = queries @ matrix.T
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < matrix.shape[0] else np.tile(np.arange(k), (len(queries), 1))
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < matrix.shape[0]
+        else np.tile(np.arange(k), (len(queries), 1))
+    )
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)

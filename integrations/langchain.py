@@ -32,7 +32,11 @@ class EmbedkitEmbeddings(Embeddings):
         show_progress_bar: bool = False,
         **model_kwargs: Any,
     ):
-        self.model = model if isinstance(model, SentenceTransformer) else SentenceTransformer(model, device=device, **model_kwargs)
+        self.model = (
+            model
+            if isinstance(model, SentenceTransformer)
+            else SentenceTransformer(model, device=device, **model_kwargs)
+        )
         self.encode_kwargs = {
             "batch_size": batch_size,
             "normalize_embeddings": normalize_embeddings,
@@ -78,7 +82,14 @@ class EmbedkitVectorStore(VectorStore):
         return self._embedding
 
     # ----------------------------------------------------------------- writes
-    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *, ids: list[str | None] | None = None, **kwargs: Any) -> list[str]:
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
         texts = list(texts)
         if ids is not None:
             ids = [i if i else uuid.uuid4().hex for i in ids]
@@ -97,37 +108,70 @@ class EmbedkitVectorStore(VectorStore):
     def similarity_search(self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter)]
 
-    def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any) -> list[tuple[Document, float]]:
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
         return [(_document(h), h.score) for h in self.index.search(query, k=k, filter=filter)]
 
-    def similarity_search_by_vector(self, embedding: list[float], k: int = 4, filter: dict | None = None, **kwargs: Any) -> list[Document]:
-        return [_document(h) for h in self.index.search_by_vector(np.asarray(embedding, dtype=np.float32), k=k, filter=filter)]
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: dict | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return [
+            _document(h)
+            for h in self.index.search_by_vector(np.asarray(embedding, dtype=np.float32), k=k, filter=filter)
+        ]
 
     def _select_relevance_score_fn(self):
         return lambda score: (1.0 + score) / 2.0  # cosine in [-1, 1] to relevance in [0, 1]
 
-    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
-                                      filter: dict | None = None, **kwargs: Any) -> list[Document]:
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: dict | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
         vector = self.index.encoder.encode_query([query])[0]
         return self.max_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, filter=filter)
 
-    def max_marginal_relevance_search_by_vector(self, embedding: list[float], k: int = 4, fetch_k: int = 20,
-                                                lambda_mult: float = 0.5, filter: dict | None = None, **kwargs: Any) -> list[Document]:
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: dict | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
         query = np.asarray(embedding, dtype=np.float32)
         candidates = self.index.search_by_vector(query, k=max(fetch_k, k), filter=filter)
         if not candidates:
             return []
         vectors = self.index.get_vectors([h.id for h in candidates])
-        chosen = maximal_marginal_relevance(query / max(np.linalg.norm(query), 1e-12), vectors, lambda_mult=lambda_mult, k=k)
+        chosen = maximal_marginal_relevance(
+            query / max(np.linalg.norm(query), 1e-12), vectors, lambda_mult=lambda_mult, k=k
+        )
         return [_document(candidates[i]) for i in chosen]
 
-    async def amax_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any) -> list[Document]:
+    async def amax_marginal_relevance_search(
+        self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
         return await asyncio.to_thread(self.max_marginal_relevance_search, query, k, fetch_k, lambda_mult, **kwargs)
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_texts(cls, texts: list[str], embedding: Embeddings | SentenceTransformer, metadatas: list[dict] | None = None,
-                   *, ids: list[str] | None = None, backend: str = "faiss", **index_kwargs: Any) -> EmbedkitVectorStore:
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | SentenceTransformer,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        backend: str = "faiss",
+        **index_kwargs: Any,
+    ) -> EmbedkitVectorStore:
         """Build a store: ``backend="faiss"`` (FaissIndex kwargs: path, kind, precision, ...) or ``"sql"``
         (SQLIndex kwargs: url, table). An EmbedkitEmbeddings is unwrapped to its model."""
         encoder = embedding.model if isinstance(embedding, EmbedkitEmbeddings) else embedding

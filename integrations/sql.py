@@ -40,7 +40,8 @@ class SQLIndex(Index):
         self.table_name = table
         self.uses_pgvector = self.dialect == "postgresql" and _ensure_pgvector(self.engine)
         self._meta = sa.Table(
-            META_TABLE, sa.MetaData(),
+            META_TABLE,
+            sa.MetaData(),
             sa.Column("table_name", sa.Text, primary_key=True),
             sa.Column("info", sa.Text, nullable=False),
             sa.Column("version", sa.BigInteger, nullable=False),
@@ -57,18 +58,25 @@ class SQLIndex(Index):
             row = conn.execute(sa.select(self._meta.c.info).where(self._meta.c.table_name == self.table_name)).first()
             if row is None:
                 info = dict(self.info, vector_column=self.uses_pgvector)
-                conn.execute(self._insert(self._meta).on_conflict_do_nothing(), {"table_name": self.table_name, "info": json.dumps(info), "version": 0})
-                row = conn.execute(sa.select(self._meta.c.info).where(self._meta.c.table_name == self.table_name)).first()
+                conn.execute(
+                    self._insert(self._meta).on_conflict_do_nothing(),
+                    {"table_name": self.table_name, "info": json.dumps(info), "version": 0},
+                )
+                row = conn.execute(
+                    sa.select(self._meta.c.info).where(self._meta.c.table_name == self.table_name)
+                ).first()
             stored = json.loads(row.info)
             self.check_info(stored, where)
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
             self.table = self._documents_table()
             self.table.create(conn, checkfirst=True)
             if self.uses_pgvector:
-                conn.execute(sa.text(
-                    f'CREATE INDEX IF NOT EXISTS "{self.table_name}_embedding_hnsw" ON "{self.table_name}" '
-                    "USING hnsw (embedding vector_cosine_ops)"
-                ))
+                conn.execute(
+                    sa.text(
+                        f'CREATE INDEX IF NOT EXISTS "{self.table_name}_embedding_hnsw" ON "{self.table_name}" '
+                        "USING hnsw (embedding vector_cosine_ops)"
+                    )
+                )
         if self.dialect == "postgresql" and not self.uses_pgvector:
             logger.warning("%s: pgvector is not available; using exact search over cached vectors", where)
 
@@ -80,7 +88,8 @@ class SQLIndex(Index):
         else:
             embedding, metadata = sa.LargeBinary, (postgresql.JSONB if self.dialect == "postgresql" else sa.Text)
         return sa.Table(
-            self.table_name, sa.MetaData(),
+            self.table_name,
+            sa.MetaData(),
             sa.Column("id", sa.Text, primary_key=True),
             sa.Column("text", sa.Text, nullable=False),
             sa.Column("metadata", metadata, nullable=False),
@@ -95,7 +104,11 @@ class SQLIndex(Index):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     def _bump_version(self, conn) -> None:
-        conn.execute(sa.update(self._meta).where(self._meta.c.table_name == self.table_name).values(version=self._meta.c.version + 1))
+        conn.execute(
+            sa.update(self._meta)
+            .where(self._meta.c.table_name == self.table_name)
+            .values(version=self._meta.c.version + 1)
+        )
 
     # ----------------------------------------------------------------- writes
     def _write(self, ids, texts, metadatas, vectors) -> None:
@@ -184,7 +197,11 @@ class SQLIndex(Index):
         with self.engine.connect() as conn, conn.begin():
             version, ids, positions, matrix = self._cached_matrix(conn)
             if node is not None:
-                allowed = [positions[r.id] for r in conn.execute(sa.select(self.table.c.id).where(self._where(node))) if r.id in positions]
+                allowed = [
+                    positions[r.id]
+                    for r in conn.execute(sa.select(self.table.c.id).where(self._where(node)))
+                    if r.id in positions
+                ]
                 rows = np.asarray(sorted(allowed), dtype=np.int64)
                 matrix = matrix[rows]
             else:
@@ -203,12 +220,17 @@ class SQLIndex(Index):
         c = self.table.c
         out = []
         for chunk in _chunks(ids):
-            out += [Record(r.id, r.text, self._load_metadata(r.metadata)) for r in conn.execute(sa.select(c.id, c.text, c.metadata).where(c.id.in_(chunk)))]
+            out += [
+                Record(r.id, r.text, self._load_metadata(r.metadata))
+                for r in conn.execute(sa.select(c.id, c.text, c.metadata).where(c.id.in_(chunk)))
+            ]
         return out
 
     def _cached_matrix(self, conn):
         """(version, ids, id -> row, normalized matrix), reloaded when any writer bumped the version."""
-        version = conn.execute(sa.select(self._meta.c.version).where(self._meta.c.table_name == self.table_name)).scalar_one()
+        version = conn.execute(
+            sa.select(self._meta.c.version).where(self._meta.c.table_name == self.table_name)
+        ).scalar_one()
         with self._cache_lock:
             if self._cache is None or self._cache[0] != version:
                 ids, blobs = [], []

@@ -6,19 +6,9 @@ import os
 
 import pytest
 import torch
+from helpers import oracle_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
-
-TEXTS = [
-    "A man is playing a guitar.",
-    "",
-    "The quick brown fox jumps over the lazy dog.",
-    "Ünïcödé text, with émojis 🚀 and 中文字符.",
-    "short",
-    "A considerably longer sentence that goes on for a while, so that batches mix lengths. " * 3,
-    "   leading and trailing spaces   ",
-    "What is the capital of France?",
-]
 
 
 @pytest.fixture(scope="session")
@@ -36,31 +26,18 @@ def bert_dir(tmp_path_factory, minilm_path) -> str:
     path = str(tmp_path_factory.mktemp("tiny_bert"))
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(path)
     return path
-
-
-def oracle_model(bert_dir: str, pooling_mode="mean", dense=None, normalize=False, include_prompt=True,
-                 prompts=None, default_prompt_name=None, max_seq_length=None):
-    """A tiny model built with the sentence-transformers oracle's own modules."""
-    from sentence_transformers import SentenceTransformer as OracleST
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-
-    transformer = Transformer(bert_dir, max_seq_length=max_seq_length)
-    pooling = Pooling(32, pooling_mode=pooling_mode, include_prompt=include_prompt)
-    modules = [transformer, pooling]
-    if dense is not None:
-        torch.manual_seed(1)
-        modules.append(Dense(pooling.get_embedding_dimension(), dense[0], activation_function=dense[1]))
-    if normalize:
-        modules.append(Normalize())
-    return OracleST(modules=modules, prompts=prompts, default_prompt_name=default_prompt_name, device="cpu")
 
 
 @pytest.fixture(scope="session")

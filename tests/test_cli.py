@@ -27,8 +27,19 @@ def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir):
     assert "Encoding" in out.stderr  # the progress bar
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), model.encode(texts), atol=1e-6)
 
-    out = run("encode", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "b.npy"), "-m", prompt_model_dir,
-              "--role", "document", "--precision", "ubinary", "-q")
+    out = run(
+        "encode",
+        str(tmp_path / "in.jsonl"),
+        "-o",
+        str(tmp_path / "b.npy"),
+        "-m",
+        prompt_model_dir,
+        "--role",
+        "document",
+        "--precision",
+        "ubinary",
+        "-q",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     assert np.array_equal(np.load(tmp_path / "b.npy"), model.encode_document(texts, precision="ubinary"))
@@ -36,7 +47,10 @@ def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir):
 
 @pytest.mark.parametrize(
     "content, message",
-    [('{"text": "ok"}\nnot json\n', "bad.jsonl:2: invalid JSON"), ('{"body": "x"}\n', "bad.jsonl:1: expected an object with a string 'text' field")],
+    [
+        ('{"text": "ok"}\nnot json\n', "bad.jsonl:2: invalid JSON"),
+        ('{"body": "x"}\n', "bad.jsonl:1: expected an object with a string 'text' field"),
+    ],
 )
 def test_bad_jsonl_names_the_line(tmp_path, prompt_model_dir, content, message):
     (tmp_path / "bad.jsonl").write_text(content)
@@ -64,8 +78,18 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
         out = run("add", db, str(tmp_path / "docs.jsonl"), "-m", prompt_model_dir)
         assert out.returncode == 0, out.stderr
         assert "Adding" in out.stderr and "added 3 documents, 3 in total" in out.stderr
-        out = run("search", db, "cats sleep on warm mats", "-k", "2", "--json", "-m", prompt_model_dir,
-                  "--filter", '{"source": "pets.txt", "page": {"$gte": 1}}')
+        out = run(
+            "search",
+            db,
+            "cats sleep on warm mats",
+            "-k",
+            "2",
+            "--json",
+            "-m",
+            prompt_model_dir,
+            "--filter",
+            '{"source": "pets.txt", "page": {"$gte": 1}}',
+        )
         assert out.returncode == 0, out.stderr
         hits = json.loads(out.stdout)
         assert [h["id"] for h in hits] == ["a", "c"]

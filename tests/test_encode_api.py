@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS
+from helpers import TEXTS
 
 from embedkit import SentenceTransformer, quantize_embeddings
 from embedkit.modules import Normalize, Pooling, Transformer
@@ -75,7 +75,11 @@ def test_bad_inputs_name_the_position(model, bad, message):
         ({"truncate_dim": 33}, ValueError, "between 1 and the embedding dimension 32, got 33"),
         ({"truncate_dim": 0}, ValueError, "truncate_dim"),
         ({"normalise": True}, ValueError, r"unknown keyword arguments: \['normalise'\]"),
-        ({"prompt_name": "nope"}, ValueError, r"Unknown prompt_name 'nope'; this model's prompts are \['document', 'passage', 'query'\]"),
+        (
+            {"prompt_name": "nope"},
+            ValueError,
+            r"Unknown prompt_name 'nope'; this model's prompts are \['document', 'passage', 'query'\]",
+        ),
         ({"output_value": "token_embeddings", "precision": "int8"}, ValueError, "applies only to"),
     ],
 )
@@ -92,13 +96,20 @@ def test_prompt_precedence(model):
     assert not np.allclose(plain, by_name, atol=1e-3)
     np.testing.assert_allclose(model.encode(TEXTS[:2], prompt_name="query", prompt=""), plain, atol=1e-6)
     np.testing.assert_allclose(model.encode_query(TEXTS[:2]), by_name, atol=1e-6)
-    np.testing.assert_allclose(model.encode_document(TEXTS[:2]), model.encode(TEXTS[:2], prompt_name="passage"), atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode_document(TEXTS[:2]), model.encode(TEXTS[:2], prompt_name="passage"), atol=1e-6
+    )
 
 
 def test_document_prompt_lookup_order(bert_dir):
     def doc_prompt(prompts):
         m = SentenceTransformer(bert_dir, device="cpu", prompts=prompts)
-        expected = m.encode(["x"], prompt=next(iter(v for v in [prompts.get("document"), prompts.get("passage"), prompts.get("corpus")] if v), ""))
+        expected = m.encode(
+            ["x"],
+            prompt=next(
+                iter(v for v in [prompts.get("document"), prompts.get("passage"), prompts.get("corpus")] if v), ""
+            ),
+        )
         np.testing.assert_allclose(m.encode_document(["x"]), expected, atol=1e-6)
         return m
 
@@ -140,15 +151,18 @@ def test_max_seq_length_limits(model):
 
 def test_modules_constructor_and_similarity(bert_dir):
     transformer = Transformer(bert_dir)
-    m = SentenceTransformer(modules=[transformer, Pooling(32, "cls"), Normalize()], device="cpu",
-                            similarity_fn_name="dot")
+    m = SentenceTransformer(
+        modules=[transformer, Pooling(32, "cls"), Normalize()], device="cpu", similarity_fn_name="dot"
+    )
     emb = m.encode(["a", "b"])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-6)
     a, b = np.array([[1.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 2.0], [3.0, 4.0]])
     assert m.similarity(a, b).tolist() == [[0.0, 3.0], [8.0, 25.0]]
     assert m.similarity_pairwise(a, b).tolist() == [0.0, 25.0]
     m.similarity_fn_name = "euclidean"
-    np.testing.assert_allclose(m.similarity(a, b).numpy(), [[-np.sqrt(5), -np.sqrt(20)], [-np.sqrt(13), 0.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        m.similarity(a, b).numpy(), [[-np.sqrt(5), -np.sqrt(20)], [-np.sqrt(13), 0.0]], atol=1e-6
+    )
     m.similarity_fn_name = "manhattan"
     assert m.similarity_pairwise(a, b).tolist() == [-3.0, 0.0]
     m.similarity_fn_name = "cosine"
@@ -169,7 +183,9 @@ def test_quantization_ranges_persist_and_serve_single_queries(model, tmp_path):
         q8 = model.encode("What is the capital of France?", precision="int8")
         ranges = np.vstack([corpus.min(0), corpus.max(0)])
         assert np.array_equal(q8, quantize_embeddings(query[None], "int8", ranges=ranges)[0])
-        assert np.array_equal(model.encode(TEXTS, precision="uint8"), quantize_embeddings(model.encode(TEXTS), "uint8", ranges=ranges))
+        assert np.array_equal(
+            model.encode(TEXTS, precision="uint8"), quantize_embeddings(model.encode(TEXTS), "uint8", ranges=ranges)
+        )
         model.save(str(tmp_path / "m"))
         reloaded = SentenceTransformer(str(tmp_path / "m"), device="cpu")
         np.testing.assert_array_equal(reloaded.quantization_ranges, ranges)
@@ -242,4 +258,24 @@ def test_legacy_and_new_pooling_configs_agree(minilm_path, tmp_path):
     dst = tmp_path / "m"
     shutil.copytree(minilm_path, dst)
     (dst / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": "mean"}))
-    np.testing.assert_allclose(SentenceTransformer(str(dst), device="cpu").encode(TEXTS), legacy.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(
+        SentenceTransformer(str(dst), device="cpu").encode(TEXTS), legacy.encode(TEXTS), atol=1e-6
+    )
+
+
+def test_saved_settings_come_back(bert_dir, tmp_path):
+    m = SentenceTransformer(
+        bert_dir,
+        device="cpu",
+        truncate_dim=8,
+        similarity_fn_name="dot",
+        prompts={"query": "q: "},
+        default_prompt_name="query",
+    )
+    m.max_seq_length = 64
+    m.save(str(tmp_path / "m"))
+    back = SentenceTransformer(str(tmp_path / "m"), device="cpu")
+    assert back.get_sentence_embedding_dimension() == 8 and back.encode("x").shape == (8,)
+    assert back.similarity_fn_name == "dot" and back.default_prompt_name == "query" and back.max_seq_length == 64
+    np.testing.assert_allclose(back.encode(["x", "y"]), m.encode(["x", "y"]), atol=1e-6)
+    assert SentenceTransformer(str(tmp_path / "m"), device="cpu", truncate_dim=4).encode("x").shape == (4,)

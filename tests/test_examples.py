@@ -22,9 +22,18 @@ def run(args, cwd):
     [
         ("rag_retrieval.py", ["[health-2] Vaccines train the immune system", "Prompt for the LLM"]),
         ("faiss_binary_rescore.py", ["Same top-3 as exact search for", "48 bytes per vector"]),
-        ("metadata_filters.py", ['filter {"topic": "space"}', "A malformed filter is refused: filter['year']['$between']"]),
-        ("postgres_pgvector.py", ["40 documents in table example_docs (pgvector HNSW: True)", "health-3  Walking thirty minutes"]),
-        ("langchain_rag.py", ["Top documents for: How do bees help flowers?", "  [bio-4] Bees pollinate", "Only history:\n  [hist-"]),
+        (
+            "metadata_filters.py",
+            ['filter {"topic": "space"}', "A malformed filter is refused: filter['year']['$between']"],
+        ),
+        (
+            "postgres_pgvector.py",
+            ["40 documents in table example_docs (pgvector HNSW: True)", "health-3  Walking thirty minutes"],
+        ),
+        (
+            "langchain_rag.py",
+            ["Top documents for: How do bees help flowers?", "  [bio-4] Bees pollinate", "Only history:\n  [hist-"],
+        ),
     ],
 )
 def test_example_runs(script, expected, tmp_path):

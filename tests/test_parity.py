@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS, oracle_model
+from helpers import TEXTS
 from sentence_transformers import SentenceTransformer as OracleST
 from sentence_transformers import quantize_embeddings as oracle_quantize
 
@@ -134,8 +134,15 @@ def test_causal_lm_gets_last_token_pooling(tmp_path, minilm_path):
     from transformers import AutoModel, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128)
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path)
     ours = SentenceTransformer(str(tmp_path), device="cpu")
@@ -151,9 +158,14 @@ def test_causal_lm_gets_last_token_pooling(tmp_path, minilm_path):
 
 # ----------------------------------------------------------------- saved folders, both directions
 
+
 def test_embedkit_save_loads_in_oracle(save_oracle, tmp_path):
-    src = save_oracle(pooling_mode=("cls", "mean"), dense=(16, torch.nn.Tanh()), normalize=True,
-                      prompts={"query": "q: ", "document": "d: "})
+    src = save_oracle(
+        pooling_mode=("cls", "mean"),
+        dense=(16, torch.nn.Tanh()),
+        normalize=True,
+        prompts={"query": "q: ", "document": "d: "},
+    )
     ours = SentenceTransformer(src, device="cpu")
     ours.save(str(tmp_path / "out"))
     reloaded = OracleST(str(tmp_path / "out"), device="cpu")
@@ -181,6 +193,7 @@ def test_minilm_round_trip_through_embedkit(minilm, minilm_oracle, tmp_path):
 
 # ----------------------------------------------------------------- quantization, bit for bit
 
+
 @pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
 def test_quantization_bit_identical(minilm, minilm_oracle, precision):
     texts = TEXTS * 2
@@ -195,7 +208,9 @@ def test_quantization_bit_identical(minilm, minilm_oracle, precision):
         oracle_quantize(emb, precision, calibration_embeddings=calib),
     )
     ranges = np.vstack([emb.min(0) - 0.01, emb.max(0) + 0.01])
-    assert np.array_equal(quantize_embeddings(emb, precision, ranges=ranges), oracle_quantize(emb, precision, ranges=ranges))
+    assert np.array_equal(
+        quantize_embeddings(emb, precision, ranges=ranges), oracle_quantize(emb, precision, ranges=ranges)
+    )
 
 
 def test_quantization_by_hand():
@@ -209,6 +224,7 @@ def test_quantization_by_hand():
 
 
 # ----------------------------------------------------------------- similarity helpers
+
 
 def test_similarity_helpers_match_oracle():
     from sentence_transformers import util as oracle_util

@@ -55,15 +55,27 @@ def test_postgres_uses_pgvector_hnsw(pg_url, tiny_model):
     assert index.uses_pgvector
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 32)).astype(np.float32)
-    index.add_embeddings(vectors, [f"t{i}" for i in range(300)], [{"i": i} for i in range(300)], [str(i) for i in range(300)])
+    index.add_embeddings(
+        vectors, [f"t{i}" for i in range(300)], [{"i": i} for i in range(300)], [str(i) for i in range(300)]
+    )
     with sa.create_engine(url).connect() as conn:
-        column_type = conn.execute(sa.text(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'hnsw_check'::regclass AND attname = 'embedding'"
-        )).scalar_one()
-        indexdef = conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'hnsw_check' AND indexdef LIKE '%USING hnsw%'")).scalar_one()
+        column_type = conn.execute(
+            sa.text(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = 'hnsw_check'::regclass AND attname = 'embedding'"
+            )
+        ).scalar_one()
+        indexdef = conn.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'hnsw_check' AND indexdef LIKE '%USING hnsw%'")
+        ).scalar_one()
         conn.execute(sa.text("SET enable_seqscan = off"))
-        plan = "\n".join(r[0] for r in conn.execute(sa.text(
-            "EXPLAIN SELECT id FROM hnsw_check ORDER BY embedding <=> CAST(:q AS vector) LIMIT 5"), {"q": str(vectors[0].tolist())}))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sa.text("EXPLAIN SELECT id FROM hnsw_check ORDER BY embedding <=> CAST(:q AS vector) LIMIT 5"),
+                {"q": str(vectors[0].tolist())},
+            )
+        )
     assert column_type == "vector(32)"
     assert "vector_cosine_ops" in indexdef
     assert "hnsw_check_embedding_hnsw" in plan
@@ -97,6 +109,7 @@ def test_sql_rejects_bad_urls_and_tables(tiny_model, tmp_path):
 
 # ----------------------------------------------------------------- FAISS files
 
+
 @pytest.fixture
 def saved_faiss(tmp_path, tiny_model):
     index = FaissIndex(tiny_model, path=str(tmp_path / "idx"), kind="hnsw")
@@ -117,14 +130,20 @@ def test_faiss_files_hold_no_pickle(saved_faiss):
     assert json.loads((_generation(saved_faiss) / "meta.json").read_text())["dimension"] == 32
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda g: (g / "index.faiss").write_bytes(b"garbage"), "corrupt FAISS index at .*RuntimeError"),
-    (lambda g: (g / "store.npy").unlink(), r"corrupt FAISS index at .*missing \['store.npy'\]"),
-    (lambda g: (g / "docs.sqlite").write_bytes(b"not sqlite at all" * 100), "corrupt FAISS index at .*DatabaseError"),
-    (lambda g: np.save(g / "fids.npy", np.arange(7)), "the vectors, ids and docstore disagree"),
-    (lambda g: (g / "meta.json").write_text("{"), "corrupt FAISS index at .*"),
-    (lambda g: (g.parent / "CURRENT").write_text("gen-missing"), r"missing \["),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda g: (g / "index.faiss").write_bytes(b"garbage"), "corrupt FAISS index at .*RuntimeError"),
+        (lambda g: (g / "store.npy").unlink(), r"corrupt FAISS index at .*missing \['store.npy'\]"),
+        (
+            lambda g: (g / "docs.sqlite").write_bytes(b"not sqlite at all" * 100),
+            "corrupt FAISS index at .*DatabaseError",
+        ),
+        (lambda g: np.save(g / "fids.npy", np.arange(7)), "the vectors, ids and docstore disagree"),
+        (lambda g: (g / "meta.json").write_text("{"), "corrupt FAISS index at .*"),
+        (lambda g: (g.parent / "CURRENT").write_text("gen-missing"), r"missing \["),
+    ],
+)
 def test_faiss_corrupt_files_are_reported(saved_faiss, tiny_model, damage, message):
     damage(_generation(saved_faiss))
     with pytest.raises(ValueError, match=message):

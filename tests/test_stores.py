@@ -72,18 +72,30 @@ def filled(index):
 
 # ----------------------------------------------------------------- add, get, upsert, delete
 
+
 def test_add_get_len(index):
     ids = index.add(["first text", "second text"], [{"n": 1}, {"n": 2}])
     assert len(ids) == 2 and len(set(ids)) == 2 and all(isinstance(i, str) and i for i in ids)
     assert len(index) == 2
     got = index.get([ids[1], "missing", ids[0]])
-    assert [(r.id, r.text, r.metadata) for r in got] == [(ids[1], "second text", {"n": 2}), (ids[0], "first text", {"n": 1})]
+    assert [(r.id, r.text, r.metadata) for r in got] == [
+        (ids[1], "second text", {"n": 2}),
+        (ids[0], "first text", {"n": 1}),
+    ]
     assert index.add([]) == []
     assert len(index) == 2
 
 
 def test_metadata_round_trips_exactly(index):
-    metadata = {"int": 3, "float": 2.5, "bool": True, "none": None, "str": "ü", "list": [1, "a"], "nested": {"x": [True]}}
+    metadata = {
+        "int": 3,
+        "float": 2.5,
+        "bool": True,
+        "none": None,
+        "str": "ü",
+        "list": [1, "a"],
+        "nested": {"x": [True]},
+    }
     index.add(["text"], [metadata], ids=["m"])
     (record,) = index.get(["m"])
     assert record.metadata == metadata
@@ -126,10 +138,13 @@ def test_many_deletes_and_upserts_stay_consistent(index):
         hits = index.search_by_vector(vectors[i], k=1)
         assert hits[0].id == f"d{i}" and hits[0].score > 0.95
     assert {r.text for r in index.get(ids[150:152])} == {"u150", "u151"}
-    assert all(not h.id.startswith(("d1", "d0")) or int(h.id[1:]) >= 120 for h in index.search_by_vector(vectors[0], k=80))
+    assert all(
+        not h.id.startswith(("d1", "d0")) or int(h.id[1:]) >= 120 for h in index.search_by_vector(vectors[0], k=80)
+    )
 
 
 # ----------------------------------------------------------------- search
+
 
 def test_search_shapes_and_order(filled):
     hits = filled.search("cats and dogs", k=3)
@@ -262,6 +277,7 @@ def test_exact_k_under_selective_filters(index):
 
 # ----------------------------------------------------------------- persistence and reopening
 
+
 def test_persistence_round_trip(backend, tiny_model, filled):
     before = [(h.id, round(h.score, 5)) for h in filled.search("cats", k=4)]
     reopened = backend.reopen(filled, tiny_model)
@@ -282,6 +298,7 @@ def test_reopen_with_other_dimension_fails(backend, tiny_model, filled, bert_dir
 
 
 # ----------------------------------------------------------------- bad input loses nothing
+
 
 class BrokenEncoder:
     """Returns vectors of the wrong width: the add must fail before anything is written."""
@@ -343,6 +360,7 @@ def test_bad_calls(filled, call, error, message):
 
 
 # ----------------------------------------------------------------- concurrency
+
 
 def test_concurrent_adds_lose_nothing(index):
     rng = np.random.default_rng(4)

@@ -68,7 +68,10 @@ class Dense(nn.Module):
             config = json.load(f)
         activation = config.pop("activation_function", None)
         keys = {"in_features", "out_features", "bias", "use_residual"}
-        module = cls(**{k: v for k, v in config.items() if k in keys}, activation_function=_activation(activation, trust_remote_code))
+        module = cls(
+            **{k: v for k, v in config.items() if k in keys},
+            activation_function=_activation(activation, trust_remote_code),
+        )
         module.load_state_dict(_read_weights(path))
         return module
 
@@ -78,7 +81,9 @@ def _activation(path: str | None, trust_remote_code: bool) -> nn.Module:
     if path is None:
         return nn.Tanh()
     if not (path.startswith("torch.") or trust_remote_code):
-        raise ValueError(f"Dense activation {path!r} is not a torch class; load with trust_remote_code=True to allow it")
+        raise ValueError(
+            f"Dense activation {path!r} is not a torch class; load with trust_remote_code=True to allow it"
+        )
     module_name, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):

@@ -24,7 +24,9 @@ LEGACY_KEYS = {
 class Pooling(nn.Module):
     """Pools ``token_embeddings`` into ``sentence_embedding``; several modes are concatenated in order."""
 
-    def __init__(self, embedding_dimension: int, pooling_mode: str | tuple | list = "mean", include_prompt: bool = True):
+    def __init__(
+        self, embedding_dimension: int, pooling_mode: str | tuple | list = "mean", include_prompt: bool = True
+    ):
         super().__init__()
         modes = (pooling_mode,) if isinstance(pooling_mode, str) else tuple(pooling_mode)
         if not modes:

@@ -70,7 +70,9 @@ DOCS = [
     Document(page_content="Cats purr when they are content.", metadata={"topic": "pets", "year": 2021}, id="c2"),
     Document(page_content="Cats purr when they are content!", metadata={"topic": "pets", "year": 2022}, id="c3"),
     Document(page_content="Bond markets rallied on Friday.", metadata={"topic": "finance", "year": 2021}, id="f1"),
-    Document(page_content="The recipe needs two eggs.", metadata={"topic": "food", "year": 2019, "vegan": False}, id="r1"),
+    Document(
+        page_content="The recipe needs two eggs.", metadata={"topic": "food", "year": 2019, "vegan": False}, id="r1"
+    ),
 ]
 
 
@@ -109,13 +111,24 @@ def test_mmr_returns_diverse_results(store):
     query = store.embeddings.embed_query("Cats purr when they are content.")
     by_vector = store.max_marginal_relevance_search_by_vector(query, k=2, fetch_k=5, lambda_mult=0.3)
     assert [d.id for d in by_vector] == [d.id for d in diverse]
-    assert asyncio.run(store.amax_marginal_relevance_search("Cats purr when they are content.", k=2, fetch_k=5, lambda_mult=0.3)) == diverse
+    assert (
+        asyncio.run(
+            store.amax_marginal_relevance_search("Cats purr when they are content.", k=2, fetch_k=5, lambda_mult=0.3)
+        )
+        == diverse
+    )
 
 
 def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
     fake = DeterministicFakeEmbedding(size=13)
-    store = EmbedkitVectorStore.from_texts(["alpha", "beta", "gamma"], fake, [{"n": 1}, {"n": 2}, {"n": 3}],
-                                           ids=["a", "b", "g"], backend="sql", url=f"sqlite:///{tmp_path}/f.db")
+    store = EmbedkitVectorStore.from_texts(
+        ["alpha", "beta", "gamma"],
+        fake,
+        [{"n": 1}, {"n": 2}, {"n": 3}],
+        ids=["a", "b", "g"],
+        backend="sql",
+        url=f"sqlite:///{tmp_path}/f.db",
+    )
     assert store.index.dimension == 13 and store.embeddings is fake
     assert store.similarity_search("beta", k=1)[0].id == "b"
     assert store.similarity_search_by_vector(fake.embed_query("gamma"), k=1)[0].metadata == {"n": 3}
@@ -124,8 +137,9 @@ def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
 
 
 def test_from_texts_with_an_embedkit_model(tiny_model, tmp_path):
-    store = EmbedkitVectorStore.from_texts(["one", "two"], EmbedkitEmbeddings(tiny_model), backend="faiss",
-                                           path=str(tmp_path / "idx"), kind="flat")
+    store = EmbedkitVectorStore.from_texts(
+        ["one", "two"], EmbedkitEmbeddings(tiny_model), backend="faiss", path=str(tmp_path / "idx"), kind="flat"
+    )
     assert store.index.encoder is tiny_model  # unwrapped: no detour through Python lists
     assert len(store.similarity_search("one", k=5)) == 2
     with pytest.raises(ValueError, match="backend must be 'faiss' or 'sql'"):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from langchain_tests.integration_tests import EmbeddingsIntegrationTests, VectorStoreIntegrationTests
+from langchain_tests.integration_tests import (
+    EmbeddingsIntegrationTests,
+    VectorStoreIntegrationTests,
+)
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from integrations import FaissIndex, SQLIndex

@@ -1,0 +1,46 @@
+"""Test helpers shared by the test modules (kept out of conftest.py so that imports are unambiguous)."""
+
+from __future__ import annotations
+
+import torch
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "",
+    "The quick brown fox jumps over the lazy dog.",
+    "Ünïcödé text, with émojis 🚀 and 中文字符.",
+    "short",
+    "A considerably longer sentence that goes on for a while, so that batches mix lengths. " * 3,
+    "   leading and trailing spaces   ",
+    "What is the capital of France?",
+]
+
+
+def oracle_model(
+    bert_dir: str,
+    pooling_mode="mean",
+    dense=None,
+    normalize=False,
+    include_prompt=True,
+    prompts=None,
+    default_prompt_name=None,
+    max_seq_length=None,
+):
+    """A tiny model built with the sentence-transformers oracle's own modules."""
+    from sentence_transformers import SentenceTransformer as OracleST
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+
+    transformer = Transformer(bert_dir, max_seq_length=max_seq_length)
+    pooling = Pooling(32, pooling_mode=pooling_mode, include_prompt=include_prompt)
+    modules = [transformer, pooling]
+    if dense is not None:
+        torch.manual_seed(1)
+        modules.append(Dense(pooling.get_embedding_dimension(), dense[0], activation_function=dense[1]))
+    if normalize:
+        modules.append(Normalize())
+    return OracleST(modules=modules, prompts=prompts, default_prompt_name=default_prompt_name, device="cpu")
