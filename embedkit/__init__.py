@@ -4,30 +4,6 @@ __version__ = "0.1.0"
 
 from . import util  # noqa: E402
 from .model import SentenceTransformer  # noqa: E402
-from .quantization import quantize_embeddings  # noqa: E402
-from .similarity import (  # noqa: E402
-    cos_sim,
-    dot_score,
-    euclidean_sim,
-    manhattan_sim,
-    pairwise_cos_sim,
-    pairwise_dot_score,
-    pairwise_euclidean_sim,
-    pairwise_manhattan_sim,
-    semantic_search,
-)
+from .util import *  # noqa: E402, F403 - cos_sim, dot_score, ..., quantize_embeddings, semantic_search
 
-__all__ = [
-    "SentenceTransformer",
-    "quantize_embeddings",
-    "cos_sim",
-    "dot_score",
-    "euclidean_sim",
-    "manhattan_sim",
-    "pairwise_cos_sim",
-    "pairwise_dot_score",
-    "pairwise_euclidean_sim",
-    "pairwise_manhattan_sim",
-    "semantic_search",
-    "util",
-]
+__all__ = ["SentenceTransformer", "util", *util.__all__]

@@ -15,7 +15,9 @@ from integrations import FaissIndex, SQLIndex
 from integrations.langchain import EmbedkitEmbeddings, EmbedkitVectorStore
 
 
-class TestEmbedkitEmbeddingsUnit(EmbeddingsUnitTests):
+class TinyModelParams:
+    """Both embeddings suites build EmbedkitEmbeddings over the tiny fixture model with prompts."""
+
     @pytest.fixture(autouse=True)
     def _model_dir(self, prompt_model_dir):
         self.model_dir = prompt_model_dir
@@ -29,18 +31,12 @@ class TestEmbedkitEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model": self.model_dir, "device": "cpu"}
 
 
-class TestEmbedkitEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _model_dir(self, prompt_model_dir):
-        self.model_dir = prompt_model_dir
+class TestEmbedkitEmbeddingsUnit(TinyModelParams, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embeddings_class(self):
-        return EmbedkitEmbeddings
 
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": self.model_dir, "device": "cpu"}
+class TestEmbedkitEmbeddingsIntegration(TinyModelParams, EmbeddingsIntegrationTests):
+    pass
 
 
 class TestFaissVectorStore(VectorStoreIntegrationTests):
