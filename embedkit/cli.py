@@ -7,35 +7,39 @@ import json
 import os
 import sys
 
-import numpy as np
-
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-def read_records(path: str, field: str = "text") -> list[dict]:
-    """Records ``{"id", "text", "metadata"}`` from a file: JSONL (``field`` holds the text; ``id`` and
-    ``metadata`` are optional) or plain lines (ids are ``FILE:LINE``, so adding a file again upserts)."""
+def iter_records(path: str, field: str = "text"):
+    """Records ``{"id", "text", "metadata"}`` streamed from a file: JSONL (``field`` holds the text; ``id``
+    and ``metadata`` are optional) or plain lines (ids are ``FILE:LINE``, so adding a file again upserts)."""
+    name = os.path.basename(path)
+    jsonl = path.endswith((".jsonl", ".ndjson"))
     stream = sys.stdin if path == "-" else open(path, encoding="utf8")
     with stream:
-        lines = [line.rstrip("\n") for line in stream]
-    name = os.path.basename(path)
-    if not path.endswith((".jsonl", ".ndjson")):
-        return [{"id": f"{name}:{n}", "text": line, "metadata": {}} for n, line in enumerate(lines, 1)]
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            raise SystemExit(f"{path}:{n}: expected an object with a string {field!r} field")
-        metadata = record.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise SystemExit(f"{path}:{n}: 'metadata' must be an object")
-        records.append({"id": str(record.get("id", f"{name}:{n}")), "text": record[field], "metadata": metadata})
-    return records
+        for n, line in enumerate(stream, 1):
+            line = line.rstrip("\n")
+            if not jsonl:
+                yield {"id": f"{name}:{n}", "text": line, "metadata": {}}
+            elif line.strip():
+                yield _parse_record(line, path, n, field, name)
+
+
+def _parse_record(line: str, path: str, n: int, field: str, name: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get(field), str):
+        raise SystemExit(f"{path}:{n}: expected an object with a string {field!r} field")
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SystemExit(f"{path}:{n}: 'metadata' must be an object")
+    return {"id": str(record.get("id", f"{name}:{n}")), "text": record[field], "metadata": metadata}
+
+
+def read_records(path: str, field: str = "text") -> list[dict]:
+    return list(iter_records(path, field))
 
 
 def load_model(name: str, device: str | None = None, quiet: bool = False):
@@ -49,18 +53,22 @@ def load_model(name: str, device: str | None = None, quiet: bool = False):
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    texts = [r["text"] for r in read_records(args.input, args.field)]
     model = load_model(args.model, args.device, args.quiet)
-    encode = {"query": model.encode_query, "document": model.encode_document}.get(args.role, model.encode)
-    emb = encode(
-        texts,
+    prompt = {"query": model.query_prompt, "document": model.document_prompt}.get(args.role)
+    # A first pass counts the texts for the progress bar and finds a bad record before any encoding.
+    total = None if args.input == "-" else sum(1 for _ in iter_records(args.input, args.field))
+    emb = model.encode_to_file(
+        (r["text"] for r in iter_records(args.input, args.field)),
+        args.output,
+        resume=args.resume,
+        total=total,
+        prompt=prompt,
         batch_size=args.batch_size,
         show_progress_bar=not args.quiet,
         normalize_embeddings=args.normalize,
         precision=args.precision,
         truncate_dim=args.truncate_dim,
     )
-    np.save(args.output, emb)
     if not args.quiet:
         print(
             f"wrote {emb.shape[0]} embeddings of shape {emb.shape[1:]} ({emb.dtype}) to {args.output}", file=sys.stderr
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])
     enc.add_argument("--truncate-dim", type=int, default=None)
+    enc.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output file")
     enc.set_defaults(func=cmd_encode)
     try:
         from integrations.commands import register

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,14 @@ from . import __version__
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
+from .ondisk import encode_to_file
+from .pool import EncodePool
 from .quantization import PRECISIONS, quantization_ranges, quantize_embeddings
 from .similarity import PAIRWISE, SIMILARITY, SIMILARITY_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
+BACKENDS = ("torch", "onnx")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
@@ -60,7 +64,10 @@ class SentenceTransformer(nn.Sequential):
         config_kwargs: dict[str, Any] | None = None,
         local_files_only: bool = False,
         similarity_fn_name: str | None = None,
+        backend: str = "torch",
     ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         saved: dict[str, Any] = {}
         if model_name_or_path is not None:
             if modules is not None:
@@ -94,6 +101,16 @@ class SentenceTransformer(nn.Sequential):
         self.truncate_dim = self._check_truncate_dim(truncate_dim or saved.get("truncate_dim"))
         ranges = saved.get("quantization_ranges")
         self.quantization_ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
+        # On CPU, run batches side by side, one torch thread each (see _in_parallel); False turns it off.
+        self.parallel_batches = True
+        self.backend = backend
+        if backend == "onnx":
+            if device not in (None, "cpu"):
+                raise ValueError(f"the onnx backend runs on the CPU; got device={device!r}")
+            from .onnx_backend import onnx_model
+
+            device = "cpu"
+            self.transformer.runtime = onnx_model(self.transformer)
         self.to(device or default_device())
 
     # ----------------------------------------------------------------- properties
@@ -166,24 +183,37 @@ class SentenceTransformer(nn.Sequential):
         """Padded model inputs for ``texts``, truncated to ``max_seq_length``."""
         features = self.transformer.tokenize(list(texts))
         features.pop("num_truncated")
-        rows = [dict(zip(features, values)) for values in zip(*features.values())]
-        return self.transformer.pad(rows)
+        lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64)
+        return self.transformer.pad_to_tensors(features, np.arange(len(lengths)), lengths, self.device)
+
+    @property
+    def query_prompt(self) -> str:
+        """The prompt ``encode_query`` applies: the model's ``"query"`` prompt, or none."""
+        return self.prompts.get("query") or ""
+
+    @property
+    def document_prompt(self) -> str:
+        """The prompt ``encode_document`` applies: the first non-empty ``"document"``, ``"passage"`` or
+        ``"corpus"`` prompt. sentence-transformers 6.x saves an empty ``"document"`` placeholder beside a
+        real ``"passage"`` prompt, so empty prompts are skipped rather than taken as the answer."""
+        return next((self.prompts[n] for n in DOCUMENT_PROMPTS if self.prompts.get(n)), "")
 
     def encode_query(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
-        """Encode queries with the model's ``"query"`` prompt, if it has one."""
+        """Encode queries with ``query_prompt`` unless a prompt is given."""
         if prompt_name is None and prompt is None:
-            prompt = self.prompts.get("query", "")
+            prompt = self.query_prompt
         return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
 
     def encode_document(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
-        """Encode documents with the first non-empty ``"document"``, ``"passage"`` or ``"corpus"`` prompt.
-
-        sentence-transformers 6.x saves an empty ``"document"`` placeholder beside a real ``"passage"``
-        prompt, so empty prompts are skipped rather than taken as the answer.
-        """
+        """Encode documents with ``document_prompt`` unless a prompt is given."""
         if prompt_name is None and prompt is None:
-            prompt = next((self.prompts[n] for n in DOCUMENT_PROMPTS if self.prompts.get(n)), "")
+            prompt = self.document_prompt
         return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_to_file(self, sentences, path: str, chunk_size: int = 10000, resume: bool = False, **kwargs):
+        """Stream the embeddings of any iterable of texts into a .npy file with bounded memory; ``resume``
+        continues an interrupted run. Returns a read-only memmap. See ``embedkit.ondisk``."""
+        return encode_to_file(self, sentences, path, chunk_size=chunk_size, resume=resume, **kwargs)
 
     def encode(
         self,
@@ -199,21 +229,31 @@ class SentenceTransformer(nn.Sequential):
         device: str | None = None,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
+        pool: EncodePool | None = None,
+        chunk_size: int | None = None,
+        max_batch_tokens: int | None = None,
         **kwargs,
     ):
-        """Embed one text (1-D result) or a list of texts (2-D result, input order kept)."""
+        """Embed one text (1-D result) or a list of texts (2-D result, input order kept).
+
+        ``pool`` spreads the work over a process pool (see ``start_multi_process_pool``);
+        ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``.
+        """
         if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name
             sentences = kwargs.pop("inputs")
         if kwargs:
             raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_positive("batch_size", batch_size)
+        if max_batch_tokens is not None:
+            _check_positive("max_batch_tokens", max_batch_tokens)
         if precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}")
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"Unknown output_value {output_value!r}; expected one of {OUTPUT_VALUES}")
         if precision != "float32" and output_value != "sentence_embedding":
             raise ValueError(f"precision={precision!r} applies only to output_value='sentence_embedding'")
+        if pool is not None and output_value != "sentence_embedding":
+            raise ValueError("a pool returns sentence embeddings only (output_value='sentence_embedding')")
         truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
@@ -223,15 +263,25 @@ class SentenceTransformer(nn.Sequential):
         if device is not None:
             self.to(device)
 
-        outputs = self._run(texts, prompt, batch_size, output_value, show_progress_bar)
-        if output_value != "sentence_embedding":
-            return outputs[0] if single else outputs
-
-        emb = torch.stack(outputs) if outputs else torch.zeros(0, self._full_dimension(), device=self.device)
-        if truncate_dim is not None:
-            emb = emb[:, :truncate_dim]
-        if normalize_embeddings:
-            emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+        if pool is not None:
+            options = {
+                "prompt": prompt,
+                "batch_size": batch_size,
+                "truncate_dim": truncate_dim,
+                "normalize_embeddings": normalize_embeddings,
+                "max_batch_tokens": max_batch_tokens,
+            }
+            emb = torch.from_numpy(pool.map(texts, chunk_size, show_progress_bar, **options)) if texts else None
+        else:
+            emb = self._run(texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar)
+            if output_value != "sentence_embedding":
+                return emb[0] if single else emb
+            if emb is not None and truncate_dim is not None:
+                emb = emb[:, :truncate_dim]
+            if emb is not None and normalize_embeddings:
+                emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+        if emb is None:
+            emb = torch.zeros(0, truncate_dim or self._full_dimension(), device=self.device)
         if precision != "float32":
             emb = torch.from_numpy(self._quantize(_to_numpy(emb), precision))
         if convert_to_tensor:
@@ -241,6 +291,39 @@ class SentenceTransformer(nn.Sequential):
         else:
             result = list(emb)
         return result[0] if single else result
+
+    def encode_multi_process(
+        self,
+        sentences,
+        pool: EncodePool,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        chunk_size: int | None = None,
+        precision: str = "float32",
+        normalize_embeddings: bool = False,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """``encode`` over a pool of processes (sentence-transformers' name for it)."""
+        return self.encode(
+            sentences,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            batch_size=batch_size,
+            pool=pool,
+            chunk_size=chunk_size,
+            precision=precision,
+            normalize_embeddings=normalize_embeddings,
+            show_progress_bar=show_progress_bar,
+        )
+
+    def start_multi_process_pool(self, target_devices: list[str] | None = None) -> EncodePool:
+        """Start worker processes: one per CUDA device by default, else CPU workers sharing the cores."""
+        return EncodePool(self, target_devices)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: EncodePool) -> None:
+        pool.stop()
 
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         if prompt is not None:
@@ -263,39 +346,62 @@ class SentenceTransformer(nn.Sequential):
         return quantize_embeddings(emb, precision, ranges=ranges)
 
     @torch.inference_mode()
-    def _run(self, texts: list[str], prompt: str | None, batch_size: int, output_value, progress: bool) -> list:
-        """Tokenize, sort by token length, run the modules batch by batch; results in input order."""
+    def _run(self, texts, prompt, batch_size, max_batch_tokens, output_value, progress: bool):
+        """Tokenize, sort by token length, run the modules batch by batch.
+
+        Returns the sentence embeddings as one tensor in input order, or a per-input list for the
+        other output values.
+        """
         self.eval()
         transformer = self.transformer
         prompt_length = self._prompt_length(prompt) if prompt else None
         if prompt:
             texts = [prompt + t for t in texts]
-        results: list = [None] * len(texts)
-        truncated = 0
+        chunks = [texts[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
+        pinned = self.device.type == "cuda"
+        truncated = []
+
+        def jobs():
+            for offset, features in _tokenized(transformer, chunks, prefetch=self.device.type != "cpu"):
+                truncated.append(features.pop("num_truncated"))
+                lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64)
+                for idx in _batches(lengths, batch_size, max_batch_tokens):
+                    yield offset, idx, features, lengths
+
+        def forward(job):
+            offset, idx, features, lengths = job
+            batch = transformer.pad_to_tensors(features, idx, lengths, self.device, pinned)
+            if prompt_length is not None:
+                batch["prompt_length"] = prompt_length
+            with torch.inference_mode():
+                return offset, idx, self(batch)
+
+        parts, positions, items = [], [], [None] * len(texts)
+        workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
-            for start in range(0, len(texts), TOKENIZE_CHUNK):
-                features = transformer.tokenize(texts[start : start + TOKENIZE_CHUNK])
-                truncated += features.pop("num_truncated")
-                lengths = [len(ids) for ids in features["input_ids"]]
-                order = np.argsort([-n for n in lengths], kind="stable")
-                for b in range(0, len(order), batch_size):
-                    idx = order[b : b + batch_size]
-                    batch = transformer.pad([{k: v[i] for k, v in features.items()} for i in idx])
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    if prompt_length is not None:
-                        batch["prompt_length"] = prompt_length
-                    out = self(batch)
+            for offset, idx, out in _in_parallel(forward, jobs(), workers):
+                if output_value == "sentence_embedding":
+                    parts.append(out["sentence_embedding"])
+                    positions.append(torch.from_numpy(idx + offset))
+                else:
                     for j, i in enumerate(idx):
-                        results[start + i] = _select(out, j, output_value)
-                    bar.update(len(idx))
-        if truncated:
+                        items[offset + i] = _select(out, j, output_value)
+                bar.update(len(idx))
+        if sum(truncated):
             logger.warning(
                 "%d of %d inputs were longer than max_seq_length=%d tokens and were truncated",
-                truncated,
+                sum(truncated),
                 len(texts),
                 transformer.max_seq_length,
             )
-        return results
+        if output_value != "sentence_embedding":
+            return items
+        if not parts:
+            return None
+        emb = torch.cat(parts)
+        ordered = torch.empty_like(emb)
+        ordered[torch.cat(positions).to(emb.device)] = emb
+        return ordered
 
     def _prompt_length(self, prompt: str) -> int:
         """Tokens of the prompt alone, without a trailing special token (used by include_prompt=False)."""
@@ -367,6 +473,65 @@ def check_texts(sentences, caller: str = "encode()") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{caller} input at index {i} is {type(text).__name__}, expected str")
     return texts
+
+
+def _tokenized(transformer, chunks: list[list[str]], prefetch: bool):
+    """(offset, features) per chunk; with ``prefetch`` the next chunk is tokenized while this one runs."""
+    offset = 0
+    if not prefetch or len(chunks) < 2:
+        for chunk in chunks:
+            yield offset, transformer.tokenize(chunk)
+            offset += len(chunk)
+        return
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        pending = executor.submit(transformer.tokenize, chunks[0])
+        for n, chunk in enumerate(chunks):
+            features = pending.result()
+            if n + 1 < len(chunks):
+                pending = executor.submit(transformer.tokenize, chunks[n + 1])
+            yield offset, features
+            offset += len(chunk)
+
+
+def _in_parallel(fn, items, workers: int):
+    """``fn`` over ``items``, results in order. With several workers, batches run side by side in threads
+    with one torch thread each: on CPU, whole GEMMs per core beat one GEMM split across the cores. The
+    global torch thread count is restored afterwards."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            pending: deque = deque()
+            for item in items:
+                pending.append(executor.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None) -> list[np.ndarray]:
+    """Indices longest first, cut into batches of at most ``batch_size`` texts and ``max_batch_tokens``
+    padded tokens (a text longer than the budget still gets a batch of its own)."""
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        if max_batch_tokens is not None:
+            end = min(end, start + max(1, max_batch_tokens // int(lengths[order[start]])))
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _select(out: dict[str, Any], j: int, output_value):

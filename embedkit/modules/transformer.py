@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -43,10 +44,13 @@ class Transformer(nn.Module):
         for kwargs in (model_kwargs, tokenizer_kwargs, config_kwargs):
             if not kwargs.get("trust_remote_code"):
                 kwargs.pop("trust_remote_code", None)
+        self.source_path = model_name_or_path
+        self.runtime = None  # set to an ONNX Runtime model by the onnx backend
         self.config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
         self.auto_model = AutoModel.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path or model_name_or_path, **tokenizer_kwargs)
         self.do_lower_case = do_lower_case
+        self.drop_full_mask = True
         self.position_limit = _position_limit(self.config)
         if max_seq_length is None:
             max_seq_length = self.tokenizer.model_max_length
@@ -55,7 +59,7 @@ class Transformer(nn.Module):
         self.max_seq_length = max_seq_length
         params = inspect.signature(self.auto_model.forward).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        self._forward_params = None if takes_any else set(params)
+        self.forward_params = None if takes_any else set(params)
 
     @property
     def max_seq_length(self) -> int:
@@ -94,13 +98,35 @@ class Transformer(nn.Module):
         features["num_truncated"] = sum(1 for a, b in zip(first, first[1:] + [len(mapping)]) if b - a > 1)
         return features
 
-    def pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer.pad(rows, padding=True, return_tensors="pt"))
+    def pad_to_tensors(self, features, idx, lengths, device, pinned: bool = False) -> dict[str, Any]:
+        """Rows ``idx`` of tokenized ``features`` as padded int64 tensors on ``device``.
+
+        ``no_padding`` is set when every row fills the width; the model then runs without a mask,
+        which lets SDPA take its faster unmasked kernels.
+        """
+        width = int(lengths[idx].max())
+        left = self.tokenizer.padding_side == "left"
+        fills = {"input_ids": self.tokenizer.pad_token_id or 0, "token_type_ids": self.tokenizer.pad_token_type_id}
+        batch: dict[str, Any] = {}
+        for key, rows in features.items():
+            array = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
+            for r, i in enumerate(idx):
+                row = rows[i]
+                if left:
+                    array[r, width - len(row) :] = row
+                else:
+                    array[r, : len(row)] = row
+            tensor = torch.from_numpy(array)
+            batch[key] = tensor.pin_memory().to(device, non_blocking=True) if pinned else tensor.to(device)
+        batch["no_padding"] = int(lengths[idx].min()) == width
+        return batch
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
-        names = self._forward_params or {"input_ids", "attention_mask", "token_type_ids"}
+        names = self.forward_params or {"input_ids", "attention_mask", "token_type_ids"}
         inputs = {k: v for k, v in features.items() if k in names and isinstance(v, torch.Tensor)}
-        out = self.auto_model(**inputs, return_dict=True)
+        if features.get("no_padding") and self.drop_full_mask:
+            inputs.pop("attention_mask", None)
+        out = (self.runtime or self.auto_model)(**inputs, return_dict=True)
         features["token_embeddings"] = out.last_hidden_state
         return features
 

@@ -1,0 +1,166 @@
+"""The ``onnx`` backend: the Transformer runs in ONNX Runtime on CPU, with int8 weights.
+
+The Hugging Face model is exported once with ``torch.onnx.export``, fused by ONNX Runtime's transformer
+optimizer, its MatMul and Attention weights quantized to int8 per channel with ONNX Runtime's dynamic
+quantization, and the result cached next to the model (``<model>/onnx/``), or under the embedkit cache
+when that folder is read-only. Pooling, Dense and Normalize stay in torch. Needs the ``onnx`` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from .hub import default_cache_folder
+
+logger = logging.getLogger(__name__)
+
+FILE = "model_qint8.onnx"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxModel:
+    """Callable like the Hugging Face model it replaces: ``model(**inputs).last_hidden_state``."""
+
+    def __init__(self, path: str, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, **_ignored):
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if given["attention_mask"] is None:
+            given["attention_mask"] = torch.ones_like(input_ids)
+        if given["token_type_ids"] is None:
+            given["token_type_ids"] = torch.zeros_like(input_ids)
+        feed = {name: given[name].cpu().numpy() for name in self.input_names}
+        (hidden,) = self.session.run(None, feed)
+        return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
+
+
+class _Export(nn.Module):
+    """Positional inputs to the keyword call the exporter needs; returns the last hidden state."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors):
+        return self.model(**dict(zip(self.names, tensors)), return_dict=True).last_hidden_state
+
+
+def onnx_model(transformer) -> OnnxModel:
+    """The cached int8 ONNX model for ``transformer``, exported and quantized on first use."""
+    folder = cache_folder(transformer.source_path)
+    path = os.path.join(folder, FILE)
+    stamp = _fingerprint(transformer.source_path)
+    stamp_file = os.path.join(folder, "embedkit_onnx.json")
+    if not (os.path.exists(path) and _read(stamp_file) == stamp):
+        logger.info("Exporting %s to ONNX with int8 weights into %s", transformer.source_path, folder)
+        export_int8(transformer, path)
+        with open(stamp_file, "w") as f:
+            json.dump(stamp, f)
+    return OnnxModel(path)
+
+
+def export_int8(transformer, path: str) -> None:
+    """Export, fuse and quantize. The graph is traced with eager attention so that ONNX Runtime's
+    transformer optimizer recognises and fuses it (Attention, SkipLayerNorm, BiasGelu); the fused
+    MatMul and Attention weights are then quantized to int8, per channel."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = transformer.auto_model
+    params = transformer.forward_params or set(INPUTS)
+    names = [n for n in INPUTS if n in params or n != "token_type_ids"]
+    example = tuple(
+        torch.zeros(2, 8, dtype=torch.long) if n == "token_type_ids" else torch.ones(2, 8, dtype=torch.long)
+        for n in names
+    )
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    attention = model.config._attn_implementation
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp32 = os.path.join(tmp, "model.onnx")
+        model.to("cpu", torch.float32).eval()
+        model.set_attn_implementation("eager")
+        try:
+            torch.onnx.export(
+                _Export(model, names),
+                example,
+                fp32,
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        finally:
+            model.set_attn_implementation(attention)
+            model.to(device, dtype)
+        graph = _optimize(fp32, model.config, os.path.join(tmp, "fused.onnx"))
+        partial = path + ".partial"
+        logging.disable(logging.WARNING)  # quantize_dynamic logs a generic pre-processing hint on the root logger
+        try:
+            quantize_dynamic(
+                graph,
+                partial,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+        os.replace(partial, path)
+
+
+def _optimize(source: str, config, target: str) -> str:
+    """ONNX Runtime's operator fusion for encoder models; the plain graph if it does not apply."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        heads, hidden = config.num_attention_heads, config.hidden_size
+        optimize_model(source, model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(target)
+        return target
+    except Exception as exc:  # noqa: BLE001 - an unfused graph still runs, only slower
+        logger.warning("ONNX Runtime could not fuse this model (%s); quantizing the plain graph", exc)
+        return source
+
+
+def cache_folder(source: str) -> str:
+    """``<model>/onnx`` when writable, else a folder under EMBEDKIT_HOME (or ~/.cache/embedkit)."""
+    beside = os.path.join(source, "onnx")
+    if os.access(source, os.W_OK) and (not os.path.exists(beside) or os.access(beside, os.W_OK)):
+        return beside
+    root = default_cache_folder() or os.path.join(os.path.expanduser("~"), ".cache", "embedkit")
+    return os.path.join(root, "onnx", hashlib.sha1(os.path.abspath(source).encode()).hexdigest()[:16])
+
+
+def _fingerprint(source: str) -> dict:
+    """Weights files with their sizes and times: a change means a new export."""
+    files = sorted(f for f in os.listdir(source) if f.endswith((".safetensors", ".bin")))
+    return {
+        f: [os.path.getsize(os.path.join(source, f)), int(os.path.getmtime(os.path.join(source, f)))] for f in files
+    }
+
+
+def _read(file: str):
+    try:
+        with open(file) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,193 @@
+"""Encoding with a pool of worker processes, one per device (GPUs) or per share of the CPU cores.
+
+Workers are started with the ``spawn`` method, so a script that uses a pool must guard its entry point::
+
+    if __name__ == "__main__":
+        model = SentenceTransformer("all-MiniLM-L6-v2")
+        with model.start_multi_process_pool() as pool:
+            embeddings = model.encode(texts, pool=pool)
+
+The model reaches the workers as a saved folder (safetensors), never as a pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import queue
+import shutil
+import tempfile
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+MAX_CPU_WORKERS = 4
+
+
+class WorkerError(RuntimeError):
+    """An encoding worker raised; the message carries its traceback."""
+
+
+class EncodePool:
+    """Worker processes that each hold a copy of a model. Use as a context manager, or call ``stop()``."""
+
+    def __init__(self, model, target_devices: list[str] | None = None):
+        if target_devices is None:
+            if torch.cuda.is_available():
+                target_devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            else:
+                target_devices = ["cpu"] * max(1, min(MAX_CPU_WORKERS, os.cpu_count() or 1))
+        if not target_devices:
+            raise ValueError("target_devices must name at least one device")
+        cpu_workers = sum(str(d).startswith("cpu") for d in target_devices)
+        threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))  # split the cores, never oversubscribe
+        self.devices = [str(d) for d in target_devices]
+        self._folder = tempfile.mkdtemp(prefix="embedkit-pool-")
+        _quiet_save(model, self._folder)
+        ctx = multiprocessing.get_context("spawn")
+        self._inputs, self._outputs = ctx.Queue(), ctx.Queue()
+        self._processes = [
+            ctx.Process(target=_work, args=(self._folder, d, threads, self._inputs, self._outputs), daemon=True)
+            for d in self.devices
+        ]
+        self._job = 0
+        self.closed = False
+        for p in self._processes:
+            p.start()
+        try:
+            ready = 0
+            while ready < len(self._processes):
+                kind, _, _, payload = self._next_message()
+                if kind == "error":
+                    raise WorkerError(f"an encoding worker failed:\n{payload}")
+                ready += kind == "ready"
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> EncodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the workers and remove the model copy. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        for p in self._processes:
+            if p.is_alive():
+                self._inputs.put(None)
+        for p in self._processes:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        for q in (self._inputs, self._outputs):
+            q.close()
+            q.cancel_join_thread()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _next_message(self) -> tuple:
+        """The next worker message; raises as soon as a worker is found dead (within a poll interval)."""
+        while True:
+            try:
+                message = self._outputs.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                message = None
+            self._check_alive()
+            if message is not None:
+                return message
+
+    def _check_alive(self) -> None:
+        for i, p in enumerate(self._processes):
+            if p.exitcode is not None:
+                try:  # a worker that reported an error before exiting: raise that, with its traceback
+                    last = self._outputs.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    last = None
+                self.stop()
+                if last is not None and last[0] == "error":
+                    raise WorkerError(f"an encoding worker failed:\n{last[3]}")
+                raise RuntimeError(
+                    f"encoding worker {i} ({self.devices[i]}, pid {p.pid}) died with exit code {p.exitcode}; "
+                    "the pool was stopped"
+                )
+
+    def map(self, texts: list[str], chunk_size: int | None, progress: bool, **encode_kwargs) -> np.ndarray:
+        """Encode ``texts`` in chunks across the workers; rows come back in input order."""
+        if self.closed:
+            raise RuntimeError("this pool was stopped; start a new one with start_multi_process_pool()")
+        self._check_alive()
+        if chunk_size is None:
+            chunk_size = max(1, min(math.ceil(len(texts) / (len(self._processes) * 10)), 5000))
+        elif not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self._job += 1
+        starts = range(0, len(texts), chunk_size)
+        for n, start in enumerate(starts):
+            self._inputs.put((self._job, n, texts[start : start + chunk_size], encode_kwargs))
+        results: dict[int, np.ndarray] = {}
+        failure = None
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
+            while len(results) < len(starts):
+                kind, job, n, payload = self._next_message()
+                if job != self._job:
+                    continue  # a leftover from an earlier, failed call
+                if kind == "error":
+                    failure = failure or payload
+                    results[n] = None
+                    continue
+                results[n] = payload
+                bar.update(len(payload))
+        if failure is not None:
+            raise WorkerError(f"an encoding worker raised:\n{failure}")
+        return np.concatenate([results[n] for n in range(len(starts))])
+
+
+def _quiet_save(model, folder: str) -> None:
+    """Save without transformers' progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save(folder)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _work(folder: str, device: str, threads: int, inputs, outputs) -> None:
+    """The worker loop: load the model once, then encode chunks until told to stop."""
+    try:
+        torch.set_num_threads(threads)
+        from .model import SentenceTransformer
+
+        model = SentenceTransformer(folder, device=device)
+    except BaseException:
+        outputs.put(("error", 0, None, traceback.format_exc()))
+        return
+    outputs.put(("ready", 0, None, None))
+    while True:
+        item = inputs.get()
+        if item is None:
+            return
+        job, n, texts, kwargs = item
+        try:
+            outputs.put(("ok", job, n, _encode(model, texts, kwargs)))
+        except BaseException:
+            outputs.put(("error", job, n, traceback.format_exc()))
+
+
+def _encode(model, texts: list[str], kwargs: dict[str, Any]) -> np.ndarray:
+    return model.encode(texts, show_progress_bar=False, convert_to_numpy=True, **kwargs)

@@ -1,0 +1,68 @@
+"""The onnx backend: int8 ONNX Runtime inference, exported once and cached next to the model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from helpers import TEXTS
+
+from embedkit import SentenceTransformer
+from embedkit.onnx_backend import cache_folder
+
+pytest.importorskip("onnxruntime")
+
+
+def cosines(a, b):
+    return np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture
+def model_copy(prompt_model_dir, tmp_path):
+    path = tmp_path / "model"
+    shutil.copytree(prompt_model_dir, path)
+    return str(path)
+
+
+def test_onnx_int8_close_to_torch_and_cached(model_copy):
+    onnx = SentenceTransformer(model_copy, backend="onnx")
+    torch_model = SentenceTransformer(model_copy, device="cpu")
+    exported = os.path.join(model_copy, "onnx", "model_qint8.onnx")
+    assert os.path.exists(exported)
+    got, expected = onnx.encode(TEXTS), torch_model.encode(TEXTS)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert cosines(got, expected).min() > 0.98
+    assert not np.allclose(got, expected, atol=1e-6)  # really the int8 graph, not the torch model
+    np.testing.assert_allclose(onnx.encode_query(TEXTS), onnx.encode(TEXTS, prompt_name="query"), atol=1e-6)
+    stamp = os.path.getmtime(exported)
+    SentenceTransformer(model_copy, backend="onnx")  # the second load reuses the file
+    assert os.path.getmtime(exported) == stamp
+    weights = os.path.join(model_copy, "model.safetensors")
+    os.utime(weights, (stamp + 100, stamp + 100))  # new weights: a new export
+    SentenceTransformer(model_copy, backend="onnx")
+    assert os.path.getmtime(exported) != stamp
+
+
+def test_minilm_int8_quality(minilm_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path))
+    onnx = SentenceTransformer(minilm_path, backend="onnx")
+    fp32 = SentenceTransformer(minilm_path, device="cpu")
+    similarity = cosines(onnx.encode(TEXTS), fp32.encode(TEXTS))
+    assert similarity.mean() > 0.98 and similarity.min() > 0.95  # the empty string is the worst case
+
+
+def test_read_only_model_folders_cache_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path / "home"))
+    assert cache_folder(str(tmp_path)) == os.path.join(str(tmp_path), "onnx")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root can write anywhere: fake a read-only folder
+    folder = cache_folder(str(tmp_path))
+    assert folder.startswith(os.path.join(str(tmp_path / "home"), "onnx"))
+
+
+def test_onnx_backend_arguments(model_copy):
+    with pytest.raises(ValueError, match="the onnx backend runs on the CPU"):
+        SentenceTransformer(model_copy, backend="onnx", device="cuda")
+    with pytest.raises(ValueError, match=r"backend must be one of \('torch', 'onnx'\)"):
+        SentenceTransformer(model_copy, backend="openvino")
