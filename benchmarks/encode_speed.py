@@ -78,7 +78,8 @@ def main() -> None:
     encode_ref = lambda t: reference.encode(t, batch_size=args.batch_size)  # noqa: E731
     encode_ours = lambda t: ours.encode(t, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens)  # noqa: E731
 
-    label = f"{args.backend}/{args.dtype} on {args.device} ({torch.get_num_threads()} threads)"
+    weights = "int8" if args.backend == "onnx" else args.dtype
+    label = f"{args.backend}/{weights} on {args.device} ({torch.get_num_threads()} threads)"
     print(f"embedkit {label} vs sentence-transformers {args.dtype}; batch size {args.batch_size}\n")
     print(
         "| texts | n | tokens | sentence-transformers tok/s | embedkit tok/s | ratio | max abs diff | min cos vs fp32 |"

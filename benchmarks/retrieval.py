@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import pathlib
 import sys
@@ -22,21 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from data import scifact  # noqa: E402
+from metrics import ndcg_at_10, recall  # noqa: E402
 
 from embedkit import SentenceTransformer  # noqa: E402
 from integrations import FaissIndex, SQLIndex  # noqa: E402
-
-
-def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:10]))
-    ideal = sorted(relevant.values(), reverse=True)[:10]
-    idcg = sum(rel / math.log2(i + 2) for i, rel in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def recall(ranked: list[str], relevant: dict[str, int], k: int) -> float:
-    hits = {d for d, r in relevant.items() if r > 0}
-    return len(hits & set(ranked[:k])) / len(hits)
 
 
 def run_queries(search, queries: np.ndarray) -> tuple[list[list[str]], np.ndarray]:

@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,16 +30,31 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class OnnxModel:
-    """Callable like the Hugging Face model it replaces: ``model(**inputs).last_hidden_state``."""
+    """Callable like the Hugging Face model it replaces: ``model(**inputs).last_hidden_state``.
 
-    def __init__(self, path: str, threads: int | None = None):
-        import onnxruntime as ort
+    It runs with as many ONNX Runtime threads as torch currently allows (so batches that embedkit runs
+    side by side each get one), and feeds the session slices of at most ``TOKENS_PER_RUN`` tokens,
+    which keep int8 GEMMs in cache.
+    """
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
+    TOKENS_PER_RUN = 2048
+
+    def __init__(self, path: str):
+        self.path = path
+        self._sessions: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self.input_names = [i.name for i in self._session(1).get_inputs()]
+
+    def _session(self, threads: int):
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                self._sessions[threads] = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, **_ignored):
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
@@ -46,8 +63,13 @@ class OnnxModel:
         if given["token_type_ids"] is None:
             given["token_type_ids"] = torch.zeros_like(input_ids)
         feed = {name: given[name].cpu().numpy() for name in self.input_names}
-        (hidden,) = self.session.run(None, feed)
-        return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
+        session = self._session(torch.get_num_threads())
+        rows = max(1, self.TOKENS_PER_RUN // max(1, input_ids.shape[1]))
+        parts = [
+            session.run(None, {k: v[start : start + rows] for k, v in feed.items()})[0]
+            for start in range(0, input_ids.shape[0], rows)
+        ]
+        return SimpleNamespace(last_hidden_state=torch.from_numpy(np.concatenate(parts)))
 
 
 class _Export(nn.Module):

@@ -107,3 +107,17 @@ def test_search_reports_bad_filters(tmp_path, prompt_model_dir):
     assert out.returncode != 0 and "--filter is not valid JSON" in out.stderr
     out = run("search", db, "x", "-m", prompt_model_dir, "--filter", '{"page": {"$near": 1}}')
     assert out.returncode != 0 and "unknown operator '$near'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_encode_resume_continues_a_run(tmp_path, prompt_model_dir):
+    texts = [f"line {i}" for i in range(30)]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    model = SentenceTransformer(prompt_model_dir, device="cpu")
+    out = tmp_path / "out.npy"
+    model.encode_to_file(texts[:10], str(out), chunk_size=10, show_progress_bar=False)
+    # Turn the finished 10-row file into an interrupted 30-row run that stopped after 10 rows.
+    (tmp_path / "out.npy.progress.json").write_text(json.dumps({"rows": 10, "dim": 32, "dtype": "<f4"}))
+    result = run("encode", str(tmp_path / "in.txt"), "-o", str(out), "-m", prompt_model_dir, "--resume", "-q")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(out), model.encode(texts), atol=1e-5)
+    assert not (tmp_path / "out.npy.progress.json").exists()
