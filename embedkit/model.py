@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .batching import in_parallel, token_batches, tokenized_chunks
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
@@ -101,7 +101,7 @@ class SentenceTransformer(nn.Sequential):
         self.truncate_dim = self._check_truncate_dim(truncate_dim or saved.get("truncate_dim"))
         ranges = saved.get("quantization_ranges")
         self.quantization_ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
-        # On CPU, run batches side by side, one torch thread each (see _in_parallel); False turns it off.
+        # On CPU, run batches side by side, one torch thread each (see batching.in_parallel); False turns it off.
         self.parallel_batches = True
         self.backend = backend
         if backend == "onnx":
@@ -362,10 +362,10 @@ class SentenceTransformer(nn.Sequential):
         truncated = []
 
         def jobs():
-            for offset, features in _tokenized(transformer, chunks, prefetch=self.device.type != "cpu"):
+            for offset, features in tokenized_chunks(transformer, chunks, prefetch=self.device.type != "cpu"):
                 truncated.append(features.pop("num_truncated"))
                 lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64)
-                for idx in _batches(lengths, batch_size, max_batch_tokens):
+                for idx in token_batches(lengths, batch_size, max_batch_tokens):
                     yield offset, idx, features, lengths
 
         def forward(job):
@@ -379,7 +379,7 @@ class SentenceTransformer(nn.Sequential):
         parts, positions, items = [], [], [None] * len(texts)
         workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
-            for offset, idx, out in _in_parallel(forward, jobs(), workers):
+            for offset, idx, out in in_parallel(forward, jobs(), workers):
                 if output_value == "sentence_embedding":
                     parts.append(out["sentence_embedding"])
                     positions.append(torch.from_numpy(idx + offset))
@@ -473,60 +473,6 @@ def check_texts(sentences, caller: str = "encode()") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{caller} input at index {i} is {type(text).__name__}, expected str")
     return texts
-
-
-def _tokenized(transformer, chunks: list[list[str]], prefetch: bool):
-    """(offset, features) per chunk; with ``prefetch`` the next chunk is tokenized while this one runs."""
-    offset = 0
-    if not prefetch or len(chunks) < 2:
-        for chunk in chunks:
-            yield offset, transformer.tokenize(chunk)
-            offset += len(chunk)
-        return
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        pending = executor.submit(transformer.tokenize, chunks[0])
-        for n, chunk in enumerate(chunks):
-            features = pending.result()
-            if n + 1 < len(chunks):
-                pending = executor.submit(transformer.tokenize, chunks[n + 1])
-            yield offset, features
-            offset += len(chunk)
-
-
-def _in_parallel(fn, items, workers: int):
-    """``fn`` over ``items``, results in order. With several workers, batches run side by side in threads
-    with one torch thread each: on CPU, whole GEMMs per core beat one GEMM split across the cores. The
-    global torch thread count is restored afterwards."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as executor:
-            pending: deque = deque()
-            for item in items:
-                pending.append(executor.submit(fn, item))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None) -> list[np.ndarray]:
-    """Indices longest first, cut into batches of at most ``batch_size`` texts and ``max_batch_tokens``
-    padded tokens (a text longer than the budget still gets a batch of its own)."""
-    order = np.argsort(-lengths, kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        end = min(start + batch_size, len(order))
-        if max_batch_tokens is not None:
-            end = min(end, start + max(1, max_batch_tokens // int(lengths[order[start]])))
-        batches.append(order[start:end])
-        start = end
-    return batches
 
 
 def _check_positive(name: str, value) -> None:

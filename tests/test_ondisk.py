@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from embedkit.model import _batches
+from embedkit.batching import token_batches
 
 TEXTS = [f"document {i}: " + "some words " * (i % 11) for i in range(103)]
 
@@ -102,10 +102,10 @@ def test_full_in_memory_encode_of_a_generator_matches(tiny_model):
 
 def test_token_budget_batches():
     lengths = np.array([5, 50, 7, 50, 20, 3, 300])
-    batches = _batches(lengths, batch_size=4, max_batch_tokens=100)
+    batches = token_batches(lengths, batch_size=4, max_batch_tokens=100)
     assert [list(b) for b in batches] == [[6], [1, 3], [4, 2, 0, 5]]  # longest first; 300 alone; 2 x 50; 4 x 20
     assert all(len(b) * lengths[b].max() <= 100 or len(b) == 1 for b in batches)
-    assert [list(b) for b in _batches(lengths, 3, None)] == [[6, 1, 3], [4, 2, 0], [5]]
+    assert [list(b) for b in token_batches(lengths, 3, None)] == [[6, 1, 3], [4, 2, 0], [5]]
 
 
 def test_max_batch_tokens_keeps_results(tiny_model):

@@ -76,7 +76,7 @@ class Transformer(nn.Module):
         self._max_seq_length = value
         self.tokenizer.model_max_length = value
 
-    def tokenize(self, texts: list[str], **kwargs) -> dict[str, Any]:
+    def tokenize(self, texts: list[str]) -> dict[str, Any]:
         """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs."""
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
@@ -86,7 +86,6 @@ class Transformer(nn.Module):
             max_length=self.max_seq_length,
             return_overflowing_tokens=True,
             return_attention_mask=True,
-            **kwargs,
         )
         mapping = enc.pop("overflow_to_sample_mapping", None)
         enc.pop("num_truncated_tokens", None)

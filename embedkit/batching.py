@@ -1,0 +1,63 @@
+"""How encode() feeds the model: chunks tokenized ahead, batches by token length, batches side by side."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+
+def tokenized_chunks(transformer, chunks: list[list[str]], prefetch: bool):
+    """(offset, features) per chunk; with ``prefetch`` the next chunk is tokenized while this one runs."""
+    offset = 0
+    if not prefetch or len(chunks) < 2:
+        for chunk in chunks:
+            yield offset, transformer.tokenize(chunk)
+            offset += len(chunk)
+        return
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        pending = executor.submit(transformer.tokenize, chunks[0])
+        for n, chunk in enumerate(chunks):
+            features = pending.result()
+            if n + 1 < len(chunks):
+                pending = executor.submit(transformer.tokenize, chunks[n + 1])
+            yield offset, features
+            offset += len(chunk)
+
+
+def in_parallel(fn, items, workers: int):
+    """``fn`` over ``items``, results in order. With several workers, batches run side by side in threads
+    with one torch thread each: on CPU, whole GEMMs per core beat one GEMM split across the cores. The
+    global torch thread count is restored afterwards."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            pending: deque = deque()
+            for item in items:
+                pending.append(executor.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def token_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None) -> list[np.ndarray]:
+    """Indices longest first, cut into batches of at most ``batch_size`` texts and ``max_batch_tokens``
+    padded tokens (a text longer than the budget still gets a batch of its own)."""
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        if max_batch_tokens is not None:
+            end = min(end, start + max(1, max_batch_tokens // int(lengths[order[start]])))
+        batches.append(order[start:end])
+        start = end
+    return batches
