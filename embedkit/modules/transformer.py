@@ -50,7 +50,6 @@ class Transformer(nn.Module):
         self.auto_model = AutoModel.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path or model_name_or_path, **tokenizer_kwargs)
         self.do_lower_case = do_lower_case
-        self.drop_full_mask = True
         self.position_limit = _position_limit(self.config)
         if max_seq_length is None:
             max_seq_length = self.tokenizer.model_max_length
@@ -123,7 +122,7 @@ class Transformer(nn.Module):
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         names = self.forward_params or {"input_ids", "attention_mask", "token_type_ids"}
         inputs = {k: v for k, v in features.items() if k in names and isinstance(v, torch.Tensor)}
-        if features.get("no_padding") and self.drop_full_mask:
+        if features.get("no_padding"):
             inputs.pop("attention_mask", None)
         out = (self.runtime or self.auto_model)(**inputs, return_dict=True)
         features["token_embeddings"] = out.last_hidden_state
