@@ -7,7 +7,7 @@ Workers are started with the ``spawn`` method, so a script that uses a pool must
         with model.start_multi_process_pool() as pool:
             embeddings = model.encode(texts, pool=pool)
 
-The model reaches the workers as a saved folder (safetensors), never as a pickle.
+The model reaches the workers as a saved folder of safetensors weights, not as serialized Python objects.
 """
 
 from __future__ import annotations
