@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batching import in_parallel, token_batches, tokenized_chunks
+from .checks import check_positive_int, check_texts
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
@@ -243,9 +244,9 @@ class SentenceTransformer(nn.Sequential):
             sentences = kwargs.pop("inputs")
         if kwargs:
             raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
-        _check_positive("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         if max_batch_tokens is not None:
-            _check_positive("max_batch_tokens", max_batch_tokens)
+            check_positive_int("max_batch_tokens", max_batch_tokens)
         if precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}")
         if output_value not in OUTPUT_VALUES:
@@ -462,27 +463,8 @@ class SentenceTransformer(nn.Sequential):
     save_pretrained = save
 
 
-def check_texts(sentences, caller: str = "encode()") -> list[str]:
-    """A list of str from a str or an iterable of str; TypeError names the first bad item."""
-    if isinstance(sentences, str):
-        return [sentences]
-    if sentences is None or isinstance(sentences, (bytes, bytearray, dict)) or not isinstance(sentences, Iterable):
-        raise TypeError(f"{caller} expects a str or a list of str, got {type(sentences).__name__}")
-    texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{caller} input at index {i} is {type(text).__name__}, expected str")
-    return texts
-
-
-def _check_positive(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _select(out: dict[str, Any], j: int, output_value):
-    if output_value == "sentence_embedding":
-        return out["sentence_embedding"][j]
+    """Row ``j`` of a batch for the per-input outputs (token embeddings, or everything as a dict)."""
     if output_value == "token_embeddings":
         return out["token_embeddings"][j][out["attention_mask"][j].bool()]
     n = out["input_ids"].shape[0]
@@ -494,4 +476,4 @@ def _to_numpy(t: Tensor) -> np.ndarray:
     return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
 
 
-__all__ = ["SentenceTransformer", "check_texts", "default_device"]
+__all__ = ["SentenceTransformer", "default_device"]

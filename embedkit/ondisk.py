@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .checks import check_positive_int
+
 HEADER_BYTES = 128  # magic + version + length + padded dict: room for any realistic shape
 MAGIC = b"\x93NUMPY\x01\x00"
 
@@ -42,8 +44,7 @@ def encode_to_file(
 ) -> np.memmap:
     """Stream ``model.encode`` of ``sentences`` (any iterable, e.g. a generator over a huge file) into
     the .npy file ``path``, ``chunk_size`` texts at a time. Returns a read-only memmap of the result."""
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    check_positive_int("chunk_size", chunk_size)
     if isinstance(sentences, (str, bytes)) or sentences is None:
         raise TypeError(f"encode_to_file() expects an iterable of str, got {type(sentences).__name__}")
     precision = encode_kwargs.get("precision", "float32")

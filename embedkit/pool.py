@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_positive_int
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
@@ -130,8 +132,8 @@ class EncodePool:
         self._check_alive()
         if chunk_size is None:
             chunk_size = max(1, min(math.ceil(len(texts) / (len(self._processes) * 10)), 5000))
-        elif not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        else:
+            check_positive_int("chunk_size", chunk_size)
         self._job += 1
         starts = range(0, len(texts), chunk_size)
         for n, start in enumerate(starts):

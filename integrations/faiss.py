@@ -27,6 +27,7 @@ import threading
 import faiss
 import numpy as np
 
+from embedkit.checks import check_positive_int
 from embedkit.quantization import quantize_embeddings
 
 from .filters import Node, matches
@@ -58,8 +59,7 @@ class FaissIndex(Index):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "ubinary" and self.dimension % 8:
             raise ValueError(f"ubinary needs a dimension divisible by 8, got {self.dimension}")
-        if not isinstance(rescore_multiplier, int) or rescore_multiplier < 1:
-            raise ValueError(f"rescore_multiplier must be a positive int, got {rescore_multiplier!r}")
+        check_positive_int("rescore_multiplier", rescore_multiplier)
         self.path, self.kind, self.precision = path, kind, precision
         self.rescore, self.rescore_multiplier = rescore, rescore_multiplier
         self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
@@ -300,8 +300,8 @@ class FaissIndex(Index):
         return [self._hit(int(fids[i]), float(s)) for s, i in zip(scores[0], idx[0])]
 
     def _hit(self, fid: int, score: float) -> Hit:
-        rec = self._docs[fid]
-        return Hit(rec.id, rec.text, json.loads(json.dumps(rec.metadata)), score)
+        rec = _copy(self._docs[fid])
+        return Hit(rec.id, rec.text, rec.metadata, score)
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embedkit.model import check_texts
+from embedkit.checks import check_positive_int, check_texts
 
 from .filters import Node, parse_filter
 
@@ -131,7 +131,7 @@ class Index(ABC):
         """The ``k`` best documents for a query (or a list of lists for several), best first."""
         single = isinstance(query, str)
         queries = check_texts(query, "search()")
-        self._check_k(k)
+        check_positive_int("k", k)
         node = parse_filter(filter)
         if not queries:
             return []
@@ -143,7 +143,7 @@ class Index(ABC):
         """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
         array = np.asarray(vector, dtype=np.float32)
         single = array.ndim == 1
-        self._check_k(k)
+        check_positive_int("k", k)
         node = parse_filter(filter)
         vectors = self._check_vectors(array[None] if single else array, None)
         results = self._search(vectors, k, node) if len(vectors) else []
@@ -218,11 +218,6 @@ class Index(ABC):
             raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
         norms = np.linalg.norm(array, axis=1, keepdims=True)
         return array / np.maximum(norms, 1e-12)
-
-    @staticmethod
-    def _check_k(k: int) -> None:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
 
     @staticmethod
     def _check_ids(ids) -> list[str]:

@@ -149,12 +149,8 @@ class SQLIndex(Index):
             return conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
 
     def _get(self, ids) -> list[Record]:
-        found = {}
-        c = self.table.c
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                for row in conn.execute(sa.select(c.id, c.text, c.metadata).where(c.id.in_(chunk))):
-                    found[row.id] = Record(row.id, row.text, self._load_metadata(row.metadata))
+            found = {r.id: r for r in self._get_in(conn, ids)}
         return [found[i] for i in ids if i in found]
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:

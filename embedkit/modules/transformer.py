@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from ..checks import check_positive_int
+
 CONFIG_NAMES = [
     "sentence_bert_config.json",
     "sentence_roberta_config.json",
@@ -66,8 +68,7 @@ class Transformer(nn.Module):
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"max_seq_length must be a positive int, got {value!r}")
+        check_positive_int("max_seq_length", value)
         if self.position_limit is not None and value > self.position_limit:
             raise ValueError(
                 f"max_seq_length={value} exceeds the model's position limit of {self.position_limit} tokens"

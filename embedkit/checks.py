@@ -1,0 +1,26 @@
+"""Argument checks shared by the encoder, the pool, the out-of-core writer and the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def check_texts(sentences, caller: str = "encode()") -> list[str]:
+    """A list of str from a str or an iterable of str; TypeError names the first bad item."""
+    if isinstance(sentences, str):
+        return [sentences]
+    if sentences is None or isinstance(sentences, (bytes, bytearray, dict)) or not isinstance(sentences, Iterable):
+        raise TypeError(f"{caller} expects a str or a list of str, got {type(sentences).__name__}")
+    texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{caller} input at index {i} is {type(text).__name__}, expected str")
+    return texts
+
+
+def check_positive_int(name: str, value) -> None:
+    """ValueError unless ``value`` is an int >= 1 (bools are not counts)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
