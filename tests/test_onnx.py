@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -13,6 +14,7 @@ from embedkit import SentenceTransformer
 from embedkit.onnx_backend import cache_folder
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
 
 
 def cosines(a, b):
@@ -43,6 +45,33 @@ def test_onnx_int8_close_to_torch_and_cached(model_copy):
     os.utime(weights, (stamp + 100, stamp + 100))  # new weights: a new export
     SentenceTransformer(model_copy, backend="onnx")
     assert os.path.getmtime(exported) != stamp
+    stamp_file = os.path.join(model_copy, "onnx", "embedkit_onnx.json")
+    with open(stamp_file) as f:
+        recorded = json.load(f)
+    with open(stamp_file, "w") as f:
+        json.dump({**recorded, "export_version": recorded["export_version"] - 1}, f)
+    stamp = os.path.getmtime(exported)
+    SentenceTransformer(model_copy, backend="onnx")  # a file from an older export: a new export
+    assert os.path.getmtime(exported) != stamp
+
+
+def test_onnx_runs_rows_unpadded_without_a_mask(model_copy):
+    """The fused graph has no attention mask: rows are grouped by length and never padded, so left and
+    right padding run the same int8 graphs on the same tokens (only torch's pooling sums in another order),
+    and rows match their own single-text encodings."""
+    import onnx
+
+    model = SentenceTransformer(model_copy, backend="onnx")
+    runtime = model.transformer.runtime
+    assert "attention_mask" not in runtime.input_names
+    assert "MultiHeadAttention" in {node.op_type for node in onnx.load(runtime.path).graph.node}
+    texts = [t for t in TEXTS if t] * 3
+    right = model.encode(texts, batch_size=len(texts))
+    model.tokenizer.padding_side = "left"
+    left = model.encode(texts, batch_size=len(texts))
+    np.testing.assert_allclose(left, right, atol=1e-6)
+    alone = np.stack([model.encode([t])[0] for t in texts])
+    assert cosines(right, alone).min() > 0.999  # activations are quantized per run, so not bit-identical
 
 
 def test_minilm_int8_quality(minilm_path, tmp_path, monkeypatch):
