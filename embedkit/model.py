@@ -361,6 +361,10 @@ class SentenceTransformer(nn.Sequential):
         chunks = [texts[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
         pinned = self.device.type == "cuda"
         truncated = []
+        workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
+        workers = min(workers, len(texts))
+        if workers > 1:  # a few texts still make one batch per core
+            batch_size = min(batch_size, -(-len(texts) // workers))
 
         def jobs():
             for offset, features in tokenized_chunks(transformer, chunks, prefetch=self.device.type != "cpu"):
@@ -378,7 +382,6 @@ class SentenceTransformer(nn.Sequential):
                 return offset, idx, self(batch)
 
         parts, positions, items = [], [], [None] * len(texts)
-        workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
             for offset, idx, out in in_parallel(forward, jobs(), workers):
                 if output_value == "sentence_embedding":

@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
 
-from embedkit.batching import token_batches
+from embedkit.batching import token_batches, tokenized_chunks
 
 TEXTS = [f"document {i}: " + "some words " * (i % 11) for i in range(103)]
 
@@ -108,6 +109,27 @@ def test_token_budget_batches():
     assert [list(b) for b in token_batches(lengths, 3, None)] == [[6, 1, 3], [4, 2, 0], [5]]
 
 
+def test_prefetch_tokenizes_the_next_chunk_during_this_one(tiny_model):
+    """The accelerator path: chunk n+1 is tokenized while chunk n runs; offsets and features are unchanged."""
+    transformer = tiny_model.transformer
+    chunks = [TEXTS[:3], TEXTS[3:5], TEXTS[5:]]
+    started = [threading.Event() for _ in chunks]
+
+    class Recording:
+        def tokenize(self, texts):
+            started[chunks.index(texts)].set()
+            return transformer.tokenize(texts)
+
+    plain = list(tokenized_chunks(transformer, chunks, prefetch=False))
+    prefetched = []
+    for n, item in enumerate(tokenized_chunks(Recording(), chunks, prefetch=True)):
+        if n + 1 < len(chunks):
+            assert started[n + 1].wait(5), f"chunk {n + 1} was not tokenized ahead"
+        prefetched.append(item)
+    assert [offset for offset, _ in prefetched] == [offset for offset, _ in plain] == [0, 3, 5]
+    assert [features for _, features in prefetched] == [features for _, features in plain]
+
+
 def test_max_batch_tokens_keeps_results(tiny_model):
     expected = tiny_model.encode(TEXTS)
     assert np.abs(tiny_model.encode(TEXTS, max_batch_tokens=64) - expected).max() <= 1e-5
@@ -116,9 +138,10 @@ def test_max_batch_tokens_keeps_results(tiny_model):
 
 
 def test_parallel_batches_off_gives_the_same(tiny_model):
-    expected = tiny_model.encode(TEXTS)
+    expected, few = tiny_model.encode(TEXTS), tiny_model.encode(TEXTS[:5])  # few texts: split, one batch per core
     tiny_model.parallel_batches = False
     try:
         assert np.abs(tiny_model.encode(TEXTS) - expected).max() <= 1e-5
+        assert np.abs(tiny_model.encode(TEXTS[:5]) - few).max() <= 1e-5
     finally:
         tiny_model.parallel_batches = True

@@ -197,10 +197,15 @@ def test_minilm_round_trip_through_embedkit(minilm, minilm_oracle, tmp_path):
 @pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
 def test_quantization_bit_identical(minilm, minilm_oracle, precision):
     texts = TEXTS * 2
-    ours = minilm.encode(texts, precision=precision)
+    minilm.parallel_batches = False  # the oracle's batches, so the same floats go in
+    try:
+        ours = minilm.encode(texts, precision=precision)
+    finally:
+        minilm.parallel_batches = True
     theirs = minilm_oracle.encode(texts, precision=precision)
     assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
-    emb = minilm.encode(texts)
+    emb = minilm.encode(texts)  # batches side by side: floats within 1e-5, codes from the same quantizer
+    assert np.array_equal(minilm.encode(texts, precision=precision), quantize_embeddings(emb, precision))
     assert np.array_equal(quantize_embeddings(emb, precision), oracle_quantize(emb, precision))
     calib = minilm.encode(TEXTS[::-1] + ["calibration text"])
     assert np.array_equal(
