@@ -138,6 +138,27 @@ def test_truncation_warns_once_with_count(model, caplog):
     assert not caplog.records
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_tokenize_matches_the_transformers_tokenizer(bert_dir, side):
+    """The direct ``tokenizers`` path gives what ``tokenizer(...)`` gives, padded or not, cut on either side."""
+    model = SentenceTransformer(bert_dir, device="cpu")
+    model.max_seq_length = 12
+    tokenizer = model.tokenizer
+    tokenizer.truncation_side = tokenizer.padding_side = side
+    texts = [*TEXTS, "word " * 300]
+    features = model.transformer.tokenize(texts)
+    expected = tokenizer(texts, truncation=True, max_length=12)
+    assert features["input_ids"] == expected["input_ids"]
+    assert features["token_type_ids"] == expected["token_type_ids"]
+    assert features["num_truncated"] == sum(len(tokenizer(t)["input_ids"]) > 12 for t in texts) == 3
+    padded = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt")
+    batch = model.tokenize(texts)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(batch[key], padded[key]), key
+    slow = model.transformer._tokenize_slow(texts)  # the path for tokenizers without a tokenizers backend
+    assert slow["input_ids"] == expected["input_ids"] and slow["token_type_ids"] == expected["token_type_ids"]
+
+
 def test_max_seq_length_limits(model):
     assert model.max_seq_length == 128
     with pytest.raises(ValueError, match="exceeds the model's position limit of 128"):

@@ -77,47 +77,61 @@ class Transformer(nn.Module):
         self.tokenizer.model_max_length = value
 
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
-        """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs."""
+        """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs.
+
+        Fast tokenizers run through their ``tokenizers`` backend directly (all cores, no per-text Python
+        work beyond reading the ids); the attention mask is left to ``pad_to_tensors``.
+        """
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        enc = self.tokenizer(
-            texts,
-            truncation="longest_first",
-            max_length=self.max_seq_length,
-            return_overflowing_tokens=True,
-            return_attention_mask=True,
-        )
-        mapping = enc.pop("overflow_to_sample_mapping", None)
-        enc.pop("num_truncated_tokens", None)
-        enc.pop("overflowing_tokens", None)
-        if mapping is None:  # slow tokenizers report overflow per sample instead of extra rows
-            return dict(enc, num_truncated=0)
-        first = [i for i, sample in enumerate(mapping) if i == 0 or mapping[i - 1] != sample]
-        features = {key: [values[i] for i in first] for key, values in enc.items()}
-        features["num_truncated"] = sum(1 for a, b in zip(first, first[1:] + [len(mapping)]) if b - a > 1)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return self._tokenize_slow(texts)
+        side = self.tokenizer.truncation_side
+        wanted = {"max_length": self.max_seq_length, "stride": 0, "strategy": "longest_first", "direction": side}
+        if backend.truncation != wanted:
+            backend.enable_truncation(self.max_seq_length, direction=side)
+        if backend.padding is not None:
+            backend.no_padding()
+        encodings = getattr(backend, "encode_batch_fast", backend.encode_batch)(texts)
+        features: dict[str, Any] = {"input_ids": [e.ids for e in encodings]}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            features["token_type_ids"] = [e.type_ids for e in encodings]
+        features["num_truncated"] = sum(1 for e in encodings if e.overflowing)
         return features
 
+    def _tokenize_slow(self, texts: list[str]) -> dict[str, Any]:
+        """Python tokenizers, through ``transformers``; they report truncation per sample."""
+        enc = self.tokenizer(texts, truncation="longest_first", max_length=self.max_seq_length)
+        return {key: values for key, values in enc.items() if key != "attention_mask"} | {"num_truncated": 0}
+
     def pad_to_tensors(self, features, idx, lengths, device, pinned: bool = False) -> dict[str, Any]:
-        """Rows ``idx`` of tokenized ``features`` as padded int64 tensors on ``device``.
+        """Rows ``idx`` of tokenized ``features`` as padded int64 tensors on ``device``, with their mask.
 
         ``no_padding`` is set when every row fills the width; the model then runs without a mask,
         which lets SDPA take its faster unmasked kernels.
         """
-        width = int(lengths[idx].max())
+        rows_length = lengths[idx]
+        width = int(rows_length.max())
         left = self.tokenizer.padding_side == "left"
         fills = {"input_ids": self.tokenizer.pad_token_id or 0, "token_type_ids": self.tokenizer.pad_token_type_id}
-        batch: dict[str, Any] = {}
+        arrays = {}
         for key, rows in features.items():
-            array = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
+            array = arrays[key] = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
             for r, i in enumerate(idx):
                 row = rows[i]
                 if left:
                     array[r, width - len(row) :] = row
                 else:
                     array[r, : len(row)] = row
+        positions = np.arange(width)
+        mask = positions >= width - rows_length[:, None] if left else positions < rows_length[:, None]
+        arrays["attention_mask"] = mask.astype(np.int64)
+        batch: dict[str, Any] = {}
+        for key, array in arrays.items():
             tensor = torch.from_numpy(array)
             batch[key] = tensor.pin_memory().to(device, non_blocking=True) if pinned else tensor.to(device)
-        batch["no_padding"] = int(lengths[idx].min()) == width
+        batch["no_padding"] = int(rows_length.min()) == width
         return batch
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
