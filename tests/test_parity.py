@@ -147,6 +147,7 @@ def test_causal_lm_gets_last_token_pooling(tmp_path, minilm_path):
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path)
     ours = SentenceTransformer(str(tmp_path), device="cpu")
     assert ours[1].pooling_mode == "lasttoken"
+    assert not ours.transformer.bidirectional  # padded batches keep the causal mask transformers builds
     texts = ["one", "a somewhat longer input text", "two words"]
     emb = ours.encode(texts)
     base, tok = AutoModel.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)

@@ -61,6 +61,11 @@ class Transformer(nn.Module):
         params = inspect.signature(self.auto_model.forward).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         self.forward_params = None if takes_any else set(params)
+        self.bidirectional = not (
+            getattr(self.config, "is_decoder", False)
+            or getattr(self.config, "sliding_window", None)
+            or any(getattr(module, "is_causal", False) for module in self.auto_model.modules())
+        )
 
     @property
     def max_seq_length(self) -> int:
@@ -139,9 +144,16 @@ class Transformer(nn.Module):
         inputs = {k: v for k, v in features.items() if k in names and isinstance(v, torch.Tensor)}
         if features.get("no_padding"):
             inputs.pop("attention_mask", None)
+        elif "attention_mask" in inputs and self.runtime is None and self.bidirectional and self._sdpa():
+            # The mask SDPA would build from the 2-D one, given ready-made: transformers would otherwise
+            # test the 2-D mask for padding (a host sync per batch on accelerators).
+            inputs["attention_mask"] = inputs["attention_mask"].bool()[:, None, None, :]
         out = (self.runtime or self.auto_model)(**inputs, return_dict=True)
         features["token_embeddings"] = out.last_hidden_state
         return features
+
+    def _sdpa(self) -> bool:
+        return self.auto_model.config._attn_implementation == "sdpa"
 
     def get_word_embedding_dimension(self) -> int:
         return self.config.hidden_size
