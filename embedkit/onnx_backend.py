@@ -49,7 +49,9 @@ class OnnxModel:
         self.path = path
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
-        self.input_names = [i.name for i in self._session(1).get_inputs()]
+        session = self._session(1)
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.hidden_size = session.get_outputs()[0].shape[-1]
 
     def _session(self, threads: int):
         with self._lock:
@@ -70,7 +72,7 @@ class OnnxModel:
         types = np.zeros_like(ids) if token_type_ids is None else token_type_ids.cpu().numpy()
         session = self._session(torch.get_num_threads())
         lengths, starts = mask.sum(1), mask.argmax(1)  # each row's tokens are one run, left or right padded
-        out = None
+        out = np.zeros((*ids.shape, self.hidden_size), dtype=np.float32)
         for start, length in sorted(set(zip(starts.tolist(), lengths.tolist()))):
             if length == 0:
                 continue
@@ -79,10 +81,7 @@ class OnnxModel:
             for part in np.array_split(same, -(-len(same) * length // self.TOKENS_PER_RUN)):
                 given = {"input_ids": ids[part, cols], "token_type_ids": types[part, cols]}
                 given["attention_mask"] = np.ones_like(given["input_ids"])
-                hidden = session.run(None, {name: given[name] for name in self.input_names})[0]
-                if out is None:
-                    out = np.zeros((*ids.shape, hidden.shape[-1]), dtype=hidden.dtype)
-                out[part, cols] = hidden
+                out[part, cols] = session.run(None, {name: given[name] for name in self.input_names})[0]
         return SimpleNamespace(last_hidden_state=torch.from_numpy(out))
 
 
