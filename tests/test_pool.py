@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from embedkit import quantize_embeddings
+from embedkit import SentenceTransformer, quantize_embeddings
 from embedkit.pool import WorkerError
 
 TEXTS = [f"text number {i} " + "word " * (i % 17) for i in range(57)]
@@ -109,3 +110,18 @@ def test_spawned_script_with_main_guard(tmp_path, prompt_model_dir):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "True (15, 32)"
+
+
+def test_onnx_backend_pool_runs_the_exported_graph(prompt_model_dir, tmp_path):
+    """Workers of an onnx-backend model run its int8 graph (not float32 torch), and only on CPUs."""
+    pytest.importorskip("onnxruntime")
+    folder = shutil.copytree(prompt_model_dir, tmp_path / "model")
+    model = SentenceTransformer(str(folder), backend="onnx")
+    with pytest.raises(ValueError, match=r"the onnx backend runs on the CPU; got target_devices=\['cuda:0'\]"):
+        model.start_multi_process_pool(["cuda:0"])
+    expected, fp32 = model.encode(TEXTS), SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
+    with model.start_multi_process_pool(["cpu", "cpu"]) as pool:
+        got = model.encode(TEXTS, pool=pool, chunk_size=20)
+    cosine = np.sum(got * expected, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > 0.999  # activations are quantized per run, and the pool's runs differ
+    assert not np.allclose(got, fp32, atol=1e-6)
