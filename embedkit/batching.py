@@ -49,6 +49,11 @@ def in_parallel(fn, items, workers: int):
         torch.set_num_threads(previous)
 
 
+def token_lengths(features) -> np.ndarray:
+    """Tokens per text of unpadded tokenizer ``features``."""
+    return np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64, count=len(features["input_ids"]))
+
+
 def token_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None) -> list[np.ndarray]:
     """Indices longest first, cut into batches of at most ``batch_size`` texts and ``max_batch_tokens``
     padded tokens (a text longer than the budget still gets a batch of its own)."""

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .batching import in_parallel, token_batches, tokenized_chunks
+from .batching import in_parallel, token_batches, token_lengths, tokenized_chunks
 from .checks import check_positive_int, check_texts
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
@@ -184,7 +184,7 @@ class SentenceTransformer(nn.Sequential):
         """Padded model inputs for ``texts``, truncated to ``max_seq_length``."""
         features = self.transformer.tokenize(list(texts))
         features.pop("num_truncated")
-        lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64)
+        lengths = token_lengths(features)
         return self.transformer.pad_to_tensors(features, np.arange(len(lengths)), lengths, self.device)
 
     @property
@@ -369,7 +369,7 @@ class SentenceTransformer(nn.Sequential):
         def jobs():
             for offset, features in tokenized_chunks(transformer, chunks, prefetch=self.device.type != "cpu"):
                 truncated.append(features.pop("num_truncated"))
-                lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64)
+                lengths = token_lengths(features)
                 for idx in token_batches(lengths, batch_size, max_batch_tokens):
                     yield offset, idx, features, lengths
 

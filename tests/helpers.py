@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 TEXTS = [
@@ -14,6 +15,11 @@ TEXTS = [
     "   leading and trailing spaces   ",
     "What is the capital of France?",
 ]
+
+
+def cosines(a, b) -> np.ndarray:
+    """Row-wise cosine similarity of two embedding matrices."""
+    return np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def oracle_model(

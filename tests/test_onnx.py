@@ -8,17 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import TEXTS
+from helpers import TEXTS, cosines
 
 from embedkit import SentenceTransformer
 from embedkit.onnx_backend import cache_folder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-
-
-def cosines(a, b):
-    return np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture

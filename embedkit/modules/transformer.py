@@ -106,7 +106,7 @@ class Transformer(nn.Module):
         return features
 
     def _tokenize_slow(self, texts: list[str]) -> dict[str, Any]:
-        """Python tokenizers, through ``transformers``; they report truncation per sample."""
+        """Tokenizers without a ``tokenizers`` backend, through ``transformers``; truncations are not counted."""
         enc = self.tokenizer(texts, truncation="longest_first", max_length=self.max_seq_length)
         return {key: values for key, values in enc.items() if key != "attention_mask"} | {"num_truncated": 0}
 
@@ -144,16 +144,18 @@ class Transformer(nn.Module):
         inputs = {k: v for k, v in features.items() if k in names and isinstance(v, torch.Tensor)}
         if features.get("no_padding"):
             inputs.pop("attention_mask", None)
-        elif "attention_mask" in inputs and self.runtime is None and self.bidirectional and self._sdpa():
+        elif (
+            "attention_mask" in inputs
+            and self.runtime is None
+            and self.bidirectional
+            and self.auto_model.config._attn_implementation == "sdpa"
+        ):
             # The mask SDPA would build from the 2-D one, given ready-made: transformers would otherwise
             # test the 2-D mask for padding (a host sync per batch on accelerators).
             inputs["attention_mask"] = inputs["attention_mask"].bool()[:, None, None, :]
         out = (self.runtime or self.auto_model)(**inputs, return_dict=True)
         features["token_embeddings"] = out.last_hidden_state
         return features
-
-    def _sdpa(self) -> bool:
-        return self.auto_model.config._attn_implementation == "sdpa"
 
     def get_word_embedding_dimension(self) -> int:
         return self.config.hidden_size
