@@ -30,23 +30,18 @@ def tokenized_chunks(transformer, chunks: list[list[str]], prefetch: bool):
 def in_parallel(fn, items, workers: int):
     """``fn`` over ``items``, results in order. With several workers, batches run side by side in threads
     with one torch thread each: on CPU, whole GEMMs per core beat one GEMM split across the cores. The
-    global torch thread count is restored afterwards."""
+    thread count is set in each worker (it is per thread under OpenMP), so the caller's is never touched."""
     if workers <= 1:
         yield from map(fn, items)
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as executor:
-            pending: deque = deque()
-            for item in items:
-                pending.append(executor.submit(fn, item))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
+    with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as executor:
+        pending: deque = deque()
+        for item in items:
+            pending.append(executor.submit(fn, item))
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
-    finally:
-        torch.set_num_threads(previous)
+        while pending:
+            yield pending.popleft().result()
 
 
 def token_lengths(features) -> np.ndarray:

@@ -50,11 +50,35 @@ def quantize_embeddings(
     ranges = np.asarray(ranges, dtype=np.float32)
     if ranges.shape != (2, emb.shape[-1]):
         raise ValueError(f"ranges must have shape (2, {emb.shape[-1]}), got {ranges.shape}")
-    starts = ranges[0]
-    steps = (ranges[1] - starts) / 255
-    steps = np.where(steps == 0, 1, steps)
+    starts, steps = int8_steps(ranges)
     buckets = np.clip(np.floor((emb - starts) / steps), 0, 255)
     return buckets.astype(np.uint8) if precision == "uint8" else (buckets - 128).astype(np.int8)
+
+
+def int8_steps(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, width) of the 256 buckets of each dimension over ``ranges``."""
+    starts = ranges[0]
+    steps = (ranges[1] - starts) / 255
+    return starts, np.where(steps == 0, 1, steps)
+
+
+def dequantize_int8(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """float32 vectors from int8 codes made over ``ranges``: the centre of each code's bucket."""
+    starts, steps = int8_steps(ranges)
+    return ((codes.astype(np.float32) + 128.5) * steps + starts).astype(np.float32)
+
+
+def calibration_ranges(vectors: np.ndarray, saved=None) -> np.ndarray:
+    """int8 ranges for a store of unit vectors: ``saved`` (the model's) if it fits, else the batch's own
+    (with a 10% margin, clipped to [-1, 1]) when it has at least 100 vectors, else [-1, 1]."""
+    d = vectors.shape[1]
+    if saved is not None and np.shape(saved) == (2, d):
+        return np.asarray(saved, dtype=np.float32)
+    if len(vectors) >= 100:
+        lo, hi = vectors.min(axis=0), vectors.max(axis=0)
+        margin = 0.1 * (hi - lo)
+        return np.vstack([np.maximum(lo - margin, -1), np.minimum(hi + margin, 1)]).astype(np.float32)
+    return np.vstack([-np.ones(d), np.ones(d)]).astype(np.float32)
 
 
 def _as_float_array(embeddings, what: str) -> np.ndarray:

@@ -3,9 +3,20 @@
 FAISS and SQLAlchemy are imported only when FaissIndex or SQLIndex is first used.
 """
 
-from .index import Encoder, Hit, Index, Record
+from .filters import FilterError
+from .index import CorruptIndexError, Encoder, Hit, Index, Record
 
-__all__ = ["Encoder", "FaissIndex", "Hit", "Index", "Record", "SQLIndex"]
+__all__ = [
+    "CorruptIndexError",
+    "Encoder",
+    "FaissIndex",
+    "FilterError",
+    "Hit",
+    "Index",
+    "Record",
+    "SQLIndex",
+    "open_index",
+]
 
 
 def __getattr__(name: str):
@@ -13,6 +24,10 @@ def __getattr__(name: str):
         from .faiss import FaissIndex
 
         return FaissIndex
+    if name == "open_index":
+        from .open import open_index
+
+        return open_index
     if name == "SQLIndex":
         from .sql import SQLIndex
 

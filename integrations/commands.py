@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from embedkit.cli import load_model, read_records
 
 from .index import Hit, Index
+from .open import open_index
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -20,26 +21,14 @@ DEMO_QUERIES = [
 ]
 
 
-def open_index(target: str, model) -> Index:
-    """A SQLAlchemy URL opens a SQLIndex; anything else is a FAISS index folder."""
-    if "://" in target:
-        from .sql import SQLIndex
-
-        return SQLIndex(model, target)
-    from .faiss import FaissIndex
-
-    return FaissIndex(model, path=target)
-
-
 def add_records(index: Index, records: list[dict], batch_size: int = 256, quiet: bool = False) -> None:
-    """Add in batches (one transaction each), with a progress bar; FAISS folders are saved after."""
+    """Add in batches (one transaction each, durable when it returns), with a progress bar."""
     with tqdm(total=len(records), desc="Adding", unit="doc", disable=quiet, file=sys.stderr) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             index.add([r["text"] for r in batch], [r["metadata"] for r in batch], ids=[r["id"] for r in batch])
             bar.update(len(batch))
-    if hasattr(index, "save"):
-        index.save()
+    index.save()
 
 
 def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:

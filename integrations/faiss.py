@@ -1,41 +1,64 @@
-"""FaissIndex: an Index over a FAISS index, with a docstore beside it.
+"""FaissIndex: FAISS search over a SQLite docstore that holds the truth.
 
 Kinds: ``flat`` (exact), ``hnsw`` and ``ivf``. Precisions: ``float32``; ``int8`` (per-dimension scalar
 quantization); ``ubinary`` (a binary index searched by Hamming distance). With ``rescore`` (the default)
-the quantized indexes fetch ``k × rescore_multiplier`` candidates and re-rank them with the int8 vectors
-kept alongside.
+the quantized indexes fetch ``k × rescore_multiplier`` candidates and re-rank them with the int8 codes
+kept in the docstore. ``hnsw_m``/``ef_search`` tune HNSW; ``nlist`` (default about sqrt(n)) and
+``nprobe`` (default max(16, nlist / 3)) tune IVF, which is retrained as the index grows fourfold.
 
-``hnsw_m``/``ef_search`` tune HNSW; ``nlist`` (default about sqrt(n)) and ``nprobe`` (default
-max(16, nlist / 3)) tune IVF, which is retrained as the index grows fourfold. IVF over binary codes
-clusters poorly; prefer ``hnsw`` or ``flat`` for ``ubinary``.
+How the data is kept (the design Chroma and LanceDB converge on):
 
-Each document version gets a stable int64 FAISS id. Deletes and upserts tombstone the old id; the FAISS
-index is rebuilt from the kept vectors once a quarter of it is dead, so it never disagrees with the
-docstore. Filters are exact: when fewer than ``k`` candidates pass, the search falls back to an exact
-scan over the matching documents. All operations hold one lock, so the index is thread-safe.
+- **The docstore is the truth.** ``docs.sqlite`` in the folder holds every document, its metadata and
+  its vector codes (see ``integrations.docstore``). Each ``add`` and ``delete`` is one SQLite
+  transaction, so every write is durable when the call returns; a crash loses nothing committed.
+- **FAISS is derived.** Each process keeps a FAISS structure in memory covering the docstore up to a
+  high-water fid and a position in the delete log. Before each read it asks SQLite whether another
+  connection committed (``PRAGMA data_version``, a microsecond) and, if so, applies only the rows and
+  deletes written since. Writers do the same inside their ``BEGIN IMMEDIATE`` transaction, so writes from
+  many processes serialize and none is lost.
+- **Deletes are tombstones** kept out of FAISS's results by an ID selector, so a search costs the same
+  after deleting 10% as before. ``save()`` compacts once a quarter is dead; a write does once half is.
+- **``save()`` writes a snapshot** of the FAISS structure (``snapshot-PID-RAND.faiss``) and records it,
+  with what it covers, in the docstore in one transaction. Reopening loads the snapshot and replays the
+  rows written after it. A snapshot is skipped while fewer than 1,000 rows changed since the last one, as
+  replaying them costs less than rewriting the whole structure. A snapshot that cannot be read is
+  rebuilt from the docstore, with a warning. Temporary files of crashed saves are removed once their
+  process is gone; no process deletes a snapshot that is still current.
+- **Filters run as SQL** over the docstore (``integrations.sql_filters``, shared with SQLIndex). The
+  matching fids are cached per filter and kept in step with writes (``integrations.matches``). When few
+  rows match, the search is exact over them; otherwise the fids reach FAISS as a bitmap ID selector.
+  Either way k stays exact: an ANN search that comes up short falls back to an exact one.
+
+The index holds no Python object per document, and the float32 kinds keep their vectors only in FAISS.
+All operations of one instance hold one lock, so an instance is thread-safe.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import os
-import shutil
-import sqlite3
-import tempfile
+import re
 import threading
 
 import faiss
 import numpy as np
 
 from embedkit.checks import check_positive_int
-from embedkit.quantization import quantize_embeddings
+from embedkit.quantization import calibration_ranges, dequantize_int8, int8_steps, quantize_embeddings
 
-from .filters import Node, matches
-from .index import Hit, Index, Record, top_k
+from .docstore import DocStore
+from .filters import Node, filter_key
+from .index import CorruptIndexError, Hit, Index, Record, dumps, top_k
+from .matches import MatchCache
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
 PRECISIONS = ("float32", "int8", "ubinary")
-FILES = ("index.faiss", "store.npy", "fids.npy", "docs.sqlite", "meta.json")
+FEW = 2048  # at most this many matching rows: an exact search over them beats a filtered ANN search
+SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writes a new one
+LEFTOVER = re.compile(r"^(?:\.tmp|snapshot)-(\d+)-[0-9a-f]+\.faiss$")
 
 
 class FaissIndex(Index):
@@ -63,74 +86,111 @@ class FaissIndex(Index):
         self.path, self.kind, self.precision = path, kind, precision
         self.rescore, self.rescore_multiplier = rescore, rescore_multiplier
         self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
+        self._dtype = np.float32 if precision == "float32" else np.int8
         self._lock = threading.RLock()
-        self._reset()
-        if path is not None and os.path.exists(os.path.join(path, "CURRENT")):
-            self._load(path)
-        elif path is not None and os.path.isdir(path) and os.listdir(path):
-            raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no CURRENT file)")
-
-    # ----------------------------------------------------------------- state
-    def _reset(self) -> None:
-        self._docs: dict[int, Record] = {}  # fid -> record
-        self._fid_of: dict[str, int] = {}  # id -> fid
-        self._row_of: dict[int, int] = {}  # fid -> row of the kept vectors
-        dtype = np.float32 if self.precision == "float32" else np.int8
-        self._set_rows(np.zeros((0, self.dimension), dtype=dtype), np.zeros(0, dtype=np.int64))
-        self._dead = 0
-        self._next_fid = 0
-        self._ranges: np.ndarray | None = None
-        self._trained_on = 0
-        self._index = None
-        self._base = None  # keeps the wrapped FAISS index alive
-
-    def __len__(self) -> int:
+        self._matches = MatchCache()
+        self._store = self._open_store(path)
+        self._forget()
         with self._lock:
-            return len(self._docs)
+            self._sync()
 
-    def _set_rows(self, store: np.ndarray, fids: np.ndarray) -> None:
-        """The kept vectors and their fids (-1 once dead): views over buffers that grow by doubling."""
-        self._store_buf, self._fids_buf = store, fids
-        self._store, self._fids = store, fids
+    # ----------------------------------------------------------------- the docstore
+    def _open_store(self, path: str | None) -> DocStore:
+        if path is not None:
+            if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "docs.sqlite")):
+                raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no docs.sqlite)")
+            os.makedirs(path, exist_ok=True)
+        store = DocStore(None if path is None else os.path.join(path, "docs.sqlite"))
+        try:
+            with store.write():
+                config = store.get_info("config")
+                if config is None:
+                    config = dict(self.info, kind=self.kind, precision=self.precision)
+                    store.set_info("config", config)
+        except BaseException:
+            store.close()
+            raise
+        if not isinstance(config, dict) or "kind" not in config or "precision" not in config:
+            store.close()
+            raise CorruptIndexError(f"{store.file}: the index settings are damaged")
+        try:
+            self.check_info(config, f"FAISS index at {path!r}")
+            if (config["kind"], config["precision"]) != (self.kind, self.precision):
+                raise ValueError(
+                    f"FAISS index at {path!r} is kind={config['kind']!r}, precision={config['precision']!r}; "
+                    f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
+                )
+        except ValueError:
+            store.close()
+            raise
+        return store
 
-    def _append_rows(self, codes: np.ndarray, fids: np.ndarray) -> None:
-        n, m = len(self._fids), len(fids)
-        if n + m > len(self._fids_buf):
-            capacity = max(n + m, 2 * len(self._fids_buf), 1024)
-            store = np.empty((capacity, self.dimension), dtype=self._store.dtype)
-            ids = np.empty(capacity, dtype=np.int64)
-            store[:n], ids[:n] = self._store, self._fids
-            self._store_buf, self._fids_buf = store, ids
-        self._store_buf[n : n + m], self._fids_buf[n : n + m] = codes, fids
-        self._store, self._fids = self._store_buf[: n + m], self._fids_buf[: n + m]
+    def _forget(self) -> None:
+        """Drop the in-memory FAISS structure; the next read loads the snapshot and replays the rest."""
+        self._index = self._base = None
+        self._fid_w = self._seq_w = self._floor = self._trained_on = 0
+        self._dead = np.zeros(0, np.int64)  # fids in the FAISS structure whose rows are gone
+        self._not_dead = None
+        self._ranges = None
+        self._version = None
+        self._matches.clear()
 
-    # ----------------------------------------------------------------- vectors
-    def _encode(self, vectors: np.ndarray) -> np.ndarray:
-        """Vectors as kept alongside: float32, or int8 codes over the calibrated ranges."""
-        if self.precision == "float32":
-            return vectors.astype(np.float32)
-        if self._ranges is None:
-            self._ranges = _calibrate(self.encoder, vectors)
-        return quantize_embeddings(vectors, "int8", ranges=self._ranges)
+    def _sync(self) -> None:
+        """Apply what other connections committed since this process last looked."""
+        version = self._store.data_version()
+        if version == self._version:
+            return
+        for attempt in range(3):
+            try:
+                with self._store.read():
+                    self._catch_up(final=attempt == 2)
+                break
+            except _SnapshotMoved:
+                continue
+        self._version = version
 
-    def _decode(self, codes: np.ndarray) -> np.ndarray:
-        if self.precision == "float32":
-            return codes
-        start, step = self._start_step()
-        return (codes.astype(np.float32) + 128.5) * step + start  # bucket centres
+    def _catch_up(self, final: bool = True) -> None:
+        """Bring the FAISS structure up to the docstore (inside a transaction)."""
+        store = self._store
+        if self._ranges is None and self.precision != "float32":
+            self._ranges = self._load_ranges()
+        if self._index is None:
+            self._load_snapshot(final)
+        top_fid, top_seq = store.high_water()
+        dead = store.dead_after(self._seq_w)
+        self._mark_dead(dead[dead <= self._fid_w])
+        for fids, codes in store.rows_after(self._fid_w, self._dtype, self.dimension):
+            self._append(fids, codes)
+        self._fid_w, self._seq_w = max(self._fid_w, top_fid), top_seq
 
-    def _start_step(self) -> tuple[np.ndarray, np.ndarray]:
-        start = self._ranges[0]
-        step = (self._ranges[1] - start) / 255
-        return start, np.where(step == 0, 1, step)
+    def _load_ranges(self):
+        ranges = self._store.get_info("ranges")
+        if ranges is not None and np.shape(ranges) != (2, self.dimension):
+            raise CorruptIndexError(f"{self._store.file}: the int8 ranges do not have shape (2, {self.dimension})")
+        return None if ranges is None else np.asarray(ranges, dtype=np.float32)
 
-    def _faiss_vectors(self, codes: np.ndarray) -> np.ndarray:
-        """What the FAISS index holds for kept vectors ``codes``."""
-        if self.precision == "ubinary":
-            return np.packbits(self._decode(codes) > 0, axis=-1)
-        return np.ascontiguousarray(codes, dtype=np.float32)
+    def _load_snapshot(self, final: bool) -> None:
+        snap = self._store.get_info("snapshot")
+        if snap is None or self.path is None:
+            return
+        file = os.path.join(self.path, str(snap.get("file")))
+        try:
+            index = (faiss.read_index_binary if self.precision == "ubinary" else faiss.read_index)(file)
+            fids = faiss.vector_to_array(index.id_map)
+            if index.d != self.dimension or index.ntotal != len(fids) or len(fids) and fids.max() > snap["fid"]:
+                raise ValueError("it does not match the docstore")
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            if not os.path.exists(file) and not final and not self._store.conn.in_transaction:
+                raise _SnapshotMoved from None
+            logger.warning("FAISS snapshot %s cannot be used (%s); rebuilding it from docs.sqlite", file, exc)
+            return
+        self._index, self._base = index, _downcast(index.index)
+        self._fid_w, self._seq_w, self._floor = snap["fid"], snap["seq"], snap["floor"]
+        self._trained_on = snap["trained_on"]
+        candidates = self._store.dead_after(self._floor)
+        self._dead = np.intersect1d(candidates, fids)
 
-    # ----------------------------------------------------------------- the FAISS index
+    # ----------------------------------------------------------------- the FAISS structure
     def _new_index(self, n: int):
         d, ip = self.dimension, faiss.METRIC_INNER_PRODUCT
         nlist = self.nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
@@ -156,120 +216,187 @@ class FaissIndex(Index):
             }[self.kind]()
         return faiss.IndexIDMap2(base), base
 
-    def _rebuild(self) -> None:
-        """Drop dead rows and rebuild the FAISS index (retraining IVF) from the kept vectors."""
-        live = self._fids >= 0
-        self._set_rows(self._store[live], self._fids[live])
-        self._row_of = {int(f): r for r, f in enumerate(self._fids)}
-        self._dead = 0
-        self._index, self._base = self._new_index(len(self._fids))
-        vectors = self._faiss_vectors(self._store)
-        if self.kind == "ivf":
-            self._base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
-        if not self._base.is_trained and len(vectors):
-            self._base.train(vectors)
-        self._trained_on = len(vectors)
-        if len(vectors):
-            self._index.add_with_ids(vectors, self._fids)
+    def _faiss_vectors(self, codes: np.ndarray) -> np.ndarray:
+        """What the FAISS structure holds for kept codes."""
+        if self.precision == "ubinary":
+            return np.packbits(self._decode(codes) > 0, axis=-1)
+        return np.ascontiguousarray(codes, dtype=np.float32)
 
-    def _add_to_index(self, codes: np.ndarray, fids: np.ndarray) -> None:
-        total = len(self._fids)
-        if (
-            self._index is None
-            or self._dead * 4 > total
-            or (self.kind == "ivf" and total > 4 * max(self._trained_on, 39))
-        ):
-            self._rebuild()  # also covers the rows just appended
-        else:
-            self._index.add_with_ids(self._faiss_vectors(codes), fids)
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        return codes if self.precision == "float32" else dequantize_int8(codes, self._ranges)
+
+    def _append(self, fids: np.ndarray, codes: np.ndarray) -> None:
+        keep = fids > self._fid_w  # a rebuild during this catch-up already holds the rest
+        fids, codes = fids[keep], codes[keep]
+        if not len(fids):
+            return
+        total = (0 if self._index is None else self._index.ntotal) + len(fids)
+        if self._index is None or (self.kind == "ivf" and total > 4 * max(self._trained_on, 39)):
+            self._rebuild()
+            return
+        self._index.add_with_ids(self._faiss_vectors(codes), fids)
+        self._fid_w = int(fids[-1])
+
+    def _rebuild(self) -> None:
+        """A fresh FAISS structure from the docstore's live rows (inside a transaction); IVF retrains."""
+        store = self._store
+        top_fid, top_seq = store.high_water()
+        batches = store.rows_after(0, self._dtype, self.dimension)
+        first = next(batches, None)
+        n = store.count_after(0)
+        index, base = self._new_index(n)
+        if first is not None:
+            if self.kind == "ivf":
+                base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
+                base.train(self._faiss_vectors(first[1]))
+            for fids, codes in [first, *batches]:
+                index.add_with_ids(self._faiss_vectors(codes), fids)
+        self._index, self._base = index, base
+        self._fid_w, self._seq_w, self._floor, self._trained_on = top_fid, top_seq, top_seq, n
+        self._dead, self._not_dead = np.zeros(0, np.int64), None
+
+    def _mark_dead(self, fids: np.ndarray) -> None:
+        if len(fids):
+            self._dead = np.union1d(self._dead, fids)
+            self._not_dead = None
+
+    def _live(self) -> int:
+        return 0 if self._index is None else self._index.ntotal - len(self._dead)
 
     # ----------------------------------------------------------------- writes
     def _write(self, ids, texts, metadatas, vectors) -> None:
-        with self._lock:
-            codes = self._encode(vectors)
-            fids = np.arange(self._next_fid, self._next_fid + len(ids), dtype=np.int64)
-            for doc_id in ids:
-                self._kill(self._fid_of.get(doc_id))
-            start = len(self._fids)
-            self._append_rows(codes, fids)
-            for n, (fid, doc_id, text, metadata) in enumerate(zip(fids.tolist(), ids, texts, metadatas)):
-                self._docs[fid] = Record(doc_id, text, metadata)
-                self._fid_of[doc_id] = fid
-                self._row_of[fid] = start + n
-            self._next_fid += len(ids)
-            self._add_to_index(codes, fids)
-
-    def _kill(self, fid: int | None) -> None:
-        if fid is None:
-            return
-        record = self._docs.pop(fid)
-        del self._fid_of[record.id]
-        self._fids[self._row_of.pop(fid)] = -1
-        self._dead += 1
+        with self._lock, self._changing():
+            self._catch_up()
+            if self._ranges is None and self.precision != "float32":
+                self._ranges = calibration_ranges(vectors, getattr(self.encoder, "quantization_ranges", None))
+                self._store.set_info("ranges", self._ranges.tolist())
+            codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
+            self._store.kill(self._store.fids_of(ids))
+            self._store.insert(ids, texts, [dumps(m) for m in metadatas], codes)
+            self._catch_up()
 
     def _delete(self, ids) -> int:
-        with self._lock:
-            fids = [self._fid_of[i] for i in dict.fromkeys(ids) if i in self._fid_of]
-            for fid in fids:
-                self._kill(fid)
-            if fids and self._dead * 4 > len(self._fids):
+        with self._lock, self._changing():
+            self._catch_up()
+            fids = self._store.fids_of(ids)
+            self._store.kill(fids)
+            self._catch_up()
+        if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
+            with self._lock, self._store.read():
                 self._rebuild()
-            return len(fids)
+        return len(fids)
+
+    @contextlib.contextmanager
+    def _changing(self):
+        """A write transaction; if it fails after touching the FAISS structure, that structure is dropped."""
+        try:
+            with self._store.write():
+                yield
+        except BaseException:
+            self._forget()  # the rows it applied were rolled back: reload from the docstore
+            raise
 
     # ----------------------------------------------------------------- reads
+    def __len__(self) -> int:
+        self._check_open()
+        with self._lock:
+            self._sync()
+            return self._live()
+
     def _get(self, ids) -> list[Record]:
         with self._lock:
-            return [_copy(self._docs[self._fid_of[i]]) for i in ids if i in self._fid_of]
+            rows = self._store.by_id(ids, "text, metadata")
+            found = {i: Record(i, text, self._store.parse_metadata(i, md)) for i, text, md in rows}
+        return [found[i] for i in ids if i in found]
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         with self._lock:
-            present = [i for i in ids if i in self._fid_of]
-            rows = [self._row_of[self._fid_of[i]] for i in present]
-            return dict(zip(present, self._decode(self._store[rows]))) if present else {}
+            self._sync()
+            rows = self._store.by_id(ids, "id, code")
+            if not rows:
+                return {}
+            codes = self._store.code_array(rows, self._dtype, self.dimension)
+            return dict(zip((r[0] for r in rows), self._decode(codes)))
 
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         with self._lock:
-            if not self._docs:
-                return [[] for _ in vectors]
-            allowed = None
-            if node is not None:
-                allowed = {fid for fid, rec in self._docs.items() if matches(node, rec.metadata)}
-            want = min(k, len(self._docs) if allowed is None else len(allowed))
-            results = []
-            for q in vectors:
-                hits = self._ann(q, k, allowed) if want else []
-                if len(hits) < want:
-                    hits = self._exact(q, k, allowed)
-                results.append(hits)
-            return results
+            for _ in range(3):
+                self._sync()
+                with self._store.read():
+                    found = [self._search_one(q, k, node) for q in vectors]
+                    records = self._store.records({f for hits in found for f, _ in hits})
+                if all(f in records for hits in found for f, _ in hits):
+                    break
+                self._version = None  # another process deleted a hit meanwhile: catch up and search again
+            return [[Hit(*records[f], s) for f, s in hits if f in records] for hits in found]
 
-    def _ann(self, q: np.ndarray, k: int, allowed: set[int] | None) -> list[Hit]:
-        """Candidates from FAISS, over-fetched to survive tombstones, filters and rescoring."""
-        total = self._index.ntotal
-        selectivity = 1.0 if allowed is None else max(len(allowed), 1) / len(self._docs)
+    def _search_one(self, q: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
+        live = self._live()
+        if node is None:
+            allowed, selector = None, self._dead_selector()
+            if live == 0:
+                return []
+        else:
+            match = self._matches.get(filter_key(node), (self._fid_w, self._seq_w), self._run(node), self._touched)
+            allowed = match.keys
+            if len(allowed) <= FEW:
+                return self._exact(q, k, allowed) if len(allowed) else []
+            if "selector" not in match.derived:
+                match.derived["selector"] = _bitmap(allowed, self._fid_w)
+            selector = match.derived["selector"]
+        want = min(k, live if allowed is None else len(allowed))
+        found = self._ann(q, k, selector, allowed, (live if allowed is None else len(allowed)) / self._index.ntotal)
+        return found if len(found) >= want else self._exact(q, k, allowed)
+
+    def _run(self, node: Node):
+        return lambda after, touched: self._store.matching(node, after, touched)
+
+    def _touched(self, seq: int) -> np.ndarray:
+        return self._store.dead_after(seq)
+
+    def _dead_selector(self):
+        if not len(self._dead):
+            return None
+        if self._not_dead is None:
+            inner = _bitmap(self._dead, self._fid_w)
+            self._not_dead = (faiss.IDSelectorNot(inner[0]), inner)
+        return self._not_dead
+
+    def _ann(self, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
+        """FAISS candidates (re-ranked exactly from the kept codes when ``rescore``), best first."""
         rescore = self.precision != "float32" and self.rescore
-        fetch = int(k * (self.rescore_multiplier if rescore else 1) / selectivity) + self._dead
-        if self.kind != "flat" and fetch * 2 > total:
-            return []  # a scan of most of the index: the exact path is cheaper and exact
-        fetch = min(total, max(fetch, k))
-        self._tune(fetch)
+        fetch = min(self._index.ntotal, k * (self.rescore_multiplier if rescore else 1))
+        unselective = self.precision == "ubinary" and self.kind == "ivf"  # FAISS has no ID selector for it
+        if unselective and selector is not None:
+            fetch = min(self._index.ntotal, int(fetch / selectivity) + len(self._dead))
+        params = self._params(None if unselective else selector, fetch, selectivity)
         if self.precision == "ubinary":
-            distances, fids = self._index.search(np.packbits(q > 0)[None], fetch)
+            distances, fids = self._index.search(np.packbits(q > 0)[None], fetch, params=params)
             scores = 1.0 - 2.0 * distances[0].astype(np.float32) / self.dimension
         else:
             query, scale, offset = self._faiss_query(q)
-            scores, fids = self._index.search(query[None], fetch)
+            scores, fids = self._index.search(query[None], fetch, params=params)
             scores = scores[0] / scale + offset
-        keep = [
-            (float(s), int(f))
-            for s, f in zip(scores, fids[0])
-            if f >= 0 and f in self._docs and (allowed is None or f in allowed)
-        ]
-        if rescore and keep:
-            rows = [self._row_of[f] for _, f in keep]
-            exact = self._decode(self._store[rows]) @ q
-            keep = sorted(zip(exact.tolist(), (f for _, f in keep)), key=lambda t: -t[0])
-        return [self._hit(f, s) for s, f in keep[:k]]
+        keep = fids[0] >= 0
+        if unselective:
+            keep &= ~np.isin(fids[0], self._dead) if allowed is None else np.isin(fids[0], allowed)
+        fids, scores = fids[0][keep], scores[keep]
+        if rescore and len(fids):
+            return self._exact(q, k, fids)
+        return list(zip(fids.tolist(), scores.tolist()))[:k]
+
+    def _params(self, selector, fetch: int, selectivity: float):
+        sel = None if selector is None else selector[0]
+        if self.kind == "hnsw":
+            ef = min(max(self.ef_search, fetch, int(fetch / max(selectivity, 1e-9))), 4096)
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        if self.kind == "ivf":
+            nprobe = min(self._base.nlist, self.nprobe or max(16, self._base.nlist // 3))
+            if self.precision == "ubinary":
+                self._base.nprobe = nprobe
+                return None
+            return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        return None if sel is None else faiss.SearchParameters(sel=sel)
 
     def _faiss_query(self, q: np.ndarray) -> tuple[np.ndarray, float, float]:
         """(query, scale, offset) with FAISS score / scale + offset = q·vector.
@@ -280,140 +407,137 @@ class FaissIndex(Index):
         """
         if self.precision != "int8":
             return q, 1.0, 0.0
-        start, step = self._start_step()
+        start, step = int8_steps(self._ranges)
         weighted = q * step
         scale = 127.0 / max(float(np.abs(weighted).max()), 1e-30)
         return (weighted * scale).astype(np.float32), scale, float(q @ (128.5 * step + start))
 
-    def _tune(self, fetch: int) -> None:
-        downcast = faiss.downcast_IndexBinary if self.precision == "ubinary" else faiss.downcast_index
-        base = downcast(self._index.index)
-        if self.kind == "hnsw":
-            base.hnsw.efSearch = max(self.ef_search, fetch)
-        elif self.kind == "ivf":
-            base.nprobe = min(base.nlist, self.nprobe or max(16, base.nlist // 3))
-
-    def _exact(self, q: np.ndarray, k: int, allowed: set[int] | None) -> list[Hit]:
-        fids = np.fromiter(self._docs if allowed is None else allowed, dtype=np.int64)
-        rows = np.fromiter((self._row_of[f] for f in fids), dtype=np.int64, count=len(fids))
-        scores, idx = top_k(self._decode(self._store[rows]), q[None], k)
-        return [self._hit(int(fids[i]), float(s)) for s, i in zip(scores[0], idx[0])]
-
-    def _hit(self, fid: int, score: float) -> Hit:
-        rec = _copy(self._docs[fid])
-        return Hit(rec.id, rec.text, rec.metadata, score)
-
-    # ----------------------------------------------------------------- persistence
-    def save(self, path: str | None = None) -> str:
-        """Write the index atomically: a new generation folder, then the CURRENT pointer is swapped."""
-        path = path or self.path
-        if path is None:
-            raise ValueError("save() needs a path (none was given to FaissIndex)")
-        os.makedirs(path, exist_ok=True)
-        with self._lock:
-            if self._index is None:
-                self._rebuild()
-            tmp = tempfile.mkdtemp(prefix=".tmp-", dir=path)
-            try:
-                self._write_files(tmp)
-                generation = f"gen-{self._next_fid:012d}-{os.urandom(4).hex()}"
-                os.rename(tmp, os.path.join(path, generation))
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            pointer = os.path.join(path, "CURRENT.tmp")
-            with open(pointer, "w") as f:
-                f.write(generation)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(pointer, os.path.join(path, "CURRENT"))
-            for name in os.listdir(path):
-                if name.startswith("gen-") and name != generation:
-                    shutil.rmtree(os.path.join(path, name), ignore_errors=True)
-            self.path = path
-        return path
-
-    def _write_files(self, folder: str) -> None:
-        if self.precision == "ubinary":
-            faiss.write_index_binary(self._index, os.path.join(folder, "index.faiss"))
+    def _exact(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
+        """Exact scores over the kept codes of ``fids`` (every live row when None)."""
+        if fids is None:
+            batches = list(self._store.rows_after(0, self._dtype, self.dimension))
         else:
-            faiss.write_index(self._index, os.path.join(folder, "index.faiss"))
-        np.save(os.path.join(folder, "store.npy"), self._store, allow_pickle=False)
-        np.save(os.path.join(folder, "fids.npy"), self._fids, allow_pickle=False)
-        db = sqlite3.connect(os.path.join(folder, "docs.sqlite"))
-        with db:
-            db.execute(
-                "CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,"
-                " text TEXT NOT NULL, metadata TEXT NOT NULL)"
-            )
-            db.executemany(
-                "INSERT INTO docs VALUES (?, ?, ?, ?)",
-                ((fid, r.id, r.text, json.dumps(r.metadata)) for fid, r in self._docs.items()),
-            )
-        db.close()
-        meta = dict(
-            self.info,
-            kind=self.kind,
-            precision=self.precision,
-            next_fid=self._next_fid,
-            trained_on=self._trained_on,
-            ranges=None if self._ranges is None else self._ranges.tolist(),
-        )
-        with open(os.path.join(folder, "meta.json"), "w") as f:
-            json.dump(meta, f)
+            batches = [self._store.codes(fids, self._dtype, self.dimension)]
+        found: list[tuple[int, float]] = []
+        for batch_fids, codes in batches:
+            scores, rows = top_k(self._decode(codes), q[None], k)
+            found = sorted(found + list(zip(batch_fids[rows[0]].tolist(), scores[0].tolist())), key=lambda t: -t[1])[:k]
+        return found
 
-    def _load(self, path: str) -> None:
+    # ----------------------------------------------------------------- snapshots and lifecycle
+    def save(self, path: str | None = None) -> str:
+        """Snapshot the FAISS structure so that reopening does not rebuild it (every write is already durable).
+
+        ``path`` copies the index to a new folder, which this instance then uses.
+        """
+        self._check_open()
+        with self._lock:
+            if path is not None and (self.path is None or os.path.realpath(path) != os.path.realpath(self.path)):
+                self._move_to(path)
+            if self.path is None:
+                raise ValueError("save() needs a path (none was given to FaissIndex)")
+            self._sync()
+            with self._store.read():
+                snap = self._store.get_info("snapshot")
+                changed = self._store.count_after(snap["fid"]) + self._seq_w - snap["seq"] if snap else None
+                if changed is not None and changed < SNAPSHOT_AFTER:
+                    self._clean(snap)
+                    return self.path
+                if self._index is None:
+                    self._rebuild()
+                elif len(self._dead) * 4 > self._index.ntotal:
+                    self._rebuild()
+            self._snapshot()
+        return self.path
+
+    def _snapshot(self) -> None:
+        name = f"snapshot-{os.getpid()}-{os.urandom(4).hex()}.faiss"
+        tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{os.urandom(4).hex()}.faiss")
         try:
-            with open(os.path.join(path, "CURRENT")) as f:
-                folder = os.path.join(path, f.read().strip())
-            missing = [name for name in FILES if not os.path.exists(os.path.join(folder, name))]
-            if missing:
-                raise ValueError(f"missing {missing}")
-            with open(os.path.join(folder, "meta.json")) as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"corrupt FAISS index at {path!r}: {exc}") from None
-        self.check_info(meta, f"FAISS index at {path!r}")
-        if (meta["kind"], meta["precision"]) != (self.kind, self.precision):
-            raise ValueError(
-                f"FAISS index at {path!r} is kind={meta['kind']!r}, precision={meta['precision']!r}; "
-                f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
-            )
-        try:
-            read = faiss.read_index_binary if self.precision == "ubinary" else faiss.read_index
-            index = read(os.path.join(folder, "index.faiss"))
-            store = np.load(os.path.join(folder, "store.npy"), allow_pickle=False)
-            fids = np.load(os.path.join(folder, "fids.npy"), allow_pickle=False)
-            db = sqlite3.connect(f"file:{os.path.join(folder, 'docs.sqlite')}?mode=ro", uri=True)
-            rows = db.execute("SELECT fid, id, text, metadata FROM docs").fetchall()
-            db.close()
-        except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError, numpy ValueError, sqlite DatabaseError
-            raise ValueError(f"corrupt FAISS index at {path!r}: {type(exc).__name__}: {exc}") from None
-        live = set(fids[fids >= 0].tolist())
-        if store.shape != (len(fids), self.dimension) or {r[0] for r in rows} != live or index.ntotal != len(fids):
-            raise ValueError(f"corrupt FAISS index at {path!r}: the vectors, ids and docstore disagree")
-        self._index = index
-        self._set_rows(store, fids)
-        self._row_of = {int(f): r for r, f in enumerate(fids) if f >= 0}
-        self._docs = {fid: Record(i, text, json.loads(md)) for fid, i, text, md in rows}
-        self._fid_of = {r.id: fid for fid, r in self._docs.items()}
-        self._next_fid, self._trained_on = meta["next_fid"], meta["trained_on"]
-        self._dead = int((fids < 0).sum())
-        self._ranges = None if meta["ranges"] is None else np.asarray(meta["ranges"], dtype=np.float32)
+            (faiss.write_index_binary if self.precision == "ubinary" else faiss.write_index)(self._index, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(self.path, name))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        mine = {"file": name, "fid": self._fid_w, "seq": self._seq_w, "floor": self._floor}
+        mine["trained_on"] = self._trained_on
+        with self._store.write():
+            current = self._store.get_info("snapshot")
+            newer = current is not None and (current["fid"], current["seq"]) > (mine["fid"], mine["seq"])
+            if not newer:
+                self._store.set_info("snapshot", mine)
+        stale = name if newer else current and current["file"]
+        if stale:
+            _remove(os.path.join(self.path, stale))
+        self._clean(current if newer else mine)
+
+    def _clean(self, current: dict) -> None:
+        """Remove temporary files and snapshots that crashed processes left behind."""
+        for name in os.listdir(self.path):
+            found = LEFTOVER.match(name)
+            if found and name != current["file"] and not _alive(int(found.group(1))):
+                _remove(os.path.join(self.path, name))
+
+    def _move_to(self, path: str) -> None:
+        """Copy the docstore to a new folder and continue there."""
+        if os.path.exists(os.path.join(path, "docs.sqlite")):
+            raise ValueError(f"{path!r} already holds a FAISS index; save() will not overwrite it")
+        if os.path.isdir(path) and os.listdir(path):
+            raise ValueError(f"{path!r} is not empty; save() copies an index only into a new or empty folder")
+        os.makedirs(path, exist_ok=True)
+        target = DocStore(os.path.join(path, "docs.sqlite"))
+        self._store.conn.backup(target.conn)
+        target.conn.execute("DELETE FROM info WHERE key = 'snapshot'")
+        self._store.close()
+        self._store, self.path = target, path
+        self._version = None
+
+    def close(self) -> None:
+        """Snapshot if much changed (see save), then release the docstore."""
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                if self.path is not None:
+                    self.save()
+            finally:
+                self._store.close()
+                super().close()
 
 
-def _copy(record: Record) -> Record:
-    return Record(record.id, record.text, json.loads(json.dumps(record.metadata)))
+class _SnapshotMoved(Exception):
+    """The snapshot named in the docstore was replaced (and removed) while this process read it."""
 
 
-def _calibrate(encoder, vectors: np.ndarray) -> np.ndarray:
-    """int8 ranges: the model's saved ranges, else the first batch's (with a margin) if it is large, else [-1, 1]."""
-    saved = getattr(encoder, "quantization_ranges", None)
-    d = vectors.shape[1]
-    if saved is not None and np.shape(saved) == (2, d):
-        return np.asarray(saved, dtype=np.float32)
-    if len(vectors) >= 100:
-        lo, hi = vectors.min(axis=0), vectors.max(axis=0)
-        margin = 0.1 * (hi - lo)
-        return np.vstack([np.maximum(lo - margin, -1), np.minimum(hi + margin, 1)]).astype(np.float32)
-    return np.vstack([-np.ones(d), np.ones(d)]).astype(np.float32)
+def _downcast(base):
+    return faiss.downcast_IndexBinary(base) if isinstance(base, faiss.IndexBinary) else faiss.downcast_index(base)
+
+
+def _bitmap(fids: np.ndarray, top: int):
+    """An ID selector for ``fids`` (with the buffer it reads, which must stay alive)."""
+    bits = np.zeros(top + 1, dtype=bool)
+    bits[fids[fids <= top]] = True
+    packed = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(top + 1, faiss.swig_ptr(packed)), packed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(file: str) -> None:
+    try:
+        os.remove(file)
+    except FileNotFoundError:
+        pass

@@ -18,6 +18,7 @@ and ``integrations.sql`` compiles to bound SQL.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from typing import Any
@@ -25,13 +26,20 @@ from typing import Any
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 LOGIC_OPS = ("$and", "$or", "$not")
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class FilterError(ValueError):
+    """A malformed metadata filter; the message names the offending part."""
+
+
 # A parsed filter is one of:
 #   ("and", [node, ...]) | ("or", [node, ...]) | ("not", node) | (op, field, value) with op in FIELD_OPS
 Node = tuple
 
 
 def parse_filter(filter: dict | None) -> Node | None:
-    """Validate ``filter``; a malformed one raises ValueError naming the offending part."""
+    """Validate ``filter``; a malformed one raises FilterError naming the offending part."""
     if filter is None:
         return None
     return _parse(filter, "filter")
@@ -39,22 +47,22 @@ def parse_filter(filter: dict | None) -> Node | None:
 
 def _parse(obj: Any, where: str) -> Node:
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}")
+        raise FilterError(f"{where}: expected a dict, got {type(obj).__name__}")
     if not obj:
-        raise ValueError(f"{where}: empty filter")
+        raise FilterError(f"{where}: empty filter")
     nodes = []
     for key, value in obj.items():
         here = f"{where}[{key!r}]"
         if not isinstance(key, str):
-            raise ValueError(f"{here}: keys must be strings")
+            raise FilterError(f"{here}: keys must be strings")
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
-                raise ValueError(f"{here}: expected a non-empty list of filters")
+                raise FilterError(f"{here}: expected a non-empty list of filters")
             nodes.append((key[1:], [_parse(v, f"{here}[{i}]") for i, v in enumerate(value)]))
         elif key == "$not":
             nodes.append(("not", _parse(value, here)))
         elif key.startswith("$"):
-            raise ValueError(f"{here}: unknown operator {key!r}; expected one of {LOGIC_OPS} or a field name")
+            raise FilterError(f"{here}: unknown operator {key!r}; expected one of {LOGIC_OPS} or a field name")
         else:
             _check_field(key, here)
             nodes.extend(_parse_field(key, value, here))
@@ -65,32 +73,32 @@ def _parse_field(field: str, value: Any, where: str) -> list[Node]:
     if not isinstance(value, dict):
         return [("$eq", field, _scalar(value, where))]
     if not value:
-        raise ValueError(f"{where}: empty operator object")
+        raise FilterError(f"{where}: empty operator object")
     nodes = []
     for op, operand in value.items():
         here = f"{where}[{op!r}]"
         if op not in FIELD_OPS:
-            raise ValueError(f"{here}: unknown operator {op!r}; expected one of {FIELD_OPS}")
+            raise FilterError(f"{here}: unknown operator {op!r}; expected one of {FIELD_OPS}")
         if op in ("$in", "$nin"):
             if not isinstance(operand, list) or not operand:
-                raise ValueError(f"{here}: expected a non-empty list of values")
+                raise FilterError(f"{here}: expected a non-empty list of values")
             operand = [_scalar(v, f"{here}[{i}]") for i, v in enumerate(operand)]
         elif op == "$exists":
             if not isinstance(operand, bool):
-                raise ValueError(f"{here}: expected true or false, got {operand!r}")
+                raise FilterError(f"{here}: expected true or false, got {operand!r}")
         elif op in ("$eq", "$ne"):
             operand = _scalar(operand, here)
         else:
             operand = _scalar(operand, here)
             if operand is None or isinstance(operand, bool):
-                raise ValueError(f"{here}: comparisons need a number or a string, got {operand!r}")
+                raise FilterError(f"{here}: comparisons need a number or a string, got {operand!r}")
         nodes.append((op, field, operand))
     return nodes
 
 
 def _check_field(field: str, where: str) -> None:
     if not field or any(c in field for c in '"\\') or any(ord(c) < 32 for c in field):
-        raise ValueError(f"{where}: field names must be non-empty, without quotes, backslashes or control characters")
+        raise FilterError(f"{where}: field names must be non-empty, without quotes, backslashes or control characters")
 
 
 def _scalar(value: Any, where: str) -> Any:
@@ -98,9 +106,16 @@ def _scalar(value: Any, where: str) -> Any:
         return value
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{where}: numbers must be finite, got {value!r}")
+            raise FilterError(f"{where}: numbers must be finite, got {value!r}")
+        if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+            raise FilterError(f"{where}: integers must fit in 64 bits, got {value}")
         return value
-    raise ValueError(f"{where}: expected a string, number, boolean or null, got {type(value).__name__}")
+    raise FilterError(f"{where}: expected a string, number, boolean or null, got {type(value).__name__}")
+
+
+def filter_key(node: Node) -> str:
+    """A canonical text for a parsed filter: equal keys mean equal filters (True and 1 stay apart)."""
+    return json.dumps(node, separators=(",", ":"))
 
 
 # ----------------------------------------------------------------- evaluation in Python

@@ -17,13 +17,23 @@ import numpy as np
 
 from embedkit.checks import check_positive_int, check_texts
 
-from .filters import Node, parse_filter
+from .filters import FilterError, Node, parse_filter  # noqa: F401 - FilterError is re-exported
 
 logger = logging.getLogger(__name__)
 
 
+class CorruptIndexError(ValueError):
+    """A store's files or rows are damaged; the message names the file or table."""
+
+
 @runtime_checkable
 class Encoder(Protocol):
+    """What the stores need from an encoder. ``quantization_ranges`` (shape (2, dim)) is optional: int8
+    stores use it for their calibration when the encoder has it."""
+
+    model_name: str | None
+    prompts: dict[str, str]
+
     def encode_query(self, texts: list[str], **kw) -> np.ndarray: ...
     def encode_document(self, texts: list[str], **kw) -> np.ndarray: ...
     def get_embedding_dimension(self) -> int: ...
@@ -47,6 +57,8 @@ class Hit(Record):
 
 class EmbeddingsEncoder:
     """Wraps any object with LangChain's ``embed_documents`` / ``embed_query`` into the Encoder protocol."""
+
+    prompts: dict[str, str] = {}
 
     def __init__(self, embeddings):
         self.embeddings = embeddings
@@ -77,84 +89,65 @@ def as_encoder(obj):
     if hasattr(obj, "embed_documents") and hasattr(obj, "embed_query"):
         return EmbeddingsEncoder(obj)
     raise TypeError(
-        "encoder must have encode_query, encode_document and get_embedding_dimension "
+        "encoder must have model_name, prompts, encode_query, encode_document and get_embedding_dimension "
         f"(or embed_query and embed_documents); got {type(obj).__name__}"
     )
 
 
-def encoder_info(encoder) -> dict[str, Any]:
+def encoder_info(encoder: Encoder) -> dict[str, Any]:
     """What an index records about its encoder: name, dimension and prompts."""
     return {
-        "model": getattr(encoder, "model_name", None) or type(encoder).__name__,
+        "model": encoder.model_name or type(encoder).__name__,
         "dimension": int(encoder.get_embedding_dimension()),
-        "prompts": dict(getattr(encoder, "prompts", None) or {}),
+        "prompts": dict(encoder.prompts or {}),
     }
 
 
 class Index(ABC):
     """Common interface of the stores: ``add``, ``search``, ``get``, ``delete`` and ``len``.
 
-    Scores are cosine similarities: vectors are L2-normalized on the way in and out.
+    Scores are cosine similarities: vectors are L2-normalized on the way in and out. An index is a
+    context manager; ``save()`` makes every write durable (a no-op where each write already is) and
+    ``close()`` releases files and connections.
     """
 
     def __init__(self, encoder):
         self.encoder = encoder = as_encoder(encoder)
         self.info = encoder_info(encoder)
         self.dimension = self.info["dimension"]
+        self.closed = False
 
     # ----------------------------------------------------------------- public API
     def add(self, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None) -> list[str]:
         """Embed ``texts`` with the document prompt and store them; an existing id is replaced."""
-        if isinstance(texts, str):
-            raise TypeError("add() expects a list of texts, got a single str")
-        texts = check_texts(texts, "add()")
-        metadatas, ids = self._check_batch(len(texts), metadatas, ids)
-        if not texts:
-            return []
-        embeddings = self.encoder.encode_document(texts)
-        return self.add_embeddings(embeddings, texts, metadatas, ids)
+        return self._add("add()", texts, metadatas, ids, None, encode=True)
 
     def add_embeddings(
         self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None
     ) -> list[str]:
         """Store precomputed document vectors (shape [n, dim]) with their texts."""
-        if isinstance(texts, str):
-            raise TypeError("add_embeddings() expects a list of texts, got a single str")
-        texts = check_texts(texts, "add_embeddings()")
-        metadatas, ids = self._check_batch(len(texts), metadatas, ids)
-        vectors = self._check_vectors(embeddings, len(texts))
-        if texts:
-            self._write(ids, texts, metadatas, vectors)
-        return ids
+        return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
 
     def search(self, query: str | list[str], k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
         """The ``k`` best documents for a query (or a list of lists for several), best first."""
-        single = isinstance(query, str)
         queries = check_texts(query, "search()")
-        check_positive_int("k", k)
-        node = parse_filter(filter)
-        if not queries:
-            return []
-        vectors = self._check_vectors(self.encoder.encode_query(queries), len(queries))
-        results = self._search(vectors, k, node)
-        return results[0] if single else results
+        for i, text in enumerate(queries):
+            check_string(text, f"search() input at index {i}")
+        return self._find(isinstance(query, str), queries, k, filter, encode=True)
 
     def search_by_vector(self, vector, k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
         """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
-        array = np.asarray(vector, dtype=np.float32)
-        single = array.ndim == 1
-        check_positive_int("k", k)
-        node = parse_filter(filter)
-        vectors = self._check_vectors(array[None] if single else array, None)
-        results = self._search(vectors, k, node) if len(vectors) else []
-        return results[0] if single else results
+        array = np.asarray(vector.cpu() if hasattr(vector, "cpu") else vector, dtype=np.float32)
+        return self._find(array.ndim == 1, array[None] if array.ndim == 1 else array, k, filter, encode=False)
 
     def get(self, ids: list[str]) -> list[Record]:
         """The stored documents for ``ids``, in that order; missing ids are skipped."""
+        self._check_open()
         return self._get(self._check_ids(ids))
 
     def get_vectors(self, ids: list[str]) -> np.ndarray:
         """The stored (normalized) vectors of ``ids``, one row per id; a missing id is a KeyError."""
+        self._check_open()
         ids = self._check_ids(ids)
         found = self._vectors(ids) if ids else {}
         missing = [i for i in ids if i not in found]
@@ -164,8 +157,23 @@ class Index(ABC):
 
     def delete(self, ids: list[str]) -> int:
         """Delete ``ids``; missing ids are ignored. Returns how many were deleted."""
-        ids = self._check_ids(ids)
+        self._check_open()
+        ids = list(dict.fromkeys(self._check_ids(ids)))
         return self._delete(ids) if ids else 0
+
+    def save(self) -> None:
+        """Make every write durable. Backends that commit each write have nothing to do."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Release connections and files; the index cannot be used afterwards. Closing twice is fine."""
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -182,12 +190,47 @@ class Index(ABC):
     def _get(self, ids: list[str]) -> list[Record]: ...
 
     @abstractmethod
-    def _delete(self, ids: list[str]) -> int: ...
+    def _delete(self, ids: list[str]) -> int:
+        """Delete distinct ids, all or nothing."""
 
     @abstractmethod
     def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]: ...
 
+    # ----------------------------------------------------------------- the one path in and the one path out
+    def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool) -> list[str]:
+        self._check_open()
+        if isinstance(texts, str):
+            raise TypeError(f"{caller} expects a list of texts, got a single str")
+        texts = check_texts(texts, caller)
+        for i, text in enumerate(texts):
+            check_string(text, f"{caller} text at index {i}")
+        metadatas, ids = self._check_batch(len(texts), metadatas, ids)
+        if encode:
+            if not texts:
+                return []
+            embeddings = self.encoder.encode_document(texts)
+        vectors = self._check_vectors(embeddings, len(texts))
+        if texts:
+            self._write(ids, texts, metadatas, vectors)
+        return ids
+
+    def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool):
+        self._check_open()
+        check_positive_int("k", k)
+        node = parse_filter(filter)
+        if encode:
+            if not queries:
+                return []
+            queries = self.encoder.encode_query(queries)
+        vectors = self._check_vectors(queries, None)
+        results = self._search(vectors, k, node) if len(vectors) else []
+        return results[0] if single else results
+
     # ----------------------------------------------------------------- checks
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"this {type(self).__name__} is closed")
+
     def check_info(self, stored: dict[str, Any], where: str) -> None:
         """Refuse to open an index built for another dimension; warn if the model differs."""
         if stored.get("dimension") != self.dimension:
@@ -206,9 +249,10 @@ class Index(ABC):
             )
 
     def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
+        """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
         if embeddings is None:
             raise TypeError("embeddings must be an array of shape [n, dim], got None")
-        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
+        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float64)
         if array.ndim != 2 or array.shape[1] != self.dimension:
             raise ValueError(f"embeddings must have shape [n, {self.dimension}], got {list(array.shape)}")
         if n is not None and array.shape[0] != n:
@@ -216,8 +260,11 @@ class Index(ABC):
         bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
         if bad.size:
             raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
-        norms = np.linalg.norm(array, axis=1, keepdims=True)
-        return array / np.maximum(norms, 1e-12)
+        norms = np.linalg.norm(array, axis=1, keepdims=True)  # float64: a float32 norm of 3e38 overflows
+        zero = np.flatnonzero(norms[:, 0] == 0)
+        if zero.size:
+            raise ValueError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
+        return (array / norms).astype(np.float32)
 
     @staticmethod
     def _check_ids(ids) -> list[str]:
@@ -227,6 +274,7 @@ class Index(ABC):
         for i, value in enumerate(ids):
             if not isinstance(value, str) or not value:
                 raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
+            check_string(value, f"id at index {i}")
         return ids
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
@@ -255,13 +303,44 @@ class Index(ABC):
         if not isinstance(metadata, dict):
             raise TypeError(f"metadata at index {i} must be a dict, got {type(metadata).__name__}")
         try:
-            text = json.dumps(metadata, allow_nan=False)
+            text = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
+        for value in _strings(metadata):
+            check_string(value, f"metadata at index {i}")
         restored = json.loads(text)
         if restored != metadata:
             raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, no tuples)")
         return restored
+
+
+def check_string(value: str, what: str) -> None:
+    """Refuse what some backend cannot store: NUL characters and lone surrogates (not valid UTF-8)."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise ValueError(f"{what} contains a NUL character at position {nul}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+
+
+def _strings(obj):
+    """Every key and string value inside a JSON-like object."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
+
+
+def dumps(metadata: dict) -> str:
+    """Metadata as stored: JSON with non-ASCII kept as is, so SQLite's JSON paths match non-ASCII keys."""
+    return json.dumps(metadata, ensure_ascii=False)
 
 
 def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,18 @@
 """SQLIndex: documents in one SQL table, through SQLAlchemy 2.
 
-- SQLite (the embedded default): WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes; search is exact,
-  over a cached matrix of the stored vectors that any write (from any process) invalidates.
+- SQLite (the embedded default): WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes. Search is exact,
+  over an in-memory matrix that follows the table: triggers log updated and deleted rowids in
+  ``embedkit_log``, so a refresh reads only the rows written since (``integrations.vector_cache``).
 - PostgreSQL with pgvector: a ``vector(d)`` column with an HNSW index (cosine ops); search and filters
-  run in SQL, with filters on JSONB. Without the extension it falls back to the SQLite-style path.
+  run in SQL, with filters on JSONB (``integrations.postgres``). Without the extension it falls back to
+  an in-memory matrix that is reloaded whenever the table changed.
+- Filters compile to bound SQL (``integrations.sql_filters``); on the in-memory paths their matching
+  rows are cached per filter and kept in step with writes (``integrations.matches``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -18,12 +23,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .filters import Node
-from .index import Hit, Index, Record, top_k
+from . import postgres
+from .filters import Node, filter_key
+from .index import CorruptIndexError, Hit, Index, Record, dumps
+from .matches import MatchCache, int_keys
+from .vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
 META_TABLE = "embedkit_meta"
+LOG_TABLE = "embedkit_log"
+FORMAT = 2  # 2: metadata stored with non-ASCII characters as they are (SQLite's JSON paths need that)
 CHUNK = 500  # ids per IN (...) clause
 
 
@@ -32,12 +42,20 @@ class SQLIndex(Index):
 
     def __init__(self, encoder, url: str = "sqlite:///embedkit.db", table: str = "documents", **engine_kwargs):
         super().__init__(encoder)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or ""):
-            raise ValueError(f"table must be a plain SQL identifier (letters, digits, _), got {table!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or "") or table.lower().startswith(
+            ("embedkit_", "sqlite_", "pg_")
+        ):
+            raise ValueError(
+                "table must be a plain SQL identifier of at most 63 letters, digits and _, not starting with "
+                f"embedkit_, sqlite_ or pg_ (names this library or the database reserve); got {table!r}"
+            )
         self.url = url
         self.engine = _engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self.table_name = table
+        # SQLite names are case-insensitive: Docs and docs are one table, so they share one meta row.
+        self._key = table.lower() if self.dialect == "sqlite" else table
+        self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
         self.uses_pgvector = self.dialect == "postgresql" and _ensure_pgvector(self.engine)
         self._meta = sa.Table(
             META_TABLE,
@@ -47,38 +65,72 @@ class SQLIndex(Index):
             sa.Column("version", sa.BigInteger, nullable=False),
         )
         self._open()
+        self._cache = VectorCache(self.dimension, self.where)
+        self._matches = MatchCache()
         self._cache_lock = threading.Lock()
-        self._cache: tuple[int, list[str], dict[str, int], np.ndarray] | None = None
 
     # ----------------------------------------------------------------- schema
     def _open(self) -> None:
-        where = f"table {self.table_name!r} at {self.engine.url.render_as_string(hide_password=True)}"
         with self._begin() as conn:
             self._meta.create(conn, checkfirst=True)
-            row = conn.execute(sa.select(self._meta.c.info).where(self._meta.c.table_name == self.table_name)).first()
+            meta = self._meta.c
+            row = conn.execute(
+                sa.select(meta.table_name, meta.info).where(sa.func.lower(meta.table_name) == self._key)
+                if self.dialect == "sqlite"
+                else sa.select(meta.table_name, meta.info).where(meta.table_name == self._key)
+            ).first()
             if row is None:
-                info = dict(self.info, vector_column=self.uses_pgvector)
+                info = dict(self.info, vector_column=self.uses_pgvector, format=FORMAT)
                 conn.execute(
                     self._insert(self._meta).on_conflict_do_nothing(),
-                    {"table_name": self.table_name, "info": json.dumps(info), "version": 0},
+                    {"table_name": self._key, "info": json.dumps(info), "version": 0},
                 )
-                row = conn.execute(
-                    sa.select(self._meta.c.info).where(self._meta.c.table_name == self.table_name)
-                ).first()
-            stored = json.loads(row.info)
-            self.check_info(stored, where)
+                row = conn.execute(sa.select(meta.table_name, meta.info).where(meta.table_name == self._key)).first()
+            elif row.table_name != self._key:
+                conn.execute(
+                    sa.update(self._meta).where(meta.table_name == row.table_name).values(table_name=self._key)
+                )
+            try:
+                stored = json.loads(row.info)
+                assert isinstance(stored, dict)
+            except (json.JSONDecodeError, AssertionError):
+                raise CorruptIndexError(f"{self.where}: its settings in {META_TABLE} are damaged") from None
+            self.check_info(stored, self.where)
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
             self.table = self._documents_table()
             self.table.create(conn, checkfirst=True)
             if self.uses_pgvector:
-                conn.execute(
-                    sa.text(
-                        f'CREATE INDEX IF NOT EXISTS "{self.table_name}_embedding_hnsw" ON "{self.table_name}" '
-                        "USING hnsw (embedding vector_cosine_ops)"
+                postgres.create_hnsw(conn, self.table_name)
+            if self.dialect == "sqlite":
+                self._create_log(conn)
+                if stored.get("format", 1) < FORMAT:
+                    self._migrate_metadata(conn)
+                    stored["format"] = FORMAT
+                    conn.execute(
+                        sa.update(self._meta).where(meta.table_name == self._key).values(info=json.dumps(stored))
                     )
-                )
         if self.dialect == "postgresql" and not self.uses_pgvector:
-            logger.warning("%s: pgvector is not available; using exact search over cached vectors", where)
+            logger.warning("%s: pgvector is not available; using exact search over cached vectors", self.where)
+
+    def _create_log(self, conn) -> None:
+        """Triggers that log the rowids of updated and deleted rows, so caches re-read only those."""
+        conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} "
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
+        )
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
+        for event_name in ("UPDATE", "DELETE"):  # the key is a checked identifier, so it can sit in the SQL
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER IF NOT EXISTS "{self._key}_embedkit_{event_name.lower()}" AFTER {event_name} '
+                f'ON "{self.table_name}" BEGIN INSERT INTO {LOG_TABLE} (table_name, rid) '
+                f"VALUES ('{self._key}', old.rowid); END"
+            )
+
+    def _migrate_metadata(self, conn) -> None:
+        """Rewrite metadata written with escaped non-ASCII keys (before format 2), which JSON paths miss."""
+        c = self.table.c
+        for row in conn.execute(sa.select(c.id, c.metadata).where(c.metadata.contains("\\u"))).all():
+            conn.execute(sa.update(self.table).where(c.id == row.id).values(metadata=dumps(self._load_metadata(row))))
 
     def _documents_table(self) -> sa.Table:
         if self.uses_pgvector:
@@ -98,6 +150,7 @@ class SQLIndex(Index):
 
     def _begin(self):
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        self._check_open()
         return self.engine.execution_options(embedkit_write=True).begin()
 
     def _insert(self, table):
@@ -105,24 +158,25 @@ class SQLIndex(Index):
 
     def _bump_version(self, conn) -> None:
         conn.execute(
-            sa.update(self._meta)
-            .where(self._meta.c.table_name == self.table_name)
-            .values(version=self._meta.c.version + 1)
+            sa.update(self._meta).where(self._meta.c.table_name == self._key).values(version=self._meta.c.version + 1)
         )
 
     # ----------------------------------------------------------------- writes
     def _write(self, ids, texts, metadatas, vectors) -> None:
-        rows = [
-            {"id": i, "text": t, "metadata": self._dump_metadata(m), "embedding": self._dump_vector(v)}
-            for i, t, m, v in zip(ids, texts, metadatas, vectors)
-        ]
-        stmt = self._insert(self.table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={c: stmt.excluded[c] for c in ("text", "metadata", "embedding")},
-        )
         with self._begin() as conn:
-            conn.execute(stmt, rows)
+            if self.uses_pgvector and len(ids) >= postgres.COPY_ROWS:
+                rows = ((i, t, dumps(m), v) for i, t, m, v in zip(ids, texts, metadatas, vectors))
+                postgres.copy_upsert(conn, self.table_name, self.dimension, rows)
+            else:
+                rows = [
+                    {"id": i, "text": t, "metadata": self._dump_metadata(m), "embedding": self._dump_vector(v)}
+                    for i, t, m, v in zip(ids, texts, metadatas, vectors)
+                ]
+                stmt = self._insert(self.table)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["id"], set_={c: stmt.excluded[c] for c in ("text", "metadata", "embedding")}
+                )
+                conn.execute(stmt, rows)
             self._bump_version(conn)
 
     def _delete(self, ids) -> int:
@@ -134,17 +188,40 @@ class SQLIndex(Index):
                 self._bump_version(conn)
         return deleted
 
+    @contextlib.contextmanager
+    def bulk_load(self, maintenance_work_mem: str = "1GB"):
+        """Load a large corpus fast: on PostgreSQL the HNSW index is dropped for the load and built once at
+        the end, with ``maintenance_work_mem`` raised. Searches during the load scan exactly. A no-op on
+        SQLite, whose search needs no index."""
+        if self.uses_pgvector:
+            with self._begin() as conn:
+                postgres.drop_hnsw(conn, self.table_name)
+        try:
+            yield self
+        finally:
+            if self.uses_pgvector:
+                with self._begin() as conn:
+                    postgres.create_hnsw(conn, self.table_name, maintenance_work_mem)
+
     def _dump_metadata(self, metadata: dict):
-        return metadata if self.dialect == "postgresql" else json.dumps(metadata)
+        return metadata if self.dialect == "postgresql" else dumps(metadata)
 
     def _dump_vector(self, vector: np.ndarray):
         return vector if self.uses_pgvector else vector.astype("<f4").tobytes()
 
-    def _load_metadata(self, value) -> dict:
-        return json.loads(value) if isinstance(value, str) else value
+    def _load_metadata(self, row) -> dict:
+        value = row.metadata
+        try:
+            value = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise CorruptIndexError(f"{self.where}: the metadata of document {row.id!r} is not a JSON object")
+        return value
 
     # ----------------------------------------------------------------- reads
     def __len__(self) -> int:
+        self._check_open()
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
 
@@ -159,83 +236,121 @@ class SQLIndex(Index):
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
                 for row in conn.execute(sa.select(c.id, c.embedding).where(c.id.in_(chunk))):
-                    found[row.id] = self._load_vector(row.embedding)
+                    found[row.id] = self._load_vector(row)
         return found
 
-    def _load_vector(self, value) -> np.ndarray:
+    def _load_vector(self, row) -> np.ndarray:
+        value = row.embedding
         if isinstance(value, (bytes, memoryview)):
+            if len(value) != 4 * self.dimension:
+                raise CorruptIndexError(f"{self.where}: the embedding of document {row.id!r} is damaged")
             return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
         return np.asarray(value, dtype=np.float32)
 
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
-        if self.uses_pgvector:
-            return [self._search_pgvector(v, k, node) for v in vectors]
-        return self._search_cached(vectors, k, node)
-
-    def _search_pgvector(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
-        c = self.table.c
-        distance = c.embedding.cosine_distance(vector)
-        where = self._where(node)
-        query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(distance).limit(k)
-        with self._begin() as conn:
-            conn.execute(sa.select(sa.func.set_config("hnsw.ef_search", str(min(1000, max(40, 2 * k))), True)))
-            conn.execute(sa.select(sa.func.set_config("hnsw.iterative_scan", "strict_order", True)))
-            rows = conn.execute(query).all()
-            if len(rows) < k:
-                # The HNSW scan ran short: if more documents match, fall back to an exact scan.
-                matching = conn.execute(sa.select(sa.func.count()).select_from(self.table).where(where)).scalar_one()
-                if matching > len(rows):
-                    conn.execute(sa.select(sa.func.set_config("enable_indexscan", "off", True)))
-                    rows = conn.execute(query).all()
-        return [Hit(r.id, r.text, r.metadata, 1.0 - float(r.distance)) for r in rows]
+        try:
+            if self.uses_pgvector:
+                where = self._where(node)
+                return [
+                    [
+                        Hit(r.id, r.text, r.metadata, 1.0 - float(r.distance))
+                        for r in postgres.search(self.engine, self.table, v, k, where)
+                    ]
+                    for v in vectors
+                ]
+            return self._search_cached(vectors, k, node)
+        except sa.exc.DBAPIError as exc:  # the message of the database, not 100 KB of SQL
+            raise RuntimeError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
 
     def _search_cached(self, vectors, k, node: Node | None) -> list[list[Hit]]:
-        with self.engine.connect() as conn, conn.begin():
-            version, ids, positions, matrix = self._cached_matrix(conn)
+        with self.engine.connect() as conn, conn.begin(), self._cache_lock:
+            self._refresh(conn)
+            allowed = None
             if node is not None:
-                allowed = [
-                    positions[r.id]
-                    for r in conn.execute(sa.select(self.table.c.id).where(self._where(node)))
-                    if r.id in positions
-                ]
-                rows = np.asarray(sorted(allowed), dtype=np.int64)
-                matrix = matrix[rows]
-            else:
-                rows = None
-            scores, idx = top_k(matrix, vectors, k)
-            if rows is not None:
-                idx = rows[idx]
-            wanted = [[ids[j] for j in row] for row in idx]
-            records = {r.id: r for r in self._get_in(conn, sorted({i for row in wanted for i in row}))}
+                state = self._cache.state
+                allowed = self._matches.get(filter_key(node), state, self._run(conn, node), self._touched(conn)).keys
+            scores, keys = self._cache.search(vectors, k, allowed)
+            records = self._by_key(conn, np.unique(keys))
         return [
-            [Hit(i, records[i].text, records[i].metadata, float(s)) for i, s in zip(row, srow)]
-            for row, srow in zip(wanted, scores)
+            [Hit(*records[key], float(s)) for key, s in zip(krow, srow)] for krow, srow in zip(keys.tolist(), scores)
         ]
+
+    def _refresh(self, conn) -> None:
+        """Bring the cached matrix up to the table (inside the caller's read transaction)."""
+        meta = self._meta.c
+        version = conn.execute(sa.select(meta.version).where(meta.table_name == self._key)).scalar_one()
+        if version == self._cache.version:
+            return
+        c = self.table.c
+        if self.dialect != "sqlite":  # no rowids to follow: reload, keyed by position
+            rows = conn.execute(sa.select(c.id, c.embedding).order_by(c.id)).all()
+            self._ids = [r.id for r in rows]
+            self._cache.reset([(n, r.id, r.embedding) for n, r in enumerate(rows)], (len(rows), int(version)))
+            self._matches.clear()
+        else:
+            top_rowid = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{self.table_name}"').scalar_one()
+            top_seq = conn.exec_driver_sql(
+                f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE} WHERE table_name = ?", (self._key,)
+            ).scalar_one()
+            rowid = sa.literal_column("rowid")
+            if self._cache.state is None:
+                rows = conn.execute(sa.select(rowid, c.id, c.embedding)).all()
+                self._cache.reset(rows, (top_rowid, top_seq))
+            else:
+                after, seq = self._cache.state
+                touched = self._touched(conn)(seq)
+                rows = conn.execute(
+                    sa.select(rowid, c.id, c.embedding).where(sa.or_(rowid > after, rowid.in_(_json_ints(touched))))
+                ).all()
+                self._cache.apply(touched, rows, (max(after, top_rowid), top_seq))
+        self._cache.version = version
+
+    def _touched(self, conn):
+        def touched(seq: int) -> np.ndarray:
+            return int_keys(
+                conn.exec_driver_sql(f"SELECT rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?", (self._key, seq))
+            )
+
+        return touched
+
+    def _run(self, conn, node: Node):
+        c = self.table.c
+        where = self._where(node)
+
+        def run(after, touched):
+            if self.dialect != "sqlite":
+                position = {i: n for n, i in enumerate(self._ids)}
+                return np.fromiter((position[r.id] for r in conn.execute(sa.select(c.id).where(where))), np.int64)
+            rowid = sa.literal_column("rowid")
+            if after is not None:
+                return int_keys(
+                    conn.execute(
+                        sa.select(rowid).where(sa.and_(sa.or_(rowid > after, rowid.in_(_json_ints(touched))), where))
+                    )
+                )
+            return int_keys(conn.execute(sa.select(rowid).where(where)))
+
+        return run
+
+    def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple[str, str, dict]]:
+        """key -> (id, text, metadata) for the cache's row keys."""
+        c = self.table.c
+        if self.dialect != "sqlite":
+            ids = {self._ids[k]: k for k in keys.tolist()}
+            return {ids[r.id]: (r.id, r.text, r.metadata) for r in self._get_in(conn, list(ids))}
+        rowid = sa.literal_column("rowid")
+        rows = conn.execute(sa.select(rowid.label("key"), c.id, c.text, c.metadata).where(rowid.in_(_json_ints(keys))))
+        return {r.key: (r.id, r.text, self._load_metadata(r)) for r in rows}
 
     def _get_in(self, conn, ids) -> list[Record]:
         c = self.table.c
         out = []
         for chunk in _chunks(ids):
             out += [
-                Record(r.id, r.text, self._load_metadata(r.metadata))
+                Record(r.id, r.text, self._load_metadata(r))
                 for r in conn.execute(sa.select(c.id, c.text, c.metadata).where(c.id.in_(chunk)))
             ]
         return out
-
-    def _cached_matrix(self, conn):
-        """(version, ids, id -> row, normalized matrix), reloaded when any writer bumped the version."""
-        version = conn.execute(
-            sa.select(self._meta.c.version).where(self._meta.c.table_name == self.table_name)
-        ).scalar_one()
-        with self._cache_lock:
-            if self._cache is None or self._cache[0] != version:
-                ids, blobs = [], []
-                for row in conn.execute(sa.select(self.table.c.id, self.table.c.embedding)):
-                    ids.append(row.id)
-                    blobs.append(row.embedding)
-                matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), self.dimension)
-                self._cache = (version, ids, {i: n for n, i in enumerate(ids)}, matrix)
-            return self._cache
 
     def _where(self, node: Node | None):
         from .sql_filters import compile_filter
@@ -243,7 +358,15 @@ class SQLIndex(Index):
         return sa.true() if node is None else compile_filter(node, self.table.c.metadata, self.dialect)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if not self.closed:
+            self.engine.dispose()
+        super().close()
+
+
+def _json_ints(keys: np.ndarray):
+    """``keys`` as a subquery over one bound JSON array (SQLite), however many there are."""
+    values = sa.func.json_each(json.dumps(keys.tolist())).table_valued("value")
+    return sa.select(values.c.value).scalar_subquery()
 
 
 def _chunks(items: list, size: int = CHUNK):
@@ -257,7 +380,9 @@ def _engine(url: str, **kwargs) -> sa.Engine:
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
-    elif engine.dialect.name != "postgresql":
+    elif engine.dialect.name == "postgresql":
+        postgres.configure(engine)
+    else:
         raise ValueError(f"SQLIndex supports SQLite and PostgreSQL, not {engine.dialect.name!r}")
     return engine
 

@@ -25,20 +25,29 @@ def compile_filter(node: Node, column, dialect: str):
 
 def _compile(node: Node, column, leaf):
     op = node[0]
-    if op == "and":
-        return sa.and_(*(_compile(n, column, leaf) for n in node[1]))
-    if op == "or":
-        return sa.or_(*(_compile(n, column, leaf) for n in node[1]))
+    if op in ("and", "or"):
+        return _balanced(sa.and_ if op == "and" else sa.or_, [_compile(n, column, leaf) for n in node[1]])
     if op == "not":
         return sa.not_(_compile(node[1], column, leaf))
     _, field, value = node
     if op == "$ne":
         return sa.not_(leaf("$eq", column, field, value))
-    if op == "$in":
-        return sa.or_(*(leaf("$eq", column, field, v) for v in value))
-    if op == "$nin":
-        return sa.not_(sa.or_(*(leaf("$eq", column, field, v) for v in value)))
+    if op in ("$in", "$nin"):
+        groups: dict[str, list] = {}
+        for v in value:
+            groups.setdefault(kind(v), []).append(v)
+        any_of = _balanced(sa.or_, [leaf("$in", column, field, vs) for vs in groups.values()])
+        return any_of if op == "$in" else sa.not_(any_of)
     return leaf(op, column, field, value)
+
+
+def _balanced(combine, exprs: list):
+    """``combine`` over ``exprs`` as a balanced tree: SQLite refuses expression trees over 1,000 deep, and
+    SQLAlchemy flattens nested ANDs and ORs, so each half is wrapped (in a no-op, as leaves are total)."""
+    if len(exprs) <= 8:
+        return combine(*exprs)
+    middle = len(exprs) // 2
+    return combine(_total(_balanced(combine, exprs[:middle])), _total(_balanced(combine, exprs[middle:])))
 
 
 def _total(expr):
@@ -50,6 +59,13 @@ def _sqlite_leaf(op: str, column, field: str, value):
     json_type = sa.func.json_type(column, path)
     if op == "$exists":
         return json_type.is_not(None) if value else json_type.is_(None)
+    if op == "$in":  # values of one kind, bound as one JSON array however many there are
+        k = kind(value[0])
+        if k in ("bool", "null"):
+            return sa.or_(*(_sqlite_leaf("$eq", column, field, v) for v in set(value)))
+        values = sa.select(sa.column("value")).select_from(sa.func.json_each(json.dumps(value)).table_valued("value"))
+        compare = sa.func.json_extract(column, path).in_(values.scalar_subquery())
+        return _total(sa.and_(json_type.in_(SQLITE_KINDS[k]), compare))
     k = kind(value)
     if k == "bool":
         return _total(json_type == ("true" if value else "false"))
@@ -65,6 +81,8 @@ def _postgres_leaf(op: str, column, field: str, value):
     if op == "$exists":
         return column.has_key(field) if value else sa.not_(column.has_key(field))
     as_json = sa.cast(sa.bindparam(None, json.dumps(value), type_=sa.Text), postgresql.JSONB)
+    if op == "$in":  # one JSON array parameter however many values there are
+        return _total(element.in_(sa.select(sa.func.jsonb_array_elements(as_json)).scalar_subquery()))
     if op == "$eq":
         return _total(element == as_json)
     if kind(value) == "number":

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from integrations import FaissIndex, SQLIndex
+from integrations import SQLIndex
+from integrations.postgres import index_name
 
 
 def _add_from_process(model_dir: str, url: str, worker: int, n: int) -> None:
@@ -78,7 +77,7 @@ def test_postgres_uses_pgvector_hnsw(pg_url, tiny_model):
         )
     assert column_type == "vector(32)"
     assert "vector_cosine_ops" in indexdef
-    assert "hnsw_check_embedding_hnsw" in plan
+    assert index_name("hnsw_check") in plan
     assert index.search_by_vector(vectors[3], k=1)[0].id == "3"
 
 
@@ -103,83 +102,5 @@ def test_sql_rejects_bad_urls_and_tables(tiny_model, tmp_path):
         SQLIndex(tiny_model, "docs.db")
     with pytest.raises(ValueError, match="plain SQL identifier"):
         SQLIndex(tiny_model, f"sqlite:///{tmp_path}/x.db", table="docs; DROP TABLE x")
-    with pytest.raises(TypeError, match="encoder must have encode_query"):
+    with pytest.raises(TypeError, match="encoder must have model_name, prompts, encode_query"):
         SQLIndex(object(), f"sqlite:///{tmp_path}/x.db")
-
-
-# ----------------------------------------------------------------- FAISS files
-
-
-@pytest.fixture
-def saved_faiss(tmp_path, tiny_model):
-    index = FaissIndex(tiny_model, path=str(tmp_path / "idx"), kind="hnsw")
-    index.add(["one", "two", "three"], [{"n": 1}, {"n": 2}, {"n": 3}], ids=["1", "2", "3"])
-    index.save()
-    return tmp_path / "idx"
-
-
-def _generation(path):
-    return path / (path / "CURRENT").read_text()
-
-
-def test_faiss_files_hold_no_pickle(saved_faiss):
-    files = sorted(p.name for p in _generation(saved_faiss).iterdir())
-    assert files == ["docs.sqlite", "fids.npy", "index.faiss", "meta.json", "store.npy"]
-    for name in ("fids.npy", "store.npy"):
-        np.load(_generation(saved_faiss) / name, allow_pickle=False)  # raises if an object array was written
-    assert json.loads((_generation(saved_faiss) / "meta.json").read_text())["dimension"] == 32
-
-
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda g: (g / "index.faiss").write_bytes(b"garbage"), "corrupt FAISS index at .*RuntimeError"),
-        (lambda g: (g / "store.npy").unlink(), r"corrupt FAISS index at .*missing \['store.npy'\]"),
-        (
-            lambda g: (g / "docs.sqlite").write_bytes(b"not sqlite at all" * 100),
-            "corrupt FAISS index at .*DatabaseError",
-        ),
-        (lambda g: np.save(g / "fids.npy", np.arange(7)), "the vectors, ids and docstore disagree"),
-        (lambda g: (g / "meta.json").write_text("{"), "corrupt FAISS index at .*"),
-        (lambda g: (g.parent / "CURRENT").write_text("gen-missing"), r"missing \["),
-    ],
-)
-def test_faiss_corrupt_files_are_reported(saved_faiss, tiny_model, damage, message):
-    damage(_generation(saved_faiss))
-    with pytest.raises(ValueError, match=message):
-        FaissIndex(tiny_model, path=str(saved_faiss), kind="hnsw")
-
-
-def test_faiss_failed_save_keeps_the_previous_generation(saved_faiss, tiny_model, monkeypatch):
-    import faiss
-
-    index = FaissIndex(tiny_model, path=str(saved_faiss), kind="hnsw")
-    index.add(["four"], ids=["4"])
-
-    def disk_full(*_args):
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(faiss, "write_index", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        index.save()
-    monkeypatch.undo()
-    assert not [p for p in os.listdir(saved_faiss) if p.startswith(".tmp-")]
-    assert len(FaissIndex(tiny_model, path=str(saved_faiss), kind="hnsw")) == 3
-    index.save()
-    assert len(FaissIndex(tiny_model, path=str(saved_faiss), kind="hnsw")) == 4
-    assert len([p for p in os.listdir(saved_faiss) if p.startswith("gen-")]) == 1
-
-
-def test_faiss_open_checks(saved_faiss, tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="kind='hnsw', precision='float32'; it was opened as kind='flat'"):
-        FaissIndex(tiny_model, path=str(saved_faiss))
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "file.txt").write_text("x")
-    with pytest.raises(ValueError, match="holds no embedkit FAISS index"):
-        FaissIndex(tiny_model, path=str(tmp_path / "other"))
-    with pytest.raises(ValueError, match="save\\(\\) needs a path"):
-        FaissIndex(tiny_model).save()
-    with pytest.raises(ValueError, match="kind must be one of"):
-        FaissIndex(tiny_model, kind="lsh")
-    with pytest.raises(ValueError, match="precision must be one of"):
-        FaissIndex(tiny_model, precision="int4")

@@ -1,0 +1,200 @@
+"""The SQLite file that holds a FaissIndex's truth: documents, their kept vector codes, and a log of deletes.
+
+Tables:
+- ``docs(fid, id, metadata, text, code)``: one row per live document. ``fid`` is the FAISS id, given out
+  by AUTOINCREMENT, so it never repeats and grows in commit order. An upsert deletes the old row and
+  inserts a new one under a new fid.
+- ``dead(seq, fid)``: one row per deleted fid, in commit order. A process brings its FAISS structure up to
+  date with the rows whose fid is above the last one it applied and the deletes whose seq is above the
+  last one it applied.
+- ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), the current FAISS
+  snapshot and what it covers (``snapshot``), and how far the dead log was pruned (``pruned``).
+
+The file runs in WAL mode: readers never block the one writer, and writers queue on ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from .index import CorruptIndexError
+from .matches import int_keys
+from .sql_filters import compile_filter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (
+    fid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    metadata TEXT NOT NULL, text TEXT NOT NULL, code BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
+"""
+DOCS = sa.table("docs", sa.column("fid"), sa.column("metadata"))
+BATCH = 20_000  # rows per read when streaming the whole table
+
+
+class DocStore:
+    def __init__(self, file: str | None):
+        self.file = file or ":memory:"
+        try:
+            self.conn = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            with self.write():
+                for statement in SCHEMA.split(";")[:-1]:
+                    self.conn.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ----------------------------------------------------------------- transactions
+    @contextlib.contextmanager
+    def write(self):
+        """A write transaction: writers from every process queue here."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read transaction: one consistent snapshot of the file."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # ----------------------------------------------------------------- info
+    def get_info(self, key: str):
+        row = self.conn.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except json.JSONDecodeError:
+            raise CorruptIndexError(f"{self.file}: info {key!r} is not valid JSON") from None
+
+    def set_info(self, key: str, value) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(value)))
+
+    # ----------------------------------------------------------------- writes (inside write())
+    def fids_of(self, ids: list[str]) -> np.ndarray:
+        rows = self.conn.execute(
+            "SELECT fid FROM docs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+        )
+        return np.sort(int_keys(rows))
+
+    def kill(self, fids: np.ndarray) -> None:
+        """Delete rows and log their fids."""
+        if len(fids):
+            arg = (json.dumps(fids.tolist()),)
+            self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
+            self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
+
+    def insert(self, ids, texts, metadatas: list[str], codes: np.ndarray) -> np.ndarray:
+        """Insert rows under fresh, consecutive fids and return them."""
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
+        start = (row[0] if row else 0) + 1
+        fids = np.arange(start, start + len(ids), dtype=np.int64)
+        self.conn.executemany(
+            "INSERT INTO docs (fid, id, metadata, text, code) VALUES (?, ?, ?, ?, ?)",
+            zip(fids.tolist(), ids, metadatas, texts, (c.tobytes() for c in codes)),
+        )
+        return fids
+
+    def prune_dead(self, seq: int) -> None:
+        self.conn.execute("DELETE FROM dead WHERE seq <= ?", (seq,))
+        self.set_info("pruned", seq)
+
+    # ----------------------------------------------------------------- reads
+    def high_water(self) -> tuple[int, int]:
+        """(highest fid ever given, highest dead seq)."""
+        rows = dict(self.conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return rows.get("docs", 0), rows.get("dead", 0)
+
+    def rows_after(self, fid: int, dtype, dim: int):
+        """(fids, codes) of the live rows above ``fid``, in batches."""
+        while True:
+            rows = self.conn.execute(
+                "SELECT fid, id, code FROM docs WHERE fid > ? ORDER BY fid LIMIT ?", (fid, BATCH)
+            ).fetchall()
+            if not rows:
+                return
+            yield np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
+            fid = rows[-1][0]
+
+    def dead_after(self, seq: int) -> np.ndarray:
+        return int_keys(self.conn.execute("SELECT fid FROM dead WHERE seq > ?", (seq,)))
+
+    def count_after(self, fid: int) -> int:
+        return self.conn.execute("SELECT count(*) FROM docs WHERE fid > ?", (fid,)).fetchone()[0]
+
+    def codes(self, fids: np.ndarray, dtype, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, codes) of the live rows among ``fids``, in fid order."""
+        rows = self.conn.execute(
+            "SELECT fid, id, code FROM docs WHERE fid IN (SELECT value FROM json_each(?)) ORDER BY fid",
+            (json.dumps(fids.tolist()),),
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
+
+    def records(self, fids) -> dict[int, tuple[str, str, dict]]:
+        """fid -> (id, text, metadata) for the live rows among ``fids``."""
+        rows = self.conn.execute(
+            "SELECT fid, id, text, metadata FROM docs WHERE fid IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(f) for f in fids]),),
+        )
+        return {fid: (doc_id, text, self.parse_metadata(doc_id, md)) for fid, doc_id, text, md in rows}
+
+    def by_id(self, ids: list[str], columns: str):
+        return self.conn.execute(
+            f"SELECT id, {columns} FROM docs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+        ).fetchall()
+
+    def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
+        """Fids of the rows that match ``node``: all of them, or those above ``after`` or in ``touched``."""
+        where = compile_filter(node, DOCS.c.metadata, "sqlite")
+        if after is not None:
+            recent = sa.or_(DOCS.c.fid > after, DOCS.c.fid.in_(touched.tolist()))
+            where = sa.and_(recent, where)
+        compiled = (
+            sa.select(DOCS.c.fid)
+            .where(where)
+            .compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+        )
+        return int_keys(self.conn.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup]))
+
+    def code_array(self, rows, dtype, dim: int) -> np.ndarray:
+        width = dim * np.dtype(dtype).itemsize
+        for _, doc_id, code in rows:
+            if len(code) != width:
+                raise CorruptIndexError(
+                    f"{self.file}: the vector of document {doc_id!r} has {len(code)} bytes, not {width}"
+                )
+        return np.frombuffer(b"".join(r[2] for r in rows), dtype=dtype).reshape(len(rows), dim)
+
+    def parse_metadata(self, doc_id: str, text: str) -> dict:
+        try:
+            metadata = json.loads(text)
+        except json.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise CorruptIndexError(f"{self.file}: the metadata of document {doc_id!r} is not a JSON object")
+        return metadata

@@ -1,0 +1,102 @@
+"""The in-memory matrix that SQLIndex searches exactly when the database cannot (SQLite, or PostgreSQL
+without pgvector).
+
+On SQLite the cache follows the table instead of reloading it: rows are known by rowid, kept sorted,
+and each refresh reads only the rows above the highest rowid seen plus the rowids that triggers logged
+as updated or deleted since (``embedkit_log``). A write of 10 rows costs reading 10 rows. Deleted rows
+stay in the matrix, masked, until they are more than half of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .index import CorruptIndexError, top_k
+
+
+class VectorCache:
+    def __init__(self, dimension: int, where: str):
+        self.dimension, self.where = dimension, where
+        self.state: tuple[int, int] | None = None  # (highest rowid seen, last log seq applied)
+        self.version: int | None = None
+        self.keys = np.zeros(0, np.int64)  # sorted rowids (or positions), dead ones included
+        self.matrix = np.zeros((0, dimension), np.float32)
+        self.live = np.zeros(0, bool)
+
+    def reset(self, rows, state) -> None:
+        """Replace everything with ``rows`` of (key, id, embedding bytes)."""
+        keys, vectors = self._parse(rows)
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.matrix, self.live = keys[order], vectors[order], np.ones(len(keys), bool)
+        self.state = state
+
+    def apply(self, touched: np.ndarray, rows, state) -> None:
+        """Mark ``touched`` keys dead, then (re)insert ``rows``: updates in place, new keys appended."""
+        self._kill(touched)
+        keys, vectors = self._parse(rows)
+        pos = np.searchsorted(self.keys, keys)
+        known = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == keys)
+        self.matrix[pos[known]], self.live[pos[known]] = vectors[known], True
+        new = ~known
+        if new.any():
+            order = np.argsort(keys[new])
+            self._append(keys[new][order], vectors[new][order])
+        if (~self.live).sum() * 2 > len(self.live):
+            self.keys, self.matrix, self.live = self.keys[self.live], self.matrix[self.live], self.live[self.live]
+        self.state = state
+
+    def _append(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Append in place, into buffers that grow by doubling (an add of 10 rows copies 10 rows)."""
+        n, m = len(self.keys), len(keys)
+        if self.matrix.base is None or n + m > len(self.matrix.base):
+            capacity = max(n + m, 2 * n, 1024)
+            matrix, buffers = (
+                np.empty((capacity, self.dimension), np.float32),
+                (np.empty(capacity, np.int64), np.empty(capacity, bool)),
+            )
+            matrix[:n], buffers[0][:n], buffers[1][:n] = self.matrix, self.keys, self.live
+        else:
+            matrix, buffers = self.matrix.base, (self.keys.base, self.live.base)
+        matrix[n : n + m], buffers[0][n : n + m], buffers[1][n : n + m] = vectors, keys, True
+        self.matrix, self.keys, self.live = matrix[: n + m], buffers[0][: n + m], buffers[1][: n + m]
+
+    def _kill(self, touched: np.ndarray) -> None:
+        if len(touched) and len(self.keys):
+            self.live[np.isin(self.keys, touched)] = False
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, keys) of the best ``k`` live rows (among the ``allowed`` keys), best first."""
+        if allowed is None:
+            rows = np.flatnonzero(self.live) if not self.live.all() else None
+        else:
+            rows = np.searchsorted(self.keys, allowed)
+            rows = rows[(rows < len(self.keys))]
+            rows = rows[np.isin(self.keys[rows], allowed) & self.live[rows]]
+        if rows is None:
+            scores, idx = top_k(self.matrix, queries, k)
+            return scores, self.keys[idx]
+        if len(rows) * 8 > len(self.keys):  # most rows: score them all, then keep the wanted ones
+            scores = queries @ self.matrix.T
+            chosen = scores[:, rows]
+        else:
+            chosen = queries @ self.matrix[rows].T
+        k = min(k, len(rows))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        part = np.argpartition(-chosen, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(chosen, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        best = np.take_along_axis(part, order, axis=1)
+        return np.take_along_axis(part_scores, order, axis=1), self.keys[rows[best]]
+
+    def _parse(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        rows = list(rows)
+        width = 4 * self.dimension
+        for row in rows:
+            if len(row[2]) != width:
+                raise CorruptIndexError(
+                    f"{self.where}: the embedding of document {row[1]!r} has {len(row[2])} bytes, not {width}"
+                )
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(len(rows), self.dimension)
+        return keys, vectors.astype(np.float32)
