@@ -1,9 +1,33 @@
-"""embedkit: sentence embeddings, drop-in compatible with sentence-transformers."""
+"""embedkit: sentence embeddings, drop-in compatible with sentence-transformers.
+
+Names load on first use, so that ``import integrations`` and ``embedkit --help`` do not import torch.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from . import util  # noqa: E402
-from .model import SentenceTransformer  # noqa: E402
-from .util import *  # noqa: E402, F403 - cos_sim, dot_score, ..., quantize_embeddings, semantic_search
+UTIL_NAMES = [
+    "cos_sim",
+    "dot_score",
+    "euclidean_sim",
+    "manhattan_sim",
+    "pairwise_cos_sim",
+    "pairwise_dot_score",
+    "pairwise_euclidean_sim",
+    "pairwise_manhattan_sim",
+    "quantize_embeddings",
+    "semantic_search",
+]
+__all__ = ["SentenceTransformer", "util", *UTIL_NAMES]
 
-__all__ = ["SentenceTransformer", "util", *util.__all__]
+
+def __getattr__(name: str):
+    if name == "SentenceTransformer":
+        from .model import SentenceTransformer
+
+        return SentenceTransformer
+    if name == "util" or name in UTIL_NAMES:
+        util = importlib.import_module("embedkit.util")
+        return util if name == "util" else getattr(util, name)
+    raise AttributeError(f"module 'embedkit' has no attribute {name!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +81,18 @@ def calibration_ranges(vectors: np.ndarray, saved=None) -> np.ndarray:
 
 
 def _as_float_array(embeddings, what: str) -> np.ndarray:
-    if isinstance(embeddings, torch.Tensor):
+    if _is_tensor(embeddings):
         embeddings = embeddings.detach().float().cpu().numpy()
-    elif isinstance(embeddings, list) and embeddings and isinstance(embeddings[0], torch.Tensor):
+    elif isinstance(embeddings, list) and embeddings and _is_tensor(embeddings[0]):
+        import torch
+
         embeddings = torch.stack(embeddings).detach().float().cpu().numpy()
     emb = np.asarray(embeddings)
     if emb.dtype.kind not in "f":
         raise TypeError(f"{what} must be floating point, got dtype {emb.dtype}")
     return emb
+
+
+def _is_tensor(value) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch for numpy callers."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")

@@ -13,15 +13,6 @@ from .similarity import (
     semantic_search,
 )
 
-__all__ = [
-    "cos_sim",
-    "dot_score",
-    "euclidean_sim",
-    "manhattan_sim",
-    "pairwise_cos_sim",
-    "pairwise_dot_score",
-    "pairwise_euclidean_sim",
-    "pairwise_manhattan_sim",
-    "quantize_embeddings",
-    "semantic_search",
-]
+from . import UTIL_NAMES
+
+__all__ = UTIL_NAMES

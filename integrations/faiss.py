@@ -156,6 +156,8 @@ class FaissIndex(Index):
             self._ranges = self._load_ranges()
         if self._index is None:
             self._load_snapshot(final)
+        if self._index is None:
+            self._rebuild()  # no usable snapshot: build from every row
         top_fid, top_seq = store.high_water()
         dead = store.dead_after(self._seq_w)
         self._mark_dead(dead[dead <= self._fid_w])
@@ -244,7 +246,7 @@ class FaissIndex(Index):
         batches = store.rows_after(0, self._dtype, self.dimension)
         first = next(batches, None)
         n = store.count_after(0)
-        index, base = self._new_index(n)
+        index, base = self._new_index(n) if first is not None else (None, None)
         if first is not None:
             if self.kind == "ivf":
                 base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
@@ -425,10 +427,11 @@ class FaissIndex(Index):
         return found
 
     # ----------------------------------------------------------------- snapshots and lifecycle
-    def save(self, path: str | None = None) -> str:
+    def save(self, path: str | None = None, force: bool = False) -> str:
         """Snapshot the FAISS structure so that reopening does not rebuild it (every write is already durable).
 
-        ``path`` copies the index to a new folder, which this instance then uses.
+        Skipped while fewer than 1,000 rows changed since the last snapshot, unless ``force``. ``path``
+        copies the index to a new, empty folder, which this instance then uses.
         """
         self._check_open()
         with self._lock:
@@ -440,14 +443,13 @@ class FaissIndex(Index):
             with self._store.read():
                 snap = self._store.get_info("snapshot")
                 changed = self._store.count_after(snap["fid"]) + self._seq_w - snap["seq"] if snap else None
-                if changed is not None and changed < SNAPSHOT_AFTER:
+                if changed is not None and changed < SNAPSHOT_AFTER and not force:
                     self._clean(snap)
                     return self.path
-                if self._index is None:
+                if self._index is not None and len(self._dead) * 4 > self._index.ntotal:
                     self._rebuild()
-                elif len(self._dead) * 4 > self._index.ntotal:
-                    self._rebuild()
-            self._snapshot()
+            if self._index is not None:
+                self._snapshot()
         return self.path
 
     def _snapshot(self) -> None:

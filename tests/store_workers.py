@@ -1,0 +1,81 @@
+"""Code that test subprocesses run: a deterministic encoder without torch, writers, readers, crashers.
+
+Kept free of torch imports so that spawned processes start in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+
+import numpy as np
+
+from integrations import open_index
+
+DIM = 32
+
+
+class HashEncoder:
+    """The same unit vector for the same text, in every process."""
+
+    model_name = "hash-encoder"
+    prompts: dict[str, str] = {}
+
+    def get_embedding_dimension(self) -> int:
+        return DIM
+
+    def encode_document(self, texts, **kw) -> np.ndarray:
+        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=DIM) for t in texts]
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), DIM)
+
+    encode_query = encode_document
+
+
+def text_of(doc_id: str) -> str:
+    return f"text of {doc_id}"
+
+
+def open_target(target: str, options: dict):
+    return open_index(target, HashEncoder(), **options)
+
+
+def writer(target: str, options: dict, worker: int, batches: int, size: int) -> None:
+    """Adds ``batches`` batches of ``size`` documents, upserts one of them and deletes another."""
+    index = open_target(target, options)
+    for b in range(batches):
+        ids = [f"w{worker}-{b}-{j}" for j in range(size)]
+        index.add([text_of(i) for i in ids], [{"w": worker, "b": b} for _ in ids], ids=ids)
+    index.add([text_of(f"w{worker}-0-0")], [{"w": worker, "b": 0, "upserted": True}], ids=[f"w{worker}-0-0"])
+    index.add([text_of("gone")], ids=[f"gone-{worker}"])
+    index.delete([f"gone-{worker}"])
+    index.close()
+
+
+def reader(target: str, options: dict, seconds: float, errors) -> None:
+    """Searches while the writers run; every hit must carry the text stored under its id."""
+    index = open_target(target, options)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            for hit in index.search("text of w1-0-0", k=5) + index.search("x", k=3, filter={"w": 2}):
+                if hit.text != text_of(hit.id) or hit.id.startswith("gone"):
+                    errors.put(f"inconsistent hit {hit.id!r}: {hit.text!r}")
+            len(index)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(f"{type(exc).__name__}: {exc}")
+    index.close()
+
+
+def crasher(target: str, options: dict, saves: bool, started) -> None:
+    """Adds batches of 20 (and snapshots after each when ``saves``) until it is killed; sets ``started``
+    once the first batch is in."""
+    index = open_target(target, options)
+    b = 0
+    while True:
+        ids = [f"p{os.getpid()}-{b}-{j}" for j in range(20)]
+        index.add([text_of(i) for i in ids], [{"batch": f"p{os.getpid()}-{b}"} for _ in ids], ids=ids)
+        if saves:
+            index.save(force=True)
+        started.set()
+        b += 1
