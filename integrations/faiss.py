@@ -324,9 +324,8 @@ class FaissIndex(Index):
         with self._lock:
             for _ in range(3):
                 self._sync()
-                with self._store.read():
-                    found = [self._search_one(q, k, node) for q in vectors]
-                    records = self._store.records({f for hits in found for f, _ in hits})
+                found = [self._search_one(q, k, node) for q in vectors]
+                records = self._store.records({f for hits in found for f, _ in hits})
                 if all(f in records for hits in found for f, _ in hits):
                     break
                 self._version = None  # another process deleted a hit meanwhile: catch up and search again
@@ -343,12 +342,28 @@ class FaissIndex(Index):
             allowed = match.keys
             if len(allowed) <= FEW:
                 return self._exact(q, k, allowed) if len(allowed) else []
+            if self.kind == "flat" and self.precision == "float32":
+                return self._flat_filtered(q, k, match)
             if "selector" not in match.derived:
                 match.derived["selector"] = _bitmap(allowed, self._fid_w)
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         found = self._ann(q, k, selector, allowed, (live if allowed is None else len(allowed)) / self._index.ntotal)
         return found if len(found) >= want else self._exact(q, k, allowed)
+
+    def _flat_filtered(self, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
+        """Exact filtered search over FAISS's own flat storage (zero-copy): one matrix product, like an
+        unfiltered search, where FAISS's per-row ID selector check would cost several times that."""
+        n = self._index.ntotal
+        fids = faiss.rev_swig_ptr(self._index.id_map.data(), n)
+        if match.derived.get("mask_n") != n:
+            match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), n
+        vectors = faiss.rev_swig_ptr(self._base.get_xb(), n * self.dimension).reshape(n, self.dimension)
+        scores = np.where(match.derived["mask"], vectors @ q, -np.inf)
+        k = min(k, int(match.derived["mask"].sum()))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return list(zip(fids[best].tolist(), scores[best].tolist()))
 
     def _run(self, node: Node):
         return lambda after, touched: self._store.matching(node, after, touched)

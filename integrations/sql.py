@@ -299,9 +299,12 @@ class SQLIndex(Index):
             else:
                 after, seq = self._cache.state
                 touched = self._touched(conn)(seq)
-                rows = conn.execute(
-                    sa.select(rowid, c.id, c.embedding).where(sa.or_(rowid > after, rowid.in_(_json_ints(touched))))
-                ).all()
+                # Two queries: SQLite scans the whole table for "rowid > ? OR rowid IN (...)".
+                rows = conn.execute(sa.select(rowid, c.id, c.embedding).where(rowid > after)).all()
+                if len(touched):
+                    rows += conn.execute(
+                        sa.select(rowid, c.id, c.embedding).where(rowid.in_(_json_ints(touched)), rowid <= after)
+                    ).all()
                 self._cache.apply(touched, rows, (max(after, top_rowid), top_seq))
         self._cache.version = version
 

@@ -61,7 +61,7 @@ def test_sqlite_files_written_before_the_fix_still_filter(tmp_path):
         info = json.loads(db.execute("SELECT info FROM embedkit_meta").fetchone()[0])
         info.pop("format")
         db.execute("UPDATE embedkit_meta SET info = ?", (json.dumps(info),))
-    assert '\\u00f6' in sqlite3.connect(tmp_path / "old.db").execute("SELECT metadata FROM documents").fetchone()[0]
+    assert "\\u00f6" in sqlite3.connect(tmp_path / "old.db").execute("SELECT metadata FROM documents").fetchone()[0]
     reopened = SQLIndex(HashEncoder(), url)
     assert {h.id for h in reopened.search("x", k=10, filter={"größe": {"$lt": 2}})} == {"d0", "d1"}
 
@@ -329,3 +329,30 @@ def test_parallel_encodes_keep_the_torch_thread_count(tiny_model):
     for t in threads:
         t.join()
     assert torch.get_num_threads() == before
+
+
+# Filtered search past the exact-scan threshold: bitmap selectors, and the flat kind's masked product
+
+
+@pytest.mark.parametrize(
+    "kind, precision", [("flat", "float32"), ("hnsw", "float32"), ("flat", "int8"), ("ivf", "ubinary")]
+)
+def test_filtered_search_through_selectors_is_exact_in_k(monkeypatch, kind, precision):
+    import integrations.faiss
+
+    monkeypatch.setattr(integrations.faiss, "FEW", 8)
+    index = FaissIndex(HashEncoder(), kind=kind, precision=precision)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(600, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(600)]
+    index.add_embeddings(vectors, ids, [{"g": i % 10} for i in range(600)], ids)
+    index.delete(ids[:30])
+    query = vectors[123]
+    for flt, allowed in (({"g": {"$lt": 7}}, lambda i: i % 10 < 7), ({"g": 3}, lambda i: i % 10 == 3)):
+        hits = index.search_by_vector(query, k=10, filter=flt)
+        assert len(hits) == 10 and all(allowed(int(h.id[1:])) and int(h.id[1:]) >= 30 for h in hits)
+        if precision == "float32" and kind == "flat":
+            truth = sorted((i for i in range(30, 600) if allowed(i)), key=lambda i: -float(vectors[i] @ query))[:10]
+            assert [h.id for h in hits] == [f"d{i}" for i in truth]
+            assert abs(hits[0].score - float(vectors[truth[0]] @ query)) < 1e-5
