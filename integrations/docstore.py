@@ -41,6 +41,7 @@ BATCH = 20_000  # rows per read when streaming the whole table
 class DocStore:
     def __init__(self, file: str | None):
         self.file = file or ":memory:"
+        self.writing = False
         try:
             self.conn = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -54,16 +55,30 @@ class DocStore:
     def close(self) -> None:
         self.conn.close()
 
+    def config(self, default: dict) -> dict:
+        """The index's settings, recorded from ``default`` when the store is new."""
+        with self.write():
+            config = self.get_info("config")
+            if config is None:
+                config = default
+                self.set_info("config", config)
+        if not isinstance(config, dict) or "kind" not in config or "precision" not in config:
+            raise CorruptIndexError(f"{self.file}: the index settings are damaged")
+        return config
+
     # ----------------------------------------------------------------- transactions
     @contextlib.contextmanager
     def write(self):
         """A write transaction: writers from every process queue here."""
         self.conn.execute("BEGIN IMMEDIATE")
+        self.writing = True
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        finally:
+            self.writing = False
         self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -156,12 +171,13 @@ class DocStore:
         return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
 
     def records(self, fids) -> dict[int, tuple[str, str, dict]]:
-        """fid -> (id, text, metadata) for the live rows among ``fids``."""
+        """fid -> (id, text, metadata) for the live rows among ``fids`` (a few: one bound parameter each)."""
+        fids = [int(f) for f in fids]
         rows = self.conn.execute(
-            "SELECT fid, id, text, metadata FROM docs WHERE fid IN (SELECT value FROM json_each(?))",
-            (json.dumps([int(f) for f in fids]),),
-        )
-        return {fid: (doc_id, text, self.parse_metadata(doc_id, md)) for fid, doc_id, text, md in rows}
+            f"SELECT fid, id, text, metadata FROM docs WHERE fid IN ({','.join('?' * len(fids))})", fids
+        ).fetchall()
+        metadatas = self.parse_metadatas(rows)
+        return {fid: (doc_id, text, md) for (fid, doc_id, text, _), md in zip(rows, metadatas)}
 
     def by_id(self, ids: list[str], columns: str):
         return self.conn.execute(
@@ -189,6 +205,16 @@ class DocStore:
                     f"{self.file}: the vector of document {doc_id!r} has {len(code)} bytes, not {width}"
                 )
         return np.frombuffer(b"".join(r[2] for r in rows), dtype=dtype).reshape(len(rows), dim)
+
+    def parse_metadatas(self, rows) -> list[dict]:
+        """The metadata column (the last) of ``rows``, parsed in one call: 10 json.loads cost 5 times one."""
+        try:
+            metadatas = json.loads("[" + ",".join(r[-1] for r in rows) + "]")
+            if all(isinstance(m, dict) for m in metadatas) and len(metadatas) == len(rows):
+                return metadatas
+        except json.JSONDecodeError:
+            pass
+        return [self.parse_metadata(r[1], r[-1]) for r in rows]  # names the damaged row
 
     def parse_metadata(self, doc_id: str, text: str) -> dict:
         try:

@@ -38,15 +38,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 
-import faiss
 import numpy as np
 
 from embedkit.checks import check_positive_int
-from embedkit.quantization import calibration_ranges, dequantize_int8, int8_steps, quantize_embeddings
+from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 
+from . import faiss_kinds, snapshots
 from .docstore import DocStore
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps, top_k
@@ -58,7 +57,6 @@ KINDS = ("flat", "hnsw", "ivf")
 PRECISIONS = ("float32", "int8", "ubinary")
 FEW = 2048  # at most this many matching rows: an exact search over them beats a filtered ANN search
 SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writes a new one
-LEFTOVER = re.compile(r"^(?:\.tmp|snapshot)-(\d+)-[0-9a-f]+\.faiss$")
 
 
 class FaissIndex(Index):
@@ -102,25 +100,14 @@ class FaissIndex(Index):
             os.makedirs(path, exist_ok=True)
         store = DocStore(None if path is None else os.path.join(path, "docs.sqlite"))
         try:
-            with store.write():
-                config = store.get_info("config")
-                if config is None:
-                    config = dict(self.info, kind=self.kind, precision=self.precision)
-                    store.set_info("config", config)
-        except BaseException:
-            store.close()
-            raise
-        if not isinstance(config, dict) or "kind" not in config or "precision" not in config:
-            store.close()
-            raise CorruptIndexError(f"{store.file}: the index settings are damaged")
-        try:
+            config = store.config(dict(self.info, kind=self.kind, precision=self.precision))
             self.check_info(config, f"FAISS index at {path!r}")
             if (config["kind"], config["precision"]) != (self.kind, self.precision):
                 raise ValueError(
                     f"FAISS index at {path!r} is kind={config['kind']!r}, precision={config['precision']!r}; "
                     f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
                 )
-        except ValueError:
+        except BaseException:
             store.close()
             raise
         return store
@@ -177,16 +164,16 @@ class FaissIndex(Index):
             return
         file = os.path.join(self.path, str(snap.get("file")))
         try:
-            index = (faiss.read_index_binary if self.precision == "ubinary" else faiss.read_index)(file)
-            fids = faiss.vector_to_array(index.id_map)
+            index, base = faiss_kinds.read(file, self.precision == "ubinary")
+            fids = faiss_kinds.fids_of(index)
             if index.d != self.dimension or index.ntotal != len(fids) or len(fids) and fids.max() > snap["fid"]:
                 raise ValueError("it does not match the docstore")
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            if not os.path.exists(file) and not final and not self._store.conn.in_transaction:
+            if not os.path.exists(file) and not final and not self._store.writing:
                 raise _SnapshotMoved from None
             logger.warning("FAISS snapshot %s cannot be used (%s); rebuilding it from docs.sqlite", file, exc)
             return
-        self._index, self._base = index, _downcast(index.index)
+        self._index, self._base = index, base
         self._fid_w, self._seq_w, self._floor = snap["fid"], snap["seq"], snap["floor"]
         self._trained_on = snap["trained_on"]
         candidates = self._store.dead_after(self._floor)
@@ -194,29 +181,7 @@ class FaissIndex(Index):
 
     # ----------------------------------------------------------------- the FAISS structure
     def _new_index(self, n: int):
-        d, ip = self.dimension, faiss.METRIC_INNER_PRODUCT
-        nlist = self.nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
-        if self.precision == "ubinary":
-            base = {
-                "flat": lambda: faiss.IndexBinaryFlat(d),
-                "hnsw": lambda: faiss.IndexBinaryHNSW(d, self.hnsw_m),
-                "ivf": lambda: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, nlist),
-            }[self.kind]()
-            return faiss.IndexBinaryIDMap2(base), base
-        if self.precision == "int8":
-            qt = faiss.ScalarQuantizer.QT_8bit_direct_signed
-            base = {
-                "flat": lambda: faiss.IndexScalarQuantizer(d, qt, ip),
-                "hnsw": lambda: faiss.IndexHNSWSQ(d, qt, self.hnsw_m, ip),
-                "ivf": lambda: faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, qt, ip),
-            }[self.kind]()
-        else:
-            base = {
-                "flat": lambda: faiss.IndexFlatIP(d),
-                "hnsw": lambda: faiss.IndexHNSWFlat(d, self.hnsw_m, ip),
-                "ivf": lambda: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip),
-            }[self.kind]()
-        return faiss.IndexIDMap2(base), base
+        return faiss_kinds.new_index(self.kind, self.precision, self.dimension, n, self.hnsw_m, self.nlist)
 
     def _faiss_vectors(self, codes: np.ndarray) -> np.ndarray:
         """What the FAISS structure holds for kept codes."""
@@ -249,7 +214,6 @@ class FaissIndex(Index):
         index, base = self._new_index(n) if first is not None else (None, None)
         if first is not None:
             if self.kind == "ivf":
-                base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
                 base.train(self._faiss_vectors(first[1]))
             for fids, codes in [first, *batches]:
                 index.add_with_ids(self._faiss_vectors(codes), fids)
@@ -345,25 +309,20 @@ class FaissIndex(Index):
             if self.kind == "flat" and self.precision == "float32":
                 return self._flat_filtered(q, k, match)
             if "selector" not in match.derived:
-                match.derived["selector"] = _bitmap(allowed, self._fid_w)
+                match.derived["selector"] = faiss_kinds.bitmap(allowed, self._fid_w)
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         found = self._ann(q, k, selector, allowed, (live if allowed is None else len(allowed)) / self._index.ntotal)
         return found if len(found) >= want else self._exact(q, k, allowed)
 
     def _flat_filtered(self, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
-        """Exact filtered search over FAISS's own flat storage (zero-copy): one matrix product, like an
-        unfiltered search, where FAISS's per-row ID selector check would cost several times that."""
-        n = self._index.ntotal
-        fids = faiss.rev_swig_ptr(self._index.id_map.data(), n)
-        if match.derived.get("mask_n") != n:
-            match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), n
-        vectors = faiss.rev_swig_ptr(self._base.get_xb(), n * self.dimension).reshape(n, self.dimension)
-        scores = np.where(match.derived["mask"], vectors @ q, -np.inf)
-        k = min(k, int(match.derived["mask"].sum()))
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return list(zip(fids[best].tolist(), scores[best].tolist()))
+        """Exact filtered search as one masked product over FAISS's flat storage: FAISS's per-row ID
+        selector check costs several times an unfiltered search there."""
+        fids, vectors = faiss_kinds.flat_view(self._index, self._base, self.dimension)
+        if match.derived.get("mask_n") != len(fids):
+            match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), len(fids)
+        scores, rows = top_k(vectors, q[None], k, match.derived["mask"])
+        return list(zip(fids[rows[0]].tolist(), scores[0].tolist()))
 
     def _run(self, node: Node):
         return lambda after, touched: self._store.matching(node, after, touched)
@@ -375,8 +334,7 @@ class FaissIndex(Index):
         if not len(self._dead):
             return None
         if self._not_dead is None:
-            inner = _bitmap(self._dead, self._fid_w)
-            self._not_dead = (faiss.IDSelectorNot(inner[0]), inner)
+            self._not_dead = faiss_kinds.exclude(self._dead, self._fid_w)
         return self._not_dead
 
     def _ann(self, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
@@ -386,12 +344,15 @@ class FaissIndex(Index):
         unselective = self.precision == "ubinary" and self.kind == "ivf"  # FAISS has no ID selector for it
         if unselective and selector is not None:
             fetch = min(self._index.ntotal, int(fetch / selectivity) + len(self._dead))
-        params = self._params(None if unselective else selector, fetch, selectivity)
+        sel = None if unselective or selector is None else selector[0]
+        params = faiss_kinds.params(
+            self.kind, self.precision, self._base, sel, fetch, selectivity, self.ef_search, self.nprobe
+        )
         if self.precision == "ubinary":
             distances, fids = self._index.search(np.packbits(q > 0)[None], fetch, params=params)
             scores = 1.0 - 2.0 * distances[0].astype(np.float32) / self.dimension
         else:
-            query, scale, offset = self._faiss_query(q)
+            query, scale, offset = faiss_kinds.int8_query(q, self._ranges) if self.precision == "int8" else (q, 1, 0)
             scores, fids = self._index.search(query[None], fetch, params=params)
             scores = scores[0] / scale + offset
         keep = fids[0] >= 0
@@ -399,38 +360,34 @@ class FaissIndex(Index):
             keep &= ~np.isin(fids[0], self._dead) if allowed is None else np.isin(fids[0], allowed)
         fids, scores = fids[0][keep], scores[keep]
         if rescore and len(fids):
-            return self._exact(q, k, fids)
+            return self._exact_kept(q, k, np.sort(fids))
         return list(zip(fids.tolist(), scores.tolist()))[:k]
 
-    def _params(self, selector, fetch: int, selectivity: float):
-        sel = None if selector is None else selector[0]
-        if self.kind == "hnsw":
-            ef = min(max(self.ef_search, fetch, int(fetch / max(selectivity, 1e-9))), 4096)
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-        if self.kind == "ivf":
-            nprobe = min(self._base.nlist, self.nprobe or max(16, self._base.nlist // 3))
-            if self.precision == "ubinary":
-                self._base.nprobe = nprobe
-                return None
-            return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-        return None if sel is None else faiss.SearchParameters(sel=sel)
-
-    def _faiss_query(self, q: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """(query, scale, offset) with FAISS score / scale + offset = q·vector.
-
-        int8 indexes hold the raw codes c, and q·decode(c) = (q*step)·c + q·(128.5*step + start).
-        FAISS also rounds the query to int8 for these codes, so it is scaled to fill that range; the
-        approximate scores are then re-ranked exactly when ``rescore`` is on.
-        """
-        if self.precision != "int8":
-            return q, 1.0, 0.0
-        start, step = int8_steps(self._ranges)
-        weighted = q * step
-        scale = 127.0 / max(float(np.abs(weighted).max()), 1e-30)
-        return (weighted * scale).astype(np.float32), scale, float(q @ (128.5 * step + start))
-
     def _exact(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
-        """Exact scores over the kept codes of ``fids`` (every live row when None)."""
+        """Exact scores over ``fids`` (every live row when None): from FAISS's own memory where the kind
+        keeps one array (ubinary ranks by Hamming distance there, then re-ranks from the kept codes), else
+        from the kept codes in the docstore."""
+        view = None
+        if fids is not None and self._index is not None and self._index.ntotal:
+            view = faiss_kinds.stored(self._index, self._base, self.kind, self.precision, self.dimension)
+        if view is None:
+            return self._exact_kept(q, k, fids)
+        ids, rows = view
+        pos = np.minimum(np.searchsorted(ids, fids), len(ids) - 1)
+        pos = pos[ids[pos] == fids]
+        if self.precision == "ubinary":
+            distances = faiss_kinds.hamming(rows[pos], np.packbits(q > 0))
+            fetch = k * (self.rescore_multiplier if self.rescore else 1)
+            best = pos[np.argsort(distances, kind="stable")[:fetch]]
+            if self.rescore:
+                return self._exact_kept(q, k, np.sort(ids[best]))
+            return [(int(ids[b]), 1.0 - 2.0 * float(d) / self.dimension) for b, d in zip(best, np.sort(distances)[:k])]
+        vectors = rows[pos] if self.precision == "float32" else dequantize_int8(rows[pos] ^ np.int8(-128), self._ranges)
+        scores, found = top_k(vectors, q[None], k)
+        return list(zip(ids[pos[found[0]]].tolist(), scores[0].tolist()))
+
+    def _exact_kept(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
+        """Exact scores over the kept codes of ``fids`` (every live row when None), read from the docstore."""
         if fids is None:
             batches = list(self._store.rows_after(0, self._dtype, self.dimension))
         else:
@@ -459,7 +416,7 @@ class FaissIndex(Index):
                 snap = self._store.get_info("snapshot")
                 changed = self._store.count_after(snap["fid"]) + self._seq_w - snap["seq"] if snap else None
                 if changed is not None and changed < SNAPSHOT_AFTER and not force:
-                    self._clean(snap)
+                    snapshots.clean(self.path, snap["file"])
                     return self.path
                 if self._index is not None and len(self._dead) * 4 > self._index.ntotal:
                     self._rebuild()
@@ -468,17 +425,7 @@ class FaissIndex(Index):
         return self.path
 
     def _snapshot(self) -> None:
-        name = f"snapshot-{os.getpid()}-{os.urandom(4).hex()}.faiss"
-        tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{os.urandom(4).hex()}.faiss")
-        try:
-            (faiss.write_index_binary if self.precision == "ubinary" else faiss.write_index)(self._index, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(self.path, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        name = snapshots.write(self.path, self._index, self.precision == "ubinary")
         mine = {"file": name, "fid": self._fid_w, "seq": self._seq_w, "floor": self._floor}
         mine["trained_on"] = self._trained_on
         with self._store.write():
@@ -488,15 +435,8 @@ class FaissIndex(Index):
                 self._store.set_info("snapshot", mine)
         stale = name if newer else current and current["file"]
         if stale:
-            _remove(os.path.join(self.path, stale))
-        self._clean(current if newer else mine)
-
-    def _clean(self, current: dict) -> None:
-        """Remove temporary files and snapshots that crashed processes left behind."""
-        for name in os.listdir(self.path):
-            found = LEFTOVER.match(name)
-            if found and name != current["file"] and not _alive(int(found.group(1))):
-                _remove(os.path.join(self.path, name))
+            snapshots.remove(os.path.join(self.path, stale))
+        snapshots.clean(self.path, (current if newer else mine)["file"])
 
     def _move_to(self, path: str) -> None:
         """Copy the docstore to a new folder and continue there."""
@@ -527,34 +467,3 @@ class FaissIndex(Index):
 
 class _SnapshotMoved(Exception):
     """The snapshot named in the docstore was replaced (and removed) while this process read it."""
-
-
-def _downcast(base):
-    return faiss.downcast_IndexBinary(base) if isinstance(base, faiss.IndexBinary) else faiss.downcast_index(base)
-
-
-def _bitmap(fids: np.ndarray, top: int):
-    """An ID selector for ``fids`` (with the buffer it reads, which must stay alive)."""
-    bits = np.zeros(top + 1, dtype=bool)
-    bits[fids[fids <= top]] = True
-    packed = np.packbits(bits, bitorder="little")
-    return faiss.IDSelectorBitmap(top + 1, faiss.swig_ptr(packed)), packed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove(file: str) -> None:
-    try:
-        os.remove(file)
-    except FileNotFoundError:
-        pass

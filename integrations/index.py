@@ -252,19 +252,22 @@ class Index(ABC):
         """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
         if embeddings is None:
             raise TypeError("embeddings must be an array of shape [n, dim], got None")
-        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float64)
+        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
         if array.ndim != 2 or array.shape[1] != self.dimension:
             raise ValueError(f"embeddings must have shape [n, {self.dimension}], got {list(array.shape)}")
         if n is not None and array.shape[0] != n:
             raise ValueError(f"got {array.shape[0]} embeddings for {n} texts")
+        norms = np.sqrt(np.einsum("ij,ij->i", array, array))
+        if np.isfinite(norms).all() and norms.all():
+            return array / norms[:, None]
         bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
         if bad.size:
             raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
-        norms = np.linalg.norm(array, axis=1, keepdims=True)  # float64: a float32 norm of 3e38 overflows
-        zero = np.flatnonzero(norms[:, 0] == 0)
+        norms = np.linalg.norm(array.astype(np.float64), axis=1)  # a float32 norm of 3e38 overflows
+        zero = np.flatnonzero(norms == 0)
         if zero.size:
             raise ValueError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
-        return (array / norms).astype(np.float32)
+        return (array / norms[:, None]).astype(np.float32)
 
     @staticmethod
     def _check_ids(ids) -> list[str]:
@@ -343,12 +346,16 @@ def dumps(metadata: dict) -> str:
     return json.dumps(metadata, ensure_ascii=False)
 
 
-def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product search: (scores, row indices) of shape [n_queries, min(k, rows)], best first."""
-    k = min(k, matrix.shape[0])
+def top_k(matrix: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None):
+    """Exact inner-product search: (scores, row indices) of shape [n_queries, min(k, rows)], best first.
+    With ``mask``, only the rows where it is True compete."""
+    rows = matrix.shape[0] if mask is None else int(mask.sum())
+    k = min(k, rows)
     if k == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     scores = queries @ matrix.T
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
     part = (
         np.argpartition(-scores, k - 1, axis=1)[:, :k]
         if k < matrix.shape[0]

@@ -24,9 +24,18 @@ COPY_ROWS = 1000
 EF_SEARCH = 100  # per connection; larger k raise it per query
 
 
-def index_name(table: str) -> str:
-    """A short HNSW index name: ``table + '_embedding_hnsw'`` would be cut at 63 bytes and could collide."""
-    return "ek_hnsw_" + hashlib.sha1(table.encode()).hexdigest()[:16]
+def index_name(table: str, kind: str = "hnsw") -> str:
+    """A short index name: ``table + '_embedding_hnsw'`` would be cut at 63 bytes and could collide."""
+    return f"ek_{kind}_" + hashlib.sha1(table.encode()).hexdigest()[:16]
+
+
+def create_gin(conn, table: str) -> None:
+    """A GIN index on the metadata, so that selective equality filters read only their rows."""
+    conn.execute(
+        sa.text(
+            f'CREATE INDEX IF NOT EXISTS "{index_name(table, "gin")}" ON "{table}" USING gin (metadata jsonb_path_ops)'
+        )
+    )
 
 
 def configure(engine: sa.Engine) -> None:
@@ -34,12 +43,15 @@ def configure(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
-        with dbapi_conn.cursor() as cursor:
-            try:
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(dbapi_conn)  # numpy vectors travel in binary
+            with dbapi_conn.cursor() as cursor:
                 cursor.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
                 cursor.execute("SET hnsw.iterative_scan = strict_order")
-            except Exception as exc:  # noqa: BLE001 - an older pgvector, or none: search still works
-                logger.info("pgvector search settings not applied: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - an older pgvector, or none: the fallback path needs neither
+            logger.info("pgvector search settings not applied: %s", exc)
         dbapi_conn.commit()
 
 
@@ -92,18 +104,33 @@ def copy_upsert(conn, table: str, dimension: int, rows) -> None:
         cursor.execute("DROP TABLE embedkit_staging")
 
 
-def search(engine: sa.Engine, table: sa.Table, vector: np.ndarray, k: int, where) -> list:
+def compile_search(engine: sa.Engine, table: sa.Table, k: int, where) -> tuple[str, dict]:
+    """The search statement as driver SQL and its bound filter values; the vector binds as ``%(q)s``."""
     c = table.c
-    distance = c.embedding.cosine_distance(vector)
+    distance = c.embedding.op("<=>")(sa.bindparam("q"))
     query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(distance).limit(k)
-    with engine.connect().execution_options(postgresql_readonly=True) as conn, conn.begin():
+    compiled = query.compile(dialect=engine.dialect)
+    return str(compiled), dict(compiled.params)
+
+
+def search(engine: sa.Engine, table: sa.Table, vector: np.ndarray, k: int, where, statement) -> list:
+    """One round trip in autocommit (a single SELECT is its own read-only snapshot); the exact fallback
+    and the count that decides it run only when the HNSW scan returned fewer than k rows."""
+    sql, params = statement
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        raw = conn.connection.driver_connection
         if 2 * k > EF_SEARCH:
-            conn.execute(sa.select(sa.func.set_config("hnsw.ef_search", str(min(1000, 2 * k)), True)))
-        rows = conn.execute(query).all()
+            raw.execute(f"SET hnsw.ef_search = {min(1000, 2 * k)}")
+        try:
+            rows = raw.execute(sql, {**params, "q": vector}).fetchall()
+        finally:
+            if 2 * k > EF_SEARCH:
+                raw.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
         if len(rows) < k:
-            # The HNSW scan ran short: if more documents match, scan exactly.
-            matching = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
-            if matching > len(rows):
-                conn.execute(sa.select(sa.func.set_config("enable_indexscan", "off", True)))
-                rows = conn.execute(query).all()
+            with raw.transaction():
+                raw.execute("SET TRANSACTION READ ONLY")
+                count = sa.select(sa.func.count()).select_from(table).where(where).compile(dialect=engine.dialect)
+                if raw.execute(str(count), dict(count.params)).fetchone()[0] > len(rows):
+                    raw.execute("SET LOCAL enable_indexscan = off")
+                    rows = raw.execute(sql, {**params, "q": vector}).fetchall()
     return rows

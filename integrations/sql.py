@@ -67,6 +67,7 @@ class SQLIndex(Index):
         self._open()
         self._cache = VectorCache(self.dimension, self.where)
         self._matches = MatchCache()
+        self._statements: dict = {}  # compiled PostgreSQL searches by (filter, k)
         self._cache_lock = threading.Lock()
 
     # ----------------------------------------------------------------- schema
@@ -99,6 +100,8 @@ class SQLIndex(Index):
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
             self.table = self._documents_table()
             self.table.create(conn, checkfirst=True)
+            if self.dialect == "postgresql":
+                postgres.create_gin(conn, self.table_name)
             if self.uses_pgvector:
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
@@ -251,10 +254,15 @@ class SQLIndex(Index):
         try:
             if self.uses_pgvector:
                 where = self._where(node)
+                key = (None if node is None else filter_key(node), k)
+                if key not in self._statements:
+                    self._statements[key] = postgres.compile_search(self.engine, self.table, k, where)
+                    while len(self._statements) > 64:
+                        self._statements.pop(next(iter(self._statements)))
                 return [
                     [
-                        Hit(r.id, r.text, r.metadata, 1.0 - float(r.distance))
-                        for r in postgres.search(self.engine, self.table, v, k, where)
+                        Hit(r[0], r[1], r[2], 1.0 - float(r[3]))
+                        for r in postgres.search(self.engine, self.table, v, k, where, self._statements[key])
                     ]
                     for v in vectors
                 ]

@@ -83,8 +83,10 @@ def _postgres_leaf(op: str, column, field: str, value):
     as_json = sa.cast(sa.bindparam(None, json.dumps(value), type_=sa.Text), postgresql.JSONB)
     if op == "$in":  # one JSON array parameter however many values there are
         return _total(element.in_(sa.select(sa.func.jsonb_array_elements(as_json)).scalar_subquery()))
-    if op == "$eq":
-        return _total(element == as_json)
+    if op == "$eq":  # containment, which the GIN index on metadata serves: selective filters skip the scan
+        return column.op("@>", is_comparison=True)(
+            sa.cast(sa.bindparam(None, json.dumps({field: value}), type_=sa.Text), postgresql.JSONB)
+        )
     if kind(value) == "number":
         return sa.case((sa.func.jsonb_typeof(element) == "number", OPS[op](element, as_json)), else_=sa.false())
     text = column[field].astext.collate("C")  # code-point order, whatever the database collation

@@ -67,27 +67,19 @@ class VectorCache:
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, keys) of the best ``k`` live rows (among the ``allowed`` keys), best first."""
         if allowed is None:
-            rows = np.flatnonzero(self.live) if not self.live.all() else None
-        else:
-            rows = np.searchsorted(self.keys, allowed)
-            rows = rows[(rows < len(self.keys))]
-            rows = rows[np.isin(self.keys[rows], allowed) & self.live[rows]]
-        if rows is None:
-            scores, idx = top_k(self.matrix, queries, k)
-            return scores, self.keys[idx]
-        if len(rows) * 8 > len(self.keys):  # most rows: score them all, then keep the wanted ones
-            scores = queries @ self.matrix.T
-            chosen = scores[:, rows]
-        else:
-            chosen = queries @ self.matrix[rows].T
-        k = min(k, len(rows))
-        if k == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        part = np.argpartition(-chosen, k - 1, axis=1)[:, :k]
-        part_scores = np.take_along_axis(chosen, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        best = np.take_along_axis(part, order, axis=1)
-        return np.take_along_axis(part_scores, order, axis=1), self.keys[rows[best]]
+            scores, rows = top_k(self.matrix, queries, k, None if self.live.all() else self.live)
+            return scores, self.keys[rows]
+        if not len(self.keys):
+            return top_k(self.matrix, queries, k)
+        rows = np.minimum(np.searchsorted(self.keys, allowed), len(self.keys) - 1)
+        rows = rows[(self.keys[rows] == allowed) & self.live[rows]]
+        if len(rows) * 8 > len(self.keys):  # most rows: one product over all of them, the rest masked
+            mask = np.zeros(len(self.keys), bool)
+            mask[rows] = True
+            scores, found = top_k(self.matrix, queries, k, mask)
+            return scores, self.keys[found]
+        scores, found = top_k(self.matrix[rows], queries, k)
+        return scores, self.keys[rows[found]]
 
     def _parse(self, rows) -> tuple[np.ndarray, np.ndarray]:
         rows = list(rows)

@@ -304,13 +304,25 @@ def test_deleted_rows_stay_out_of_results_without_a_rebuild(make):
 # 12. PostgreSQL search runs read-only, with its settings applied per connection
 
 
-def test_postgres_search_is_read_only_and_sends_one_query(pg_url):
+def test_postgres_search_is_one_statement_in_autocommit(pg_url, monkeypatch):
+    import psycopg
+
     index = SQLIndex(HashEncoder(), pg_url[0], table=f"t_{uuid.uuid4().hex[:12]}")
     fill(index, 20)
-    statements = []
-    sa.event.listen(index.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    index.search("text of d1", k=5)
-    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
+    index.search("warm the pool up", k=5)
+    sent = []
+    execute = psycopg.Connection.execute
+
+    def recording(self, query, *args, **kwargs):
+        sent.append((str(query), self.autocommit, self.info.transaction_status))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    hits = index.search("text of d1", k=5, filter={"i": {"$lt": 10}})
+    assert [h.id for h in hits][:1] == ["d1"] and len(hits) == 5
+    (query, autocommit, status), *rest = sent
+    assert rest == [] and query.lstrip().upper().startswith("SELECT") and autocommit
+    assert status == psycopg.pq.TransactionStatus.IDLE  # no BEGIN: the SELECT is its own read-only snapshot
     with index.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW hnsw.iterative_scan").scalar() == "strict_order"
 
