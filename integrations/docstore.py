@@ -124,11 +124,13 @@ class DocStore:
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
 
-    def insert(self, ids, texts, metadatas: list[str], codes: np.ndarray) -> np.ndarray:
-        """Insert rows under fresh, consecutive fids and return them."""
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
-        start = (row[0] if row else 0) + 1
-        fids = np.arange(start, start + len(ids), dtype=np.int64)
+    def insert(self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None) -> np.ndarray:
+        """Insert rows under fresh, consecutive fids (or the given ones) and return the fids."""
+        if fids is None:
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
+            start = (row[0] if row else 0) + 1
+            fids = np.arange(start, start + len(ids), dtype=np.int64)
+        fids = np.asarray(fids, dtype=np.int64)
         self.conn.executemany(
             "INSERT INTO docs (fid, id, metadata, text, code) VALUES (?, ?, ?, ?, ?)",
             zip(fids.tolist(), ids, metadatas, texts, (c.tobytes() for c in codes)),

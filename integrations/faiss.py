@@ -29,13 +29,14 @@ How the data is kept (the design Chroma and LanceDB converge on):
   rows match, the search is exact over them; otherwise the fids reach FAISS as a bitmap ID selector.
   Either way k stays exact: an ANN search that comes up short falls back to an exact one.
 
-The index holds no Python object per document, and the float32 kinds keep their vectors only in FAISS.
-All operations of one instance hold one lock, so an instance is thread-safe.
+The index holds no Python object per document, and in memory the float32 kinds keep their vectors only
+in FAISS. All operations of one instance hold one lock, so an instance is thread-safe. ``close()``
+snapshots (as ``save()`` does) and releases the docstore. A folder written by embedkit 0.1 is moved
+into a docstore on first open (``integrations.faiss_v1``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -45,21 +46,20 @@ import numpy as np
 from embedkit.checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 
-from . import faiss_kinds, snapshots
+from . import faiss_kinds, faiss_v1, snapshots
 from .docstore import DocStore
-from .filters import Node, filter_key
-from .index import CorruptIndexError, Hit, Index, Record, dumps, top_k
+from .faiss_search import FaissSearch
+from .index import CorruptIndexError, Index, Record, dumps
 from .matches import MatchCache
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
 PRECISIONS = ("float32", "int8", "ubinary")
-FEW = 2048  # at most this many matching rows: an exact search over them beats a filtered ANN search
 SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writes a new one
 
 
-class FaissIndex(Index):
+class FaissIndex(FaissSearch, Index):
     def __init__(
         self,
         encoder,
@@ -95,6 +95,8 @@ class FaissIndex(Index):
     # ----------------------------------------------------------------- the docstore
     def _open_store(self, path: str | None) -> DocStore:
         if path is not None:
+            if faiss_v1.is_v1(path):
+                faiss_v1.migrate(path, self.dimension)
             if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "docs.sqlite")):
                 raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no docs.sqlite)")
             os.makedirs(path, exist_ok=True)
@@ -231,35 +233,39 @@ class FaissIndex(Index):
 
     # ----------------------------------------------------------------- writes
     def _write(self, ids, texts, metadatas, vectors) -> None:
-        with self._lock, self._changing():
-            self._catch_up()
-            if self._ranges is None and self.precision != "float32":
-                self._ranges = calibration_ranges(vectors, getattr(self.encoder, "quantization_ranges", None))
-                self._store.set_info("ranges", self._ranges.tolist())
-            codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
-            self._store.kill(self._store.fids_of(ids))
-            self._store.insert(ids, texts, [dumps(m) for m in metadatas], codes)
-            self._catch_up()
+        with self._lock:
+            with self._store.write():
+                if self._ranges is None and self.precision != "float32":
+                    self._ranges = self._load_ranges()
+                    if self._ranges is None:  # the first add of a new int8 index calibrates it
+                        saved = getattr(self.encoder, "quantization_ranges", None)  # optional in the protocol
+                        self._ranges = calibration_ranges(vectors, saved)
+                        self._store.set_info("ranges", self._ranges.tolist())
+                codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
+                self._store.kill(self._store.fids_of(ids))
+                self._store.insert(ids, texts, [dumps(m) for m in metadatas], codes)
+            self._apply()
 
     def _delete(self, ids) -> int:
-        with self._lock, self._changing():
-            self._catch_up()
-            fids = self._store.fids_of(ids)
-            self._store.kill(fids)
-            self._catch_up()
-        if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
-            with self._lock, self._store.read():
-                self._rebuild()
+        with self._lock:
+            with self._store.write():
+                fids = self._store.fids_of(ids)
+                self._store.kill(fids)
+            self._apply()
+            if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
+                with self._store.read():
+                    self._rebuild()
         return len(fids)
 
-    @contextlib.contextmanager
-    def _changing(self):
-        """A write transaction; if it fails after touching the FAISS structure, that structure is dropped."""
+    def _apply(self) -> None:
+        """Bring the FAISS structure up to what was just committed (the SQLite write lock is already
+        released, so other writers go on meanwhile). If that fails, the structure is dropped and rebuilt
+        on the next call: the docstore already holds the write."""
         try:
-            with self._store.write():
-                yield
+            with self._store.read():
+                self._catch_up()
         except BaseException:
-            self._forget()  # the rows it applied were rolled back: reload from the docstore
+            self._forget()
             raise
 
     # ----------------------------------------------------------------- reads
@@ -277,126 +283,11 @@ class FaissIndex(Index):
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         with self._lock:
-            self._sync()
             rows = self._store.by_id(ids, "id, code")
             if not rows:
                 return {}
             codes = self._store.code_array(rows, self._dtype, self.dimension)
             return dict(zip((r[0] for r in rows), self._decode(codes)))
-
-    def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
-        with self._lock:
-            for _ in range(3):
-                self._sync()
-                found = [self._search_one(q, k, node) for q in vectors]
-                records = self._store.records({f for hits in found for f, _ in hits})
-                if all(f in records for hits in found for f, _ in hits):
-                    break
-                self._version = None  # another process deleted a hit meanwhile: catch up and search again
-            return [[Hit(*records[f], s) for f, s in hits if f in records] for hits in found]
-
-    def _search_one(self, q: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
-        live = self._live()
-        if node is None:
-            allowed, selector = None, self._dead_selector()
-            if live == 0:
-                return []
-        else:
-            match = self._matches.get(filter_key(node), (self._fid_w, self._seq_w), self._run(node), self._touched)
-            allowed = match.keys
-            if len(allowed) <= FEW:
-                return self._exact(q, k, allowed) if len(allowed) else []
-            if self.kind == "flat" and self.precision == "float32":
-                return self._flat_filtered(q, k, match)
-            if "selector" not in match.derived:
-                match.derived["selector"] = faiss_kinds.bitmap(allowed, self._fid_w)
-            selector = match.derived["selector"]
-        want = min(k, live if allowed is None else len(allowed))
-        found = self._ann(q, k, selector, allowed, (live if allowed is None else len(allowed)) / self._index.ntotal)
-        return found if len(found) >= want else self._exact(q, k, allowed)
-
-    def _flat_filtered(self, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
-        """Exact filtered search as one masked product over FAISS's flat storage: FAISS's per-row ID
-        selector check costs several times an unfiltered search there."""
-        fids, vectors = faiss_kinds.flat_view(self._index, self._base, self.dimension)
-        if match.derived.get("mask_n") != len(fids):
-            match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), len(fids)
-        scores, rows = top_k(vectors, q[None], k, match.derived["mask"])
-        return list(zip(fids[rows[0]].tolist(), scores[0].tolist()))
-
-    def _run(self, node: Node):
-        return lambda after, touched: self._store.matching(node, after, touched)
-
-    def _touched(self, seq: int) -> np.ndarray:
-        return self._store.dead_after(seq)
-
-    def _dead_selector(self):
-        if not len(self._dead):
-            return None
-        if self._not_dead is None:
-            self._not_dead = faiss_kinds.exclude(self._dead, self._fid_w)
-        return self._not_dead
-
-    def _ann(self, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
-        """FAISS candidates (re-ranked exactly from the kept codes when ``rescore``), best first."""
-        rescore = self.precision != "float32" and self.rescore
-        fetch = min(self._index.ntotal, k * (self.rescore_multiplier if rescore else 1))
-        unselective = self.precision == "ubinary" and self.kind == "ivf"  # FAISS has no ID selector for it
-        if unselective and selector is not None:
-            fetch = min(self._index.ntotal, int(fetch / selectivity) + len(self._dead))
-        sel = None if unselective or selector is None else selector[0]
-        params = faiss_kinds.params(
-            self.kind, self.precision, self._base, sel, fetch, selectivity, self.ef_search, self.nprobe
-        )
-        if self.precision == "ubinary":
-            distances, fids = self._index.search(np.packbits(q > 0)[None], fetch, params=params)
-            scores = 1.0 - 2.0 * distances[0].astype(np.float32) / self.dimension
-        else:
-            query, scale, offset = faiss_kinds.int8_query(q, self._ranges) if self.precision == "int8" else (q, 1, 0)
-            scores, fids = self._index.search(query[None], fetch, params=params)
-            scores = scores[0] / scale + offset
-        keep = fids[0] >= 0
-        if unselective:
-            keep &= ~np.isin(fids[0], self._dead) if allowed is None else np.isin(fids[0], allowed)
-        fids, scores = fids[0][keep], scores[keep]
-        if rescore and len(fids):
-            return self._exact_kept(q, k, np.sort(fids))
-        return list(zip(fids.tolist(), scores.tolist()))[:k]
-
-    def _exact(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
-        """Exact scores over ``fids`` (every live row when None): from FAISS's own memory where the kind
-        keeps one array (ubinary ranks by Hamming distance there, then re-ranks from the kept codes), else
-        from the kept codes in the docstore."""
-        view = None
-        if fids is not None and self._index is not None and self._index.ntotal:
-            view = faiss_kinds.stored(self._index, self._base, self.kind, self.precision, self.dimension)
-        if view is None:
-            return self._exact_kept(q, k, fids)
-        ids, rows = view
-        pos = np.minimum(np.searchsorted(ids, fids), len(ids) - 1)
-        pos = pos[ids[pos] == fids]
-        if self.precision == "ubinary":
-            distances = faiss_kinds.hamming(rows[pos], np.packbits(q > 0))
-            fetch = k * (self.rescore_multiplier if self.rescore else 1)
-            best = pos[np.argsort(distances, kind="stable")[:fetch]]
-            if self.rescore:
-                return self._exact_kept(q, k, np.sort(ids[best]))
-            return [(int(ids[b]), 1.0 - 2.0 * float(d) / self.dimension) for b, d in zip(best, np.sort(distances)[:k])]
-        vectors = rows[pos] if self.precision == "float32" else dequantize_int8(rows[pos] ^ np.int8(-128), self._ranges)
-        scores, found = top_k(vectors, q[None], k)
-        return list(zip(ids[pos[found[0]]].tolist(), scores[0].tolist()))
-
-    def _exact_kept(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
-        """Exact scores over the kept codes of ``fids`` (every live row when None), read from the docstore."""
-        if fids is None:
-            batches = list(self._store.rows_after(0, self._dtype, self.dimension))
-        else:
-            batches = [self._store.codes(fids, self._dtype, self.dimension)]
-        found: list[tuple[int, float]] = []
-        for batch_fids, codes in batches:
-            scores, rows = top_k(self._decode(codes), q[None], k)
-            found = sorted(found + list(zip(batch_fids[rows[0]].tolist(), scores[0].tolist())), key=lambda t: -t[1])[:k]
-        return found
 
     # ----------------------------------------------------------------- snapshots and lifecycle
     def save(self, path: str | None = None, force: bool = False) -> str:

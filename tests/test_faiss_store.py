@@ -1,0 +1,151 @@
+"""FaissIndex folders: durable writes, several instances, snapshots, and folders written by embedkit 0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+
+import faiss
+import numpy as np
+import pytest
+from store_workers import HashEncoder, text_of
+
+from integrations import FaissIndex
+
+
+def add(index, names, **metadata):
+    index.add([text_of(n) for n in names], [dict(metadata, name=n) for n in names], ids=list(names))
+
+
+def snapshot_files(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("snapshot-"))
+
+
+def test_every_write_is_durable_without_save(tmp_path):
+    a = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+    add(a, ["x", "y", "z"])
+    a.delete(["y"])
+    b = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")  # a was neither saved nor closed
+    assert len(b) == 2 and [h.id for h in b.search(text_of("z"), k=1)] == ["z"]
+    assert snapshot_files(tmp_path) == []
+
+
+def test_two_instances_opened_before_either_writes_keep_both_documents(tmp_path):
+    a = FaissIndex(HashEncoder(), path=str(tmp_path))
+    b = FaissIndex(HashEncoder(), path=str(tmp_path))
+    add(a, ["from-a"])
+    a.save(force=True)
+    add(b, ["from-b"])
+    b.save(force=True)
+    assert sorted(h.id for h in FaissIndex(HashEncoder(), path=str(tmp_path)).search("q", k=10)) == ["from-a", "from-b"]
+    assert sorted(h.id for h in a.search("q", k=10)) == ["from-a", "from-b"]  # a sees b's write on its next read
+    b.delete(["from-a"])
+    assert [h.id for h in a.search("q", k=10)] == ["from-b"] and len(a) == 1
+
+
+def test_reopening_while_another_instance_saves_never_fails(tmp_path, caplog):
+    writer = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+    add(writer, [f"d{i}" for i in range(50)])
+    errors, done = [], threading.Event()
+
+    def save_repeatedly():
+        try:
+            for i in range(25):
+                add(writer, [f"e{i}"])
+                writer.save(force=True)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=save_repeatedly)
+    thread.start()
+    opened = 0
+    while not done.is_set() or opened < 5:
+        try:
+            reader = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+            assert len(reader) >= 50
+            reader.close()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        opened += 1
+    thread.join()
+    assert errors == []
+    assert not [r for r in caplog.records if "cannot be used" in r.getMessage()]  # no false damage, no rebuilds
+    assert len(snapshot_files(tmp_path)) == 1 and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_save_skips_small_changes_and_reopen_replays_them(tmp_path):
+    index = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+    add(index, [f"d{i}" for i in range(30)])
+    index.save()
+    first = snapshot_files(tmp_path)
+    add(index, ["late-1", "late-2"])
+    index.delete(["d0"])
+    index.save()  # 3 changes: replaying them on open costs less than a new snapshot
+    assert snapshot_files(tmp_path) == first
+    reopened = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+    assert len(reopened) == 31 and reopened.search(text_of("late-2"), k=1)[0].id == "late-2"
+    assert "d0" not in {h.id for h in reopened.search(text_of("d0"), k=31)}
+    index.save(force=True)
+    assert snapshot_files(tmp_path) != first and len(snapshot_files(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_heavy_deletes_compact_and_ivf_retrains_as_it_grows(tmp_path, kind):
+    index = FaissIndex(HashEncoder(), path=str(tmp_path), kind=kind)
+    names = [f"d{i}" for i in range(400)]
+    add(index, names[:50])
+    add(index, names[50:])  # IVF trained on 50 rows retrains at 400
+    index.delete(names[:150])  # over a quarter dead
+    index.save(force=True)  # compacts
+    assert index._index.ntotal == 250 and len(index._dead) == 0
+    index.delete(names[150:300])  # over half dead: the write itself compacts
+    assert index._index.ntotal == 100 and len(index) == 100
+    reopened = FaissIndex(HashEncoder(), path=str(tmp_path), kind=kind)
+    for name in ("d300", "d399"):
+        assert reopened.search(text_of(name), k=1)[0].id == name
+
+
+def _write_v1_folder(folder, dimension=32):
+    """A FaissIndex folder exactly as embedkit 0.1 saved it (flat, float32), with one dead row."""
+    gen = folder / "gen-000000000003-0a0b0c0d"
+    gen.mkdir(parents=True)
+    (folder / "CURRENT").write_text(gen.name)
+    vectors = HashEncoder().encode_document([text_of(n) for n in ("a", "b", "c")])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    fids = np.array([0, -1, 2], dtype=np.int64)
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    index.add_with_ids(vectors, np.arange(3))
+    faiss.write_index(index, str(gen / "index.faiss"))
+    np.save(gen / "store.npy", vectors)
+    np.save(gen / "fids.npy", fids)
+    db = sqlite3.connect(gen / "docs.sqlite")
+    db.execute("CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT)")
+    db.execute("INSERT INTO docs VALUES (0, 'a', ?, ?)", (text_of("a"), json.dumps({"größe": 1})))
+    db.execute("INSERT INTO docs VALUES (2, 'c', ?, ?)", (text_of("c"), json.dumps({"größe": 3})))
+    db.commit()
+    db.close()
+    meta = {"model": "hash-encoder", "dimension": dimension, "prompts": {}, "kind": "flat", "precision": "float32"}
+    (gen / "meta.json").write_text(json.dumps(dict(meta, next_fid=3, trained_on=3, ranges=None)))
+    return gen
+
+
+def test_folders_written_by_embedkit_0_1_open_and_keep_their_documents(tmp_path):
+    gen = _write_v1_folder(tmp_path / "old")
+    before = {p.name: p.read_bytes() for p in gen.iterdir()}
+    index = FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
+    assert len(index) == 2 and index.get(["a", "b", "c"])[1].metadata == {"größe": 3}
+    assert index.search(text_of("c"), k=1)[0].id == "c"
+    assert [h.id for h in index.search("q", k=5, filter={"größe": {"$lt": 2}})] == ["a"]
+    add(index, ["new"])
+    assert len(FaissIndex(HashEncoder(), path=str(tmp_path / "old"))) == 3
+    assert {p.name: p.read_bytes() for p in gen.iterdir()} == before  # the 0.1 files are left as they were
+
+
+def test_a_damaged_0_1_folder_is_reported(tmp_path):
+    gen = _write_v1_folder(tmp_path / "old")
+    np.save(gen / "fids.npy", np.arange(7))
+    with pytest.raises(ValueError, match="embedkit 0.1 index"):
+        FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
