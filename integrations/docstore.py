@@ -1,14 +1,16 @@
 """The SQLite file that holds a FaissIndex's truth: documents, their kept vector codes, and a log of deletes.
 
 Tables:
-- ``docs(fid, id, metadata, text, code)``: one row per live document. ``fid`` is the FAISS id, given out
-  by AUTOINCREMENT, so it never repeats and grows in commit order. An upsert deletes the old row and
-  inserts a new one under a new fid.
+- ``docs(fid, id, metadata)``: one row per live document. ``fid`` is the FAISS id, given out by
+  AUTOINCREMENT, so it never repeats and grows in commit order. An upsert deletes the old row and inserts
+  a new one under a new fid. The rows are narrow, so a filter that must parse every row's metadata reads
+  a few pages per thousand documents, and a page of hits reads a few pages.
+- ``bodies(fid, text, code)``: the text and the kept vector code (float32, or int8) of each live row.
 - ``dead(seq, fid)``: one row per deleted fid, in commit order. A process brings its FAISS structure up to
   date with the rows whose fid is above the last one it applied and the deletes whose seq is above the
   last one it applied.
 - ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), the current FAISS
-  snapshot and what it covers (``snapshot``), and how far the dead log was pruned (``pruned``).
+  snapshot and what it covers (``snapshot``).
 
 The file runs in WAL mode: readers never block the one writer, and writers queue on ``BEGIN IMMEDIATE``.
 """
@@ -30,8 +32,8 @@ from .sql_filters import compile_filter
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (
-    fid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-    metadata TEXT NOT NULL, text TEXT NOT NULL, code BLOB NOT NULL);
+    fid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
 DOCS = sa.table("docs", sa.column("fid"), sa.column("metadata"))
@@ -122,6 +124,7 @@ class DocStore:
         if len(fids):
             arg = (json.dumps(fids.tolist()),)
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
+            self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
 
     def insert(self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None) -> np.ndarray:
@@ -132,14 +135,13 @@ class DocStore:
             fids = np.arange(start, start + len(ids), dtype=np.int64)
         fids = np.asarray(fids, dtype=np.int64)
         self.conn.executemany(
-            "INSERT INTO docs (fid, id, metadata, text, code) VALUES (?, ?, ?, ?, ?)",
-            zip(fids.tolist(), ids, metadatas, texts, (c.tobytes() for c in codes)),
+            "INSERT INTO docs (fid, id, metadata) VALUES (?, ?, ?)", zip(fids.tolist(), ids, metadatas)
+        )
+        self.conn.executemany(
+            "INSERT INTO bodies (fid, text, code) VALUES (?, ?, ?)",
+            zip(fids.tolist(), texts, (c.tobytes() for c in codes)),
         )
         return fids
-
-    def prune_dead(self, seq: int) -> None:
-        self.conn.execute("DELETE FROM dead WHERE seq <= ?", (seq,))
-        self.set_info("pruned", seq)
 
     # ----------------------------------------------------------------- reads
     def high_water(self) -> tuple[int, int]:
@@ -151,7 +153,7 @@ class DocStore:
         """(fids, codes) of the live rows above ``fid``, in batches."""
         while True:
             rows = self.conn.execute(
-                "SELECT fid, id, code FROM docs WHERE fid > ? ORDER BY fid LIMIT ?", (fid, BATCH)
+                "SELECT fid, code FROM bodies WHERE fid > ? ORDER BY fid LIMIT ?", (fid, BATCH)
             ).fetchall()
             if not rows:
                 return
@@ -167,7 +169,7 @@ class DocStore:
     def codes(self, fids: np.ndarray, dtype, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(fids, codes) of the live rows among ``fids``, in fid order."""
         rows = self.conn.execute(
-            "SELECT fid, id, code FROM docs WHERE fid IN (SELECT value FROM json_each(?)) ORDER BY fid",
+            "SELECT fid, code FROM bodies WHERE fid IN (SELECT value FROM json_each(?)) ORDER BY fid",
             (json.dumps(fids.tolist()),),
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
@@ -176,14 +178,19 @@ class DocStore:
         """fid -> (id, text, metadata) for the live rows among ``fids`` (a few: one bound parameter each)."""
         fids = [int(f) for f in fids]
         rows = self.conn.execute(
-            f"SELECT fid, id, text, metadata FROM docs WHERE fid IN ({','.join('?' * len(fids))})", fids
+            "SELECT fid, id, text, metadata FROM docs JOIN bodies USING (fid) "
+            f"WHERE fid IN ({','.join('?' * len(fids))})",
+            fids,
         ).fetchall()
         metadatas = self.parse_metadatas(rows)
         return {fid: (doc_id, text, md) for (fid, doc_id, text, _), md in zip(rows, metadatas)}
 
-    def by_id(self, ids: list[str], columns: str):
+    def by_id(self, ids: list[str]) -> list[tuple]:
+        """(id, fid, text, metadata, code) of the live rows among ``ids``."""
         return self.conn.execute(
-            f"SELECT id, {columns} FROM docs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            "SELECT id, fid, text, metadata, code FROM docs JOIN bodies USING (fid) "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
         ).fetchall()
 
     def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
@@ -200,13 +207,15 @@ class DocStore:
         return int_keys(self.conn.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup]))
 
     def code_array(self, rows, dtype, dim: int) -> np.ndarray:
+        """The codes of ``rows`` of (fid, code) as one array; a code of the wrong size names its document."""
         width = dim * np.dtype(dtype).itemsize
-        for _, doc_id, code in rows:
+        for fid, code in rows:
             if len(code) != width:
+                (doc_id,) = self.conn.execute("SELECT id FROM docs WHERE fid = ?", (fid,)).fetchone() or (fid,)
                 raise CorruptIndexError(
                     f"{self.file}: the vector of document {doc_id!r} has {len(code)} bytes, not {width}"
                 )
-        return np.frombuffer(b"".join(r[2] for r in rows), dtype=dtype).reshape(len(rows), dim)
+        return np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(len(rows), dim)
 
     def parse_metadatas(self, rows) -> list[dict]:
         """The metadata column (the last) of ``rows``, parsed in one call: 10 json.loads cost 5 times one."""

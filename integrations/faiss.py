@@ -277,16 +277,17 @@ class FaissIndex(FaissSearch, Index):
 
     def _get(self, ids) -> list[Record]:
         with self._lock:
-            rows = self._store.by_id(ids, "text, metadata")
-            found = {i: Record(i, text, self._store.parse_metadata(i, md)) for i, text, md in rows}
+            rows = self._store.by_id(ids)
+            metadatas = self._store.parse_metadatas([(r[1], r[0], r[3]) for r in rows])
+        found = {r[0]: Record(r[0], r[2], m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         with self._lock:
-            rows = self._store.by_id(ids, "id, code")
+            rows = self._store.by_id(ids)
             if not rows:
                 return {}
-            codes = self._store.code_array(rows, self._dtype, self.dimension)
+            codes = self._store.code_array([(r[1], r[4]) for r in rows], self._dtype, self.dimension)
             return dict(zip((r[0] for r in rows), self._decode(codes)))
 
     # ----------------------------------------------------------------- snapshots and lifecycle

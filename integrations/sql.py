@@ -23,16 +23,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import postgres
+from . import postgres, sqlite_log
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps
-from .matches import MatchCache, int_keys
+from .matches import MatchCache
 from .vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
 META_TABLE = "embedkit_meta"
-LOG_TABLE = "embedkit_log"
 FORMAT = 2  # 2: metadata stored with non-ASCII characters as they are (SQLite's JSON paths need that)
 CHUNK = 500  # ids per IN (...) clause
 
@@ -105,35 +104,15 @@ class SQLIndex(Index):
             if self.uses_pgvector:
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
-                self._create_log(conn)
+                sqlite_log.create_log(conn, self.table_name, self._key)
                 if stored.get("format", 1) < FORMAT:
-                    self._migrate_metadata(conn)
+                    sqlite_log.migrate_metadata(conn, self.table, self._load_metadata)
                     stored["format"] = FORMAT
                     conn.execute(
                         sa.update(self._meta).where(meta.table_name == self._key).values(info=json.dumps(stored))
                     )
         if self.dialect == "postgresql" and not self.uses_pgvector:
             logger.warning("%s: pgvector is not available; using exact search over cached vectors", self.where)
-
-    def _create_log(self, conn) -> None:
-        """Triggers that log the rowids of updated and deleted rows, so caches re-read only those."""
-        conn.exec_driver_sql(
-            f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} "
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
-        )
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
-        for event_name in ("UPDATE", "DELETE"):  # the key is a checked identifier, so it can sit in the SQL
-            conn.exec_driver_sql(
-                f'CREATE TRIGGER IF NOT EXISTS "{self._key}_embedkit_{event_name.lower()}" AFTER {event_name} '
-                f'ON "{self.table_name}" BEGIN INSERT INTO {LOG_TABLE} (table_name, rid) '
-                f"VALUES ('{self._key}', old.rowid); END"
-            )
-
-    def _migrate_metadata(self, conn) -> None:
-        """Rewrite metadata written with escaped non-ASCII keys (before format 2), which JSON paths miss."""
-        c = self.table.c
-        for row in conn.execute(sa.select(c.id, c.metadata).where(c.metadata.contains("\\u"))).all():
-            conn.execute(sa.update(self.table).where(c.id == row.id).values(metadata=dumps(self._load_metadata(row))))
 
     def _documents_table(self) -> sa.Table:
         if self.uses_pgvector:
@@ -289,59 +268,27 @@ class SQLIndex(Index):
         version = conn.execute(sa.select(meta.version).where(meta.table_name == self._key)).scalar_one()
         if version == self._cache.version:
             return
-        c = self.table.c
-        if self.dialect != "sqlite":  # no rowids to follow: reload, keyed by position
+        if self.dialect == "sqlite":
+            sqlite_log.follow(conn, self.table, self._key, self._cache)
+        else:  # no rowids to follow: reload, keyed by position
+            c = self.table.c
             rows = conn.execute(sa.select(c.id, c.embedding).order_by(c.id)).all()
             self._ids = [r.id for r in rows]
             self._cache.reset([(n, r.id, r.embedding) for n, r in enumerate(rows)], (len(rows), int(version)))
             self._matches.clear()
-        else:
-            top_rowid = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{self.table_name}"').scalar_one()
-            top_seq = conn.exec_driver_sql(
-                f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE} WHERE table_name = ?", (self._key,)
-            ).scalar_one()
-            rowid = sa.literal_column("rowid")
-            if self._cache.state is None:
-                rows = conn.execute(sa.select(rowid, c.id, c.embedding)).all()
-                self._cache.reset(rows, (top_rowid, top_seq))
-            else:
-                after, seq = self._cache.state
-                touched = self._touched(conn)(seq)
-                # Two queries: SQLite scans the whole table for "rowid > ? OR rowid IN (...)".
-                rows = conn.execute(sa.select(rowid, c.id, c.embedding).where(rowid > after)).all()
-                if len(touched):
-                    rows += conn.execute(
-                        sa.select(rowid, c.id, c.embedding).where(rowid.in_(_json_ints(touched)), rowid <= after)
-                    ).all()
-                self._cache.apply(touched, rows, (max(after, top_rowid), top_seq))
         self._cache.version = version
 
     def _touched(self, conn):
-        def touched(seq: int) -> np.ndarray:
-            return int_keys(
-                conn.exec_driver_sql(f"SELECT rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?", (self._key, seq))
-            )
-
-        return touched
+        return lambda seq: sqlite_log.touched(conn, self._key, seq)
 
     def _run(self, conn, node: Node):
-        c = self.table.c
         where = self._where(node)
-
-        def run(after, touched):
-            if self.dialect != "sqlite":
-                position = {i: n for n, i in enumerate(self._ids)}
-                return np.fromiter((position[r.id] for r in conn.execute(sa.select(c.id).where(where))), np.int64)
-            rowid = sa.literal_column("rowid")
-            if after is not None:
-                return int_keys(
-                    conn.execute(
-                        sa.select(rowid).where(sa.and_(sa.or_(rowid > after, rowid.in_(_json_ints(touched))), where))
-                    )
-                )
-            return int_keys(conn.execute(sa.select(rowid).where(where)))
-
-        return run
+        if self.dialect == "sqlite":
+            return lambda after, changed: sqlite_log.matching(conn, self.table, where, after, changed)
+        position = {i: n for n, i in enumerate(self._ids)}  # the fallback without pgvector maps ids
+        return lambda after, changed: np.fromiter(
+            (position[r.id] for r in conn.execute(sa.select(self.table.c.id).where(where))), np.int64
+        )
 
     def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple[str, str, dict]]:
         """key -> (id, text, metadata) for the cache's row keys."""
@@ -349,8 +296,10 @@ class SQLIndex(Index):
         if self.dialect != "sqlite":
             ids = {self._ids[k]: k for k in keys.tolist()}
             return {ids[r.id]: (r.id, r.text, r.metadata) for r in self._get_in(conn, list(ids))}
-        rowid = sa.literal_column("rowid")
-        rows = conn.execute(sa.select(rowid.label("key"), c.id, c.text, c.metadata).where(rowid.in_(_json_ints(keys))))
+        rowid = sqlite_log.ROWID
+        rows = conn.execute(
+            sa.select(rowid.label("key"), c.id, c.text, c.metadata).where(rowid.in_(sqlite_log.json_ints(keys)))
+        )
         return {r.key: (r.id, r.text, self._load_metadata(r)) for r in rows}
 
     def _get_in(self, conn, ids) -> list[Record]:
@@ -372,12 +321,6 @@ class SQLIndex(Index):
         if not self.closed:
             self.engine.dispose()
         super().close()
-
-
-def _json_ints(keys: np.ndarray):
-    """``keys`` as a subquery over one bound JSON array (SQLite), however many there are."""
-    values = sa.func.json_each(json.dumps(keys.tolist())).table_valued("value")
-    return sa.select(values.c.value).scalar_subquery()
 
 
 def _chunks(items: list, size: int = CHUNK):

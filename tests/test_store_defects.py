@@ -260,7 +260,7 @@ def test_faiss_corrupt_rows_are_reported_with_their_id(tmp_path):
     index = FaissIndex(HashEncoder(), path=str(folder), kind="hnsw")
     with pytest.raises(CorruptIndexError, match="docs.sqlite: the metadata of document 'd3' is not a JSON object"):
         index.get(["d3"])
-    _sql(folder, "UPDATE docs SET code = x'00' WHERE id = 'd4'")
+    _sql(folder, "UPDATE bodies SET code = x'00' WHERE fid = (SELECT fid FROM docs WHERE id = 'd4')")
     with pytest.raises(CorruptIndexError, match="docs.sqlite: the vector of document 'd4' has 1 bytes, not 128"):
         FaissIndex(HashEncoder(), path=str(folder), kind="hnsw", precision="float32").get_vectors(["d4"])
 

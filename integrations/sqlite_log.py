@@ -1,0 +1,79 @@
+"""SQLite specifics of SQLIndex: the change log that lets the in-memory matrix follow the table, and the
+upgrade of tables written before metadata kept non-ASCII keys as they are.
+
+Triggers append the rowid of every updated or deleted row to ``embedkit_log`` in the writer's own
+transaction, whoever the writer is. Inserted rows need no log: they get rowids above the highest one a
+cache has seen (a reused rowid belongs to a deleted row, which the log names).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import sqlalchemy as sa
+
+from .index import dumps
+from .matches import int_keys
+
+LOG_TABLE = "embedkit_log"
+ROWID = sa.literal_column("rowid")
+
+
+def create_log(conn, table: str, key: str) -> None:
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} "
+        "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
+    )
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
+    for event in ("UPDATE", "DELETE"):  # the key is a checked identifier, so it can sit in the SQL
+        conn.exec_driver_sql(
+            f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_{event.lower()}" AFTER {event} ON "{table}" '
+            f"BEGIN INSERT INTO {LOG_TABLE} (table_name, rid) VALUES ('{key}', old.rowid); END"
+        )
+
+
+def touched(conn, key: str, seq: int) -> np.ndarray:
+    """Rowids updated or deleted after log position ``seq``."""
+    return int_keys(conn.exec_driver_sql(f"SELECT rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?", (key, seq)))
+
+
+def follow(conn, table: sa.Table, key: str, cache) -> None:
+    """Bring ``cache`` (a VectorCache keyed by rowid) up to ``table``, reading only what changed."""
+    c = table.c
+    top_rowid = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{table.name}"').scalar_one()
+    top_seq = conn.exec_driver_sql(
+        f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE} WHERE table_name = ?", (key,)
+    ).scalar_one()
+    if cache.state is None:
+        cache.reset(conn.execute(sa.select(ROWID, c.id, c.embedding)).all(), (top_rowid, top_seq))
+        return
+    after, seq = cache.state
+    changed = touched(conn, key, seq)
+    # Two queries: SQLite scans the whole table for "rowid > ? OR rowid IN (...)".
+    rows = conn.execute(sa.select(ROWID, c.id, c.embedding).where(ROWID > after)).all()
+    if len(changed):
+        rows += conn.execute(
+            sa.select(ROWID, c.id, c.embedding).where(ROWID.in_(json_ints(changed)), ROWID <= after)
+        ).all()
+    cache.apply(changed, rows, (max(after, top_rowid), top_seq))
+
+
+def matching(conn, table: sa.Table, where, after: int | None, changed: np.ndarray) -> np.ndarray:
+    """Rowids matching ``where``: all of them, or those above ``after`` or in ``changed``."""
+    if after is not None:
+        where = sa.and_(sa.or_(ROWID > after, ROWID.in_(json_ints(changed))), where)
+    return int_keys(conn.execute(sa.select(ROWID).select_from(table).where(where)))
+
+
+def json_ints(keys: np.ndarray):
+    """``keys`` as a subquery over one bound JSON array, however many there are."""
+    values = sa.func.json_each(json.dumps(keys.tolist())).table_valued("value")
+    return sa.select(values.c.value).scalar_subquery()
+
+
+def migrate_metadata(conn, table: sa.Table, load) -> None:
+    """Rewrite metadata stored with escaped non-ASCII keys (embedkit 0.1), which SQLite's JSON paths miss."""
+    c = table.c
+    for row in conn.execute(sa.select(c.id, c.metadata).where(c.metadata.contains("\\u"))).all():
+        conn.execute(sa.update(table).where(c.id == row.id).values(metadata=dumps(load(row))))
