@@ -1,8 +1,9 @@
 """PostgreSQL specifics of SQLIndex: pgvector search, COPY bulk loads, and building HNSW after a load.
 
-- Search runs in a read-only transaction. ``hnsw.iterative_scan`` is set once per connection; a larger
-  ``hnsw.ef_search`` is set with ``SET LOCAL`` only when k needs it. The exact fallback (and the count
-  that decides it) runs only when the HNSW scan returned fewer than k rows.
+- Search is one SELECT in autocommit (``Searcher``). ``hnsw.iterative_scan`` and ``hnsw.ef_search`` are
+  set once per connection; a larger ``ef_search`` only when k needs it. Selective equality filters are
+  served by a GIN index on the metadata and an exact scan of their rows. The exact fallback (and the
+  count that decides it) runs only when an HNSW scan returned fewer than k rows.
 - An add of ``COPY_ROWS`` rows or more streams them with binary ``COPY`` into a temporary table, then
   upserts them in one statement, in the same transaction: as fast as pgvector loads, and an existing id
   is still replaced.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 import numpy as np
 import sqlalchemy as sa
@@ -104,33 +106,74 @@ def copy_upsert(conn, table: str, dimension: int, rows) -> None:
         cursor.execute("DROP TABLE embedkit_staging")
 
 
-def compile_search(engine: sa.Engine, table: sa.Table, k: int, where) -> tuple[str, dict]:
-    """The search statement as driver SQL and its bound filter values; the vector binds as ``%(q)s``."""
-    c = table.c
-    distance = c.embedding.op("<=>")(sa.bindparam("q"))
-    query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(distance).limit(k)
-    compiled = query.compile(dialect=engine.dialect)
-    return str(compiled), dict(compiled.params)
+class Searcher:
+    """Searches one pgvector table. Each search is one round trip in autocommit (a single SELECT is its own
+    read-only snapshot), with its statement compiled once per (filter, k).
 
+    HNSW with a filter walks the graph until k rows pass, so it slows as the filter grows selective;
+    scanning the matching rows exactly (through the GIN index) costs in proportion to how many match. The
+    cost models cross near 2·sqrt(k·n) matching rows for n rows, so filters the planner estimates below
+    that are searched exactly. Estimates are cached for a minute per filter.
+    """
 
-def search(engine: sa.Engine, table: sa.Table, vector: np.ndarray, k: int, where, statement) -> list:
-    """One round trip in autocommit (a single SELECT is its own read-only snapshot); the exact fallback
-    and the count that decides it run only when the HNSW scan returned fewer than k rows."""
-    sql, params = statement
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        raw = conn.connection.driver_connection
-        if 2 * k > EF_SEARCH:
-            raw.execute(f"SET hnsw.ef_search = {min(1000, 2 * k)}")
-        try:
-            rows = raw.execute(sql, {**params, "q": vector}).fetchall()
-        finally:
+    def __init__(self, engine: sa.Engine, table: sa.Table):
+        self.engine, self.table = engine, table
+        self._statements: dict = {}
+        self._estimates: dict = {}
+
+    def search(self, vectors: np.ndarray, k: int, key: str | None, where) -> list[list]:
+        exact = key is not None and self._selective(key, k, where)
+        sql, params = self._statement(key, k, where, exact)
+        results = []
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            raw = conn.connection.driver_connection
             if 2 * k > EF_SEARCH:
-                raw.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
-        if len(rows) < k:
-            with raw.transaction():
-                raw.execute("SET TRANSACTION READ ONLY")
-                count = sa.select(sa.func.count()).select_from(table).where(where).compile(dialect=engine.dialect)
-                if raw.execute(str(count), dict(count.params)).fetchone()[0] > len(rows):
-                    raw.execute("SET LOCAL enable_indexscan = off")
+                raw.execute(f"SET hnsw.ef_search = {min(1000, 2 * k)}")
+            try:
+                for vector in vectors:
                     rows = raw.execute(sql, {**params, "q": vector}).fetchall()
-    return rows
+                    if len(rows) < k and not exact:
+                        rows = self._exact_if_short(raw, sql, {**params, "q": vector}, rows, where)
+                    results.append(rows)
+            finally:
+                if 2 * k > EF_SEARCH:
+                    raw.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        return results
+
+    def _statement(self, key: str | None, k: int, where, exact: bool) -> tuple[str, dict]:
+        """The search as driver SQL and its bound filter values; the vector binds as ``%(q)s``. The exact
+        variant orders by an expression the HNSW index cannot serve."""
+        if (key, k, exact) not in self._statements:
+            c = self.table.c
+            distance = c.embedding.op("<=>")(sa.bindparam("q"))
+            order = distance + 0 if exact else distance
+            query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(order)
+            compiled = query.limit(k).compile(dialect=self.engine.dialect)
+            self._statements[(key, k, exact)] = str(compiled), dict(compiled.params)
+            while len(self._statements) > 64:
+                self._statements.pop(next(iter(self._statements)))
+        return self._statements[(key, k, exact)]
+
+    def _selective(self, key: str, k: int, where) -> bool:
+        cached = self._estimates.get(key)
+        if cached is None or time.monotonic() - cached[0] > 60:
+            count = sa.select(sa.literal(1)).select_from(self.table).where(where).compile(dialect=self.engine.dialect)
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                raw = conn.connection.driver_connection
+                plan = raw.execute("EXPLAIN (FORMAT JSON) " + str(count), dict(count.params)).fetchone()[0]
+                total = raw.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (self.table.name,))
+                total = max(float(total.fetchone()[0]), 0.0)
+            cached = (time.monotonic(), plan[0]["Plan"]["Plan Rows"], total)
+            self._estimates[key] = cached
+        _, matching, total = cached
+        return matching <= 2 * (k * max(total, matching)) ** 0.5
+
+    def _exact_if_short(self, raw, sql: str, params: dict, rows: list, where) -> list:
+        """The HNSW scan ran short: if more rows match, scan exactly (read-only)."""
+        with raw.transaction():
+            raw.execute("SET TRANSACTION READ ONLY")
+            count = sa.select(sa.func.count()).select_from(self.table).where(where).compile(dialect=self.engine.dialect)
+            if raw.execute(str(count), dict(count.params)).fetchone()[0] > len(rows):
+                raw.execute("SET LOCAL enable_indexscan = off")
+                rows = raw.execute(sql, params).fetchall()
+        return rows

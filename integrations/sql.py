@@ -66,7 +66,7 @@ class SQLIndex(Index):
         self._open()
         self._cache = VectorCache(self.dimension, self.where)
         self._matches = MatchCache()
-        self._statements: dict = {}  # compiled PostgreSQL searches by (filter, k)
+        self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
         self._cache_lock = threading.Lock()
 
     # ----------------------------------------------------------------- schema
@@ -173,8 +173,8 @@ class SQLIndex(Index):
     @contextlib.contextmanager
     def bulk_load(self, maintenance_work_mem: str = "1GB"):
         """Load a large corpus fast: on PostgreSQL the HNSW index is dropped for the load and built once at
-        the end, with ``maintenance_work_mem`` raised. Searches during the load scan exactly. A no-op on
-        SQLite, whose search needs no index."""
+        the end, with ``maintenance_work_mem`` raised, then the table is analyzed. Searches during the load
+        scan exactly. A no-op on SQLite, whose search needs no index."""
         if self.uses_pgvector:
             with self._begin() as conn:
                 postgres.drop_hnsw(conn, self.table_name)
@@ -184,6 +184,7 @@ class SQLIndex(Index):
             if self.uses_pgvector:
                 with self._begin() as conn:
                     postgres.create_hnsw(conn, self.table_name, maintenance_work_mem)
+                    conn.exec_driver_sql(f'ANALYZE "{self.table_name}"')  # fresh statistics for the planner
 
     def _dump_metadata(self, metadata: dict):
         return metadata if self.dialect == "postgresql" else dumps(metadata)
@@ -232,18 +233,10 @@ class SQLIndex(Index):
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         try:
             if self.uses_pgvector:
-                where = self._where(node)
-                key = (None if node is None else filter_key(node), k)
-                if key not in self._statements:
-                    self._statements[key] = postgres.compile_search(self.engine, self.table, k, where)
-                    while len(self._statements) > 64:
-                        self._statements.pop(next(iter(self._statements)))
+                key = None if node is None else filter_key(node)
                 return [
-                    [
-                        Hit(r[0], r[1], r[2], 1.0 - float(r[3]))
-                        for r in postgres.search(self.engine, self.table, v, k, where, self._statements[key])
-                    ]
-                    for v in vectors
+                    [Hit(r[0], r[1], r[2], 1.0 - float(r[3])) for r in rows]
+                    for rows in self._pg.search(vectors, k, key, self._where(node))
                 ]
             return self._search_cached(vectors, k, node)
         except sa.exc.DBAPIError as exc:  # the message of the database, not 100 KB of SQL

@@ -309,7 +309,7 @@ def test_postgres_search_is_one_statement_in_autocommit(pg_url, monkeypatch):
 
     index = SQLIndex(HashEncoder(), pg_url[0], table=f"t_{uuid.uuid4().hex[:12]}")
     fill(index, 20)
-    index.search("warm the pool up", k=5)
+    index.search("warm the pool up and estimate the filter", k=5, filter={"i": {"$lt": 10}})
     sent = []
     execute = psycopg.Connection.execute
 
@@ -325,6 +325,24 @@ def test_postgres_search_is_one_statement_in_autocommit(pg_url, monkeypatch):
     assert status == psycopg.pq.TransactionStatus.IDLE  # no BEGIN: the SELECT is its own read-only snapshot
     with index.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW hnsw.iterative_scan").scalar() == "strict_order"
+
+
+def test_postgres_picks_hnsw_or_an_exact_scan_by_selectivity_and_both_are_right(pg_url):
+    index = SQLIndex(HashEncoder(), pg_url[0], table=f"t_{uuid.uuid4().hex[:12]}")
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(3000)]
+    index.add_embeddings(vectors, ids, [{"half": i % 2, "tag": f"t{i % 300}"} for i in range(3000)], ids)
+    with index.engine.begin() as conn:  # the planner's statistics, which its estimates come from
+        conn.exec_driver_sql(f'ANALYZE "{index.table_name}"')
+    query = vectors[7]
+    for flt, allowed, exact in (({"tag": "t7"}, lambda i: i % 300 == 7, True), ({"half": 1}, lambda i: i % 2, False)):
+        hits = index.search_by_vector(query, k=10, filter=flt)
+        assert [key[2] for key in index._pg._statements if key[0] and json.loads(key[0])[1] == list(flt)[0]] == [exact]
+        truth = sorted((i for i in range(3000) if allowed(i)), key=lambda i: -float(vectors[i] @ query))[:10]
+        assert len(hits) == 10 and all(allowed(int(h.id[1:])) for h in hits)
+        assert len({h.id for h in hits} & {f"d{i}" for i in truth}) >= (10 if exact else 8)
 
 
 # 13. two threads encoding at once keep the caller's torch thread count
