@@ -38,7 +38,9 @@ def migrate(path: str, dimension: int) -> None:
         rows = old.execute("SELECT fid, id, text, metadata FROM docs ORDER BY fid").fetchall()
         old.close()
         assert isinstance(meta, dict) and store.shape == (len(fids), dimension), "the vectors do not fit"
-    except (OSError, ValueError, sqlite3.DatabaseError, AssertionError, json.JSONDecodeError) as exc:
+        wanted = np.float32 if meta["precision"] == "float32" else np.int8
+        assert store.dtype == wanted, f"store.npy holds {store.dtype}, not {np.dtype(wanted)}"
+    except (OSError, ValueError, KeyError, sqlite3.DatabaseError, AssertionError, json.JSONDecodeError) as exc:
         raise CorruptIndexError(f"{path}: the embedkit 0.1 index cannot be read ({exc})") from None
     row_of = {int(f): r for r, f in enumerate(fids) if f >= 0}
     if {r[0] for r in rows} != set(row_of):

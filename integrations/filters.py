@@ -27,6 +27,7 @@ FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists
 LOGIC_OPS = ("$and", "$or", "$not")
 
 INT64 = (-(2**63), 2**63 - 1)
+MAX_DEPTH = 32
 
 
 class FilterError(ValueError):
@@ -45,7 +46,9 @@ def parse_filter(filter: dict | None) -> Node | None:
     return _parse(filter, "filter")
 
 
-def _parse(obj: Any, where: str) -> Node:
+def _parse(obj: Any, where: str, depth: int = 0) -> Node:
+    if depth > MAX_DEPTH:
+        raise FilterError(f"filter: $and, $or and $not nest at most {MAX_DEPTH} levels deep")
     if not isinstance(obj, dict):
         raise FilterError(f"{where}: expected a dict, got {type(obj).__name__}")
     if not obj:
@@ -58,9 +61,9 @@ def _parse(obj: Any, where: str) -> Node:
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{here}: expected a non-empty list of filters")
-            nodes.append((key[1:], [_parse(v, f"{here}[{i}]") for i, v in enumerate(value)]))
+            nodes.append((key[1:], [_parse(v, f"{here}[{i}]", depth + 1) for i, v in enumerate(value)]))
         elif key == "$not":
-            nodes.append(("not", _parse(value, here)))
+            nodes.append(("not", _parse(value, here, depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"{here}: unknown operator {key!r}; expected one of {LOGIC_OPS} or a field name")
         else:

@@ -17,6 +17,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from embedkit import SentenceTransformer
 
 from .index import Index, Record
+from .open import open_index
 
 
 class EmbedkitEmbeddings(Embeddings):
@@ -172,17 +173,14 @@ class EmbedkitVectorStore(VectorStore):
         backend: str = "faiss",
         **index_kwargs: Any,
     ) -> EmbedkitVectorStore:
-        """Build a store: ``backend="faiss"`` (FaissIndex kwargs: path, kind, precision, ...) or ``"sql"``
-        (SQLIndex kwargs: url, table). An EmbedkitEmbeddings is unwrapped to its model."""
+        """Build a store: ``backend="faiss"`` (FaissIndex kwargs: path, kind, precision, ...; with a path,
+        every add is durable) or ``"sql"`` (SQLIndex kwargs: url, table). An EmbedkitEmbeddings is
+        unwrapped to its model."""
         encoder = embedding.model if isinstance(embedding, EmbedkitEmbeddings) else embedding
         if backend == "faiss":
-            from .faiss import FaissIndex
-
-            index = FaissIndex(encoder, **index_kwargs)
+            index = open_index(index_kwargs.pop("path", None), encoder, **index_kwargs)
         elif backend == "sql":
-            from .sql import SQLIndex
-
-            index = SQLIndex(encoder, **index_kwargs)
+            index = open_index(index_kwargs.pop("url", "sqlite:///embedkit.db"), encoder, **index_kwargs)
         else:
             raise ValueError(f"backend must be 'faiss' or 'sql', got {backend!r}")
         store = cls(index, embedding if isinstance(embedding, Embeddings) else None)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from store_workers import HashEncoder, text_of
 
-from integrations import FaissIndex
+from integrations import CorruptIndexError, FaissIndex
 
 
 def add(index, names, **metadata):
@@ -144,8 +144,27 @@ def test_folders_written_by_embedkit_0_1_open_and_keep_their_documents(tmp_path)
     assert {p.name: p.read_bytes() for p in gen.iterdir()} == before  # the 0.1 files are left as they were
 
 
-def test_a_damaged_0_1_folder_is_reported(tmp_path):
-    gen = _write_v1_folder(tmp_path / "old")
-    np.save(gen / "fids.npy", np.arange(7))
-    with pytest.raises(ValueError, match="embedkit 0.1 index"):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda gen: np.save(gen / "fids.npy", np.arange(7)), "vectors do not fit"),
+        (lambda gen: np.save(gen / "store.npy", np.ones((3, 32))), "store.npy holds float64, not float32"),
+        (lambda gen: (gen / "meta.json").write_text("[]"), "embedkit 0.1 index cannot be read"),
+        (lambda gen: (gen / "docs.sqlite").write_bytes(b"x" * 1000), "embedkit 0.1 index cannot be read"),
+    ],
+)
+def test_a_damaged_0_1_folder_is_reported(tmp_path, damage, message):
+    damage(_write_v1_folder(tmp_path / "old"))
+    with pytest.raises(CorruptIndexError, match=message):
         FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
+    assert not (tmp_path / "old" / "docs.sqlite").exists()
+
+
+def test_damaged_int8_ranges_are_reported(tmp_path):
+    index = FaissIndex(HashEncoder(), path=str(tmp_path), precision="int8")
+    add(index, ["a", "b"])
+    index.close()
+    with sqlite3.connect(tmp_path / "docs.sqlite") as db:
+        db.execute("UPDATE info SET value = '[[1, 2]]' WHERE key = 'ranges'")
+    with pytest.raises(CorruptIndexError, match=r"docs.sqlite: the int8 ranges do not have shape \(2, 32\)"):
+        FaissIndex(HashEncoder(), path=str(tmp_path), precision="int8")

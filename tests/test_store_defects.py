@@ -81,6 +81,23 @@ def test_large_in_lists_work_everywhere(make):
     assert {h.id for h in index.search("x", k=100, filter=mixed)} == {"d3", "d5"}
 
 
+def test_deep_filters_and_database_errors_give_short_messages(tmp_path):
+    deep: dict = {"i": 1}
+    for _ in range(200):
+        deep = {"$not": deep}
+    url = f"sqlite:///{tmp_path}/e.db"
+    index = SQLIndex(HashEncoder(), url)
+    fill(index, 3)
+    with pytest.raises(FilterError, match="nest at most 32 levels deep") as info:
+        index.search("x", filter=deep)
+    assert len(str(info.value)) < 200
+    with sqlite3.connect(tmp_path / "e.db") as db:  # another program breaks the table under the index
+        db.execute("DROP TABLE documents")
+    with pytest.raises(RuntimeError, match="search failed: no such table: documents") as info:
+        index.search("x", filter={"i": {"$in": list(range(3000))}})
+    assert len(str(info.value)) < 400 and "SELECT" not in str(info.value)
+
+
 # 3. integers outside int64
 
 

@@ -11,7 +11,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from integrations import FaissIndex, SQLIndex
+from integrations import FaissIndex, SQLIndex, open_index
 from integrations.langchain import EmbedkitEmbeddings, EmbedkitVectorStore
 
 
@@ -142,6 +142,7 @@ def test_from_texts_with_an_embedkit_model(tiny_model, tmp_path):
     )
     assert store.index.encoder is tiny_model  # unwrapped: no detour through Python lists
     assert len(store.similarity_search("one", k=5)) == 2
+    assert len(open_index(str(tmp_path / "idx"), tiny_model)) == 2  # durable without a save()
     with pytest.raises(ValueError, match="backend must be 'faiss' or 'sql'"):
         EmbedkitVectorStore.from_texts(["x"], tiny_model, backend="chroma")
 
