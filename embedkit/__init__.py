@@ -7,27 +7,19 @@ import importlib
 
 __version__ = "0.1.0"
 
-UTIL_NAMES = [
-    "cos_sim",
-    "dot_score",
-    "euclidean_sim",
-    "manhattan_sim",
-    "pairwise_cos_sim",
-    "pairwise_dot_score",
-    "pairwise_euclidean_sim",
-    "pairwise_manhattan_sim",
-    "quantize_embeddings",
-    "semantic_search",
-]
-__all__ = ["SentenceTransformer", "util", *UTIL_NAMES]
-
 
 def __getattr__(name: str):
     if name == "SentenceTransformer":
         from .model import SentenceTransformer
 
         return SentenceTransformer
-    if name == "util" or name in UTIL_NAMES:
-        util = importlib.import_module("embedkit.util")
-        return util if name == "util" else getattr(util, name)
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
+    util = importlib.import_module("embedkit.util")  # cos_sim, ..., quantize_embeddings, semantic_search
+    if name == "util":
+        return util
+    if name == "__all__":
+        return ["SentenceTransformer", "util", *util.__all__]
+    if name in util.__all__:
+        return getattr(util, name)
     raise AttributeError(f"module 'embedkit' has no attribute {name!r}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from embedkit.checks import check_positive_int, check_texts
 
-from .filters import FilterError, Node, parse_filter  # noqa: F401 - FilterError is re-exported
+from .filters import Node, parse_filter
 
 logger = logging.getLogger(__name__)
 

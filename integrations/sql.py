@@ -139,9 +139,13 @@ class SQLIndex(Index):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     def _bump_version(self, conn) -> None:
-        conn.execute(
-            sa.update(self._meta).where(self._meta.c.table_name == self._key).values(version=self._meta.c.version + 1)
-        )
+        """Tell PostgreSQL caches (without pgvector) to reload; SQLite caches follow the change log."""
+        if self.dialect != "sqlite":
+            conn.execute(
+                sa.update(self._meta)
+                .where(self._meta.c.table_name == self._key)
+                .values(version=self._meta.c.version + 1)
+            )
 
     # ----------------------------------------------------------------- writes
     def _write(self, ids, texts, metadatas, vectors) -> None:
@@ -257,21 +261,23 @@ class SQLIndex(Index):
 
     def _refresh(self, conn) -> None:
         """Bring the cached matrix up to the table (inside the caller's read transaction)."""
-        meta = self._meta.c
-        version = conn.execute(sa.select(meta.version).where(meta.table_name == self._key)).scalar_one()
-        if version == self._cache.version:
-            return
         if self.dialect == "sqlite":
             sqlite_log.follow(conn, self.table, self._key, self._cache)
-        else:  # no rowids to follow: reload, keyed by position
+            return
+        # PostgreSQL without pgvector: no rowids to follow, so reload when the version moved, keyed by position
+        meta = self._meta.c
+        version = conn.execute(sa.select(meta.version).where(meta.table_name == self._key)).scalar_one()
+        if version != self._cache.version:
             c = self.table.c
             rows = conn.execute(sa.select(c.id, c.embedding).order_by(c.id)).all()
             self._ids = [r.id for r in rows]
             self._cache.reset([(n, r.id, r.embedding) for n, r in enumerate(rows)], (len(rows), int(version)))
+            self._cache.version = version
             self._matches.clear()
-        self._cache.version = version
 
     def _touched(self, conn):
+        if self.dialect != "sqlite":
+            return lambda seq: None  # the match cache then evaluates the filter afresh
         return lambda seq: sqlite_log.touched(conn, self._key, seq)
 
     def _run(self, conn, node: Node):

@@ -39,7 +39,8 @@ def touched(conn, key: str, seq: int) -> np.ndarray:
 
 
 def follow(conn, table: sa.Table, key: str, cache) -> None:
-    """Bring ``cache`` (a VectorCache keyed by rowid) up to ``table``, reading only what changed."""
+    """Bring ``cache`` (a VectorCache keyed by rowid) up to ``table``, reading only what changed. The
+    highest rowid and log position tell whether anything changed, whoever wrote it."""
     c = table.c
     top_rowid = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{table.name}"').scalar_one()
     top_seq = conn.exec_driver_sql(
@@ -49,6 +50,8 @@ def follow(conn, table: sa.Table, key: str, cache) -> None:
         cache.reset(conn.execute(sa.select(ROWID, c.id, c.embedding)).all(), (top_rowid, top_seq))
         return
     after, seq = cache.state
+    if top_rowid <= after and top_seq == seq:
+        return  # nothing was inserted, updated or deleted, by this library or anyone else
     changed = touched(conn, key, seq)
     # Two queries: SQLite scans the whole table for "rowid > ? OR rowid IN (...)".
     rows = conn.execute(sa.select(ROWID, c.id, c.embedding).where(ROWID > after)).all()

@@ -18,7 +18,7 @@ class VectorCache:
     def __init__(self, dimension: int, where: str):
         self.dimension, self.where = dimension, where
         self.state: tuple[int, int] | None = None  # (highest rowid seen, last log seq applied)
-        self.version: int | None = None
+        self.version: int | None = None  # PostgreSQL without pgvector: the table version it was loaded at
         self.keys = np.zeros(0, np.int64)  # sorted rowids (or positions), dead ones included
         self.matrix = np.zeros((0, dimension), np.float32)
         self.live = np.zeros(0, bool)

@@ -104,3 +104,15 @@ def test_sql_rejects_bad_urls_and_tables(tiny_model, tmp_path):
         SQLIndex(tiny_model, f"sqlite:///{tmp_path}/x.db", table="docs; DROP TABLE x")
     with pytest.raises(TypeError, match="encoder must have model_name, prompts, encode_query"):
         SQLIndex(object(), f"sqlite:///{tmp_path}/x.db")
+
+
+def test_sqlite_cache_sees_writes_made_without_embedkit(tmp_path, tiny_model):
+    url = f"sqlite:///{tmp_path}/ext.db"
+    index = SQLIndex(tiny_model, url)
+    index.add(["alpha", "beta", "gamma"], [{"n": 1}, {"n": 2}, {"n": 3}], ids=["a", "b", "c"])
+    assert len(index.search("alpha", k=10, filter={"n": {"$gte": 1}})) == 3
+    with sa.create_engine(url).begin() as conn:  # another program edits the table directly
+        conn.exec_driver_sql("DELETE FROM documents WHERE id = 'b'")
+        conn.exec_driver_sql("UPDATE documents SET metadata = '{\"n\": 9}' WHERE id = 'c'")
+    assert {h.id for h in index.search("alpha", k=10)} == {"a", "c"}
+    assert [h.id for h in index.search("alpha", k=10, filter={"n": 9})] == ["c"]

@@ -38,6 +38,18 @@ def fill(index, n=30, metadata=lambda i: {"i": i}):
     return ids
 
 
+def test_every_backend_has_the_same_lifecycle(make):
+    with make() as index:
+        fill(index, 4)
+        index.save()
+    for call in (lambda: index.search("x"), lambda: index.add(["y"]), lambda: len(index), lambda: index.get(["d1"])):
+        with pytest.raises(ValueError, match=f"this {type(index).__name__} is closed"):
+            call()
+    index.close()  # closing twice is fine
+    with make() as again:
+        assert len(again) == 4
+
+
 # 1. non-ASCII metadata keys
 
 
