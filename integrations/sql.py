@@ -245,6 +245,10 @@ class SQLIndex(Index):
             return self._search_cached(vectors, k, node)
         except sa.exc.DBAPIError as exc:  # the message of the database, not 100 KB of SQL
             raise RuntimeError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
+        except Exception as exc:
+            if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
+                raise
+            raise RuntimeError(f"{self.where}: search failed: {str(exc).strip()[:300]}") from None
 
     def _search_cached(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         with self.engine.connect() as conn, conn.begin(), self._cache_lock:
@@ -364,4 +368,6 @@ def _ensure_pgvector(engine: sa.Engine) -> bool:
                 conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
         except sa.exc.DBAPIError as exc:
             logger.info("Could not create the vector extension: %s", exc.orig)
-        return conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None
+        found = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None
+    engine.dispose()  # later connections register the vector type, which this one predates
+    return found

@@ -116,3 +116,16 @@ def test_sqlite_cache_sees_writes_made_without_embedkit(tmp_path, tiny_model):
         conn.exec_driver_sql("UPDATE documents SET metadata = '{\"n\": 9}' WHERE id = 'c'")
     assert {h.id for h in index.search("alpha", k=10)} == {"a", "c"}
     assert [h.id for h in index.search("alpha", k=10, filter={"n": 9})] == ["c"]
+
+
+def test_postgres_database_without_the_extension_yet(pg_url, tiny_model):
+    """SQLIndex creates the extension itself; connections made before that still search in binary."""
+    url, server = pg_url
+    server.psql("DROP DATABASE IF EXISTS fresh; CREATE DATABASE fresh;")
+    fresh = sa.engine.make_url(url).set(database="fresh").render_as_string(hide_password=False)
+    index = SQLIndex(tiny_model, fresh)
+    assert index.uses_pgvector
+    index.add(["alpha text", "beta text"], [{"k": "a"}, {"k": "b"}], ids=["a", "b"])
+    assert [h.id for h in index.search("alpha text", k=1)] == ["a"]
+    assert [h.id for h in index.search("alpha text", k=2, filter={"k": "b"})] == ["b"]
+    index.close()
