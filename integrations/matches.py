@@ -45,7 +45,7 @@ class MatchCache:
 
         ``run(after, keys)`` returns the matching keys among rows with a key above ``after`` or in ``keys``
         (every row when ``after`` is None); ``touched(position)`` returns the keys removed or changed since
-        that log position, or None when the log no longer reaches back that far.
+        that log position, or None when the store keeps no such log (the filter then runs afresh).
         """
         entry = self._entries.pop(filter_key, None)
         if entry is None or entry.state != state:
