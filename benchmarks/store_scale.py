@@ -106,7 +106,7 @@ def run_index(name: str, open_index, x, q, workdir: str, reopen) -> dict:
     metas = [{"group": i % 100} for i in range(n)]
     index = open_index()
     t = time.perf_counter()
-    with index.bulk_load() if isinstance(index, SQLIndex) else open(os.devnull):  # PostgreSQL: HNSW built after
+    with index.bulk_load("2GB") if isinstance(index, SQLIndex) else open(os.devnull):  # PostgreSQL: HNSW after
         for s in range(0, n, 5000):
             index.add_embeddings(x[s : s + 5000], texts[s : s + 5000], metas[s : s + 5000], ids[s : s + 5000])
         load_s = time.perf_counter() - t

@@ -95,8 +95,8 @@ class FaissSearch:
         if unselective:
             keep &= ~np.isin(fids[0], self._dead) if allowed is None else np.isin(fids[0], allowed)
         fids, scores = fids[0][keep], scores[keep]
-        if rescore and len(fids):
-            return self._exact_kept(q, k, np.sort(fids))
+        if rescore and len(fids):  # int8 codes are in FAISS's memory; ubinary ones in the docstore
+            return self._exact(q, k, np.sort(fids))
         return list(zip(fids.tolist(), scores.tolist()))[:k]
 
     def _exact(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
