@@ -138,9 +138,12 @@ class SQLIndex(Index):
     def _insert(self, table):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
-    def _bump_version(self, conn) -> None:
-        """Tell PostgreSQL caches (without pgvector) to reload; SQLite caches follow the change log."""
-        if self.dialect != "sqlite":
+    def _after_write(self, conn) -> None:
+        """Inside a write: SQLite caches follow the change log, which is kept short here; PostgreSQL
+        caches (without pgvector) reload when the version moves."""
+        if self.dialect == "sqlite":
+            sqlite_log.prune(conn, self._key)
+        else:
             conn.execute(
                 sa.update(self._meta)
                 .where(self._meta.c.table_name == self._key)
@@ -163,7 +166,7 @@ class SQLIndex(Index):
                     index_elements=["id"], set_={c: stmt.excluded[c] for c in ("text", "metadata", "embedding")}
                 )
                 conn.execute(stmt, rows)
-            self._bump_version(conn)
+            self._after_write(conn)
 
     def _delete(self, ids) -> int:
         deleted = 0
@@ -171,7 +174,7 @@ class SQLIndex(Index):
             for chunk in _chunks(ids):
                 deleted += conn.execute(sa.delete(self.table).where(self.table.c.id.in_(chunk))).rowcount
             if deleted:
-                self._bump_version(conn)
+                self._after_write(conn)
         return deleted
 
     @contextlib.contextmanager

@@ -18,6 +18,7 @@ from .matches import int_keys
 
 LOG_TABLE = "embedkit_log"
 ROWID = sa.literal_column("rowid")
+KEEP = 10_000  # log entries kept per table; a cache further behind than that reloads the table
 
 
 def create_log(conn, table: str, key: str) -> None:
@@ -26,6 +27,9 @@ def create_log(conn, table: str, key: str) -> None:
         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
     )
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}_floor (table_name TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+    )
     for event in ("UPDATE", "DELETE"):  # the key is a checked identifier, so it can sit in the SQL
         conn.exec_driver_sql(
             f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_{event.lower()}" AFTER {event} ON "{table}" '
@@ -33,8 +37,27 @@ def create_log(conn, table: str, key: str) -> None:
         )
 
 
-def touched(conn, key: str, seq: int) -> np.ndarray:
-    """Rowids updated or deleted after log position ``seq``."""
+def prune(conn, key: str) -> None:
+    """Keep the log short (inside a write): drop entries more than ``KEEP`` behind the newest."""
+    ends = [
+        conn.exec_driver_sql(f"SELECT {end}(seq) FROM {LOG_TABLE} WHERE table_name = ?", (key,)).scalar()
+        for end in ("min", "max")
+    ]
+    if ends[0] is None or ends[1] - ends[0] < 2 * KEEP:
+        return
+    cut = conn.exec_driver_sql(
+        f"SELECT seq FROM {LOG_TABLE} WHERE table_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?", (key, KEEP)
+    ).scalar()
+    if cut is not None:
+        conn.exec_driver_sql(f"DELETE FROM {LOG_TABLE} WHERE table_name = ? AND seq <= ?", (key, cut))
+        conn.exec_driver_sql(f"INSERT OR REPLACE INTO {LOG_TABLE}_floor VALUES (?, ?)", (key, cut))
+
+
+def touched(conn, key: str, seq: int) -> np.ndarray | None:
+    """Rowids updated or deleted after log position ``seq``; None when the log was pruned past it."""
+    floor = conn.exec_driver_sql(f"SELECT seq FROM {LOG_TABLE}_floor WHERE table_name = ?", (key,)).scalar()
+    if floor is not None and seq < floor:
+        return None
     return int_keys(conn.exec_driver_sql(f"SELECT rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?", (key, seq)))
 
 
@@ -46,13 +69,13 @@ def follow(conn, table: sa.Table, key: str, cache) -> None:
     top_seq = conn.exec_driver_sql(
         f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE} WHERE table_name = ?", (key,)
     ).scalar_one()
-    if cache.state is None:
+    if cache.state is not None and top_rowid <= cache.state[0] and top_seq == cache.state[1]:
+        return  # nothing was inserted, updated or deleted, by this library or anyone else
+    changed = None if cache.state is None else touched(conn, key, cache.state[1])
+    if changed is None:  # a new cache, or one the pruned log no longer reaches
         cache.reset(conn.execute(sa.select(ROWID, c.id, c.embedding)).all(), (top_rowid, top_seq))
         return
-    after, seq = cache.state
-    if top_rowid <= after and top_seq == seq:
-        return  # nothing was inserted, updated or deleted, by this library or anyone else
-    changed = touched(conn, key, seq)
+    after = cache.state[0]
     # Two queries: SQLite scans the whole table for "rowid > ? OR rowid IN (...)".
     rows = conn.execute(sa.select(ROWID, c.id, c.embedding).where(ROWID > after)).all()
     if len(changed):

@@ -129,3 +129,21 @@ def test_postgres_database_without_the_extension_yet(pg_url, tiny_model):
     assert [h.id for h in index.search("alpha text", k=1)] == ["a"]
     assert [h.id for h in index.search("alpha text", k=2, filter={"k": "b"})] == ["b"]
     index.close()
+
+
+def test_sqlite_change_log_stays_short_and_caches_behind_it_reload(tmp_path, tiny_model, monkeypatch):
+    from integrations import sqlite_log
+
+    monkeypatch.setattr(sqlite_log, "KEEP", 5)
+    url = f"sqlite:///{tmp_path}/log.db"
+    writer, reader = SQLIndex(tiny_model, url), SQLIndex(tiny_model, url)
+    writer.add([f"text {i}" for i in range(4)], [{"v": 0} for _ in range(4)], ids=[f"d{i}" for i in range(4)])
+    assert len(reader.search("text", k=10, filter={"v": 0})) == 4  # the reader's caches now hold version 0
+    for round_ in range(1, 8):  # 28 upserts: the log is pruned several times past the reader
+        for i in range(4):
+            writer.add([f"text {i} v{round_}"], [{"v": round_}], ids=[f"d{i}"])
+    with sa.create_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM embedkit_log").scalar() <= 2 * 5 + 1
+    assert {h.text for h in reader.search("text", k=10)} == {f"text {i} v7" for i in range(4)}
+    assert reader.search("text", k=10, filter={"v": 0}) == []
+    assert len(reader.search("text", k=10, filter={"v": 7})) == 4
