@@ -76,12 +76,13 @@ class DocStore:
         self.writing = True
         try:
             yield
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # some SQLite errors (a full disk) roll back by themselves
+                self.conn.execute("ROLLBACK")
             raise
         finally:
             self.writing = False
-        self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def read(self):
