@@ -213,6 +213,8 @@ class FaissIndex(FaissSearch, Index):
         batches = store.rows_after(0, self._dtype, self.dimension)
         first = next(batches, None)
         n = store.count_after(0)
+        if n > 10_000:
+            logger.info("%s: building the FAISS structure from %d documents", store.file, n)
         index, base = self._new_index(n) if first is not None else (None, None)
         if first is not None:
             if self.kind == "ivf":
