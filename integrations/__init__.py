@@ -1,6 +1,7 @@
-"""Vector stores over embedkit (or any) encoders: Index, Hit, FaissIndex, SQLIndex.
+"""Vector stores over embedkit (or any) encoders: Index, Hit, FaissIndex, SQLIndex, open_index, and the
+errors FilterError and CorruptIndexError (both ValueErrors).
 
-FAISS and SQLAlchemy are imported only when FaissIndex or SQLIndex is first used.
+FAISS and SQLAlchemy are imported only when FaissIndex, SQLIndex or open_index is first used.
 """
 
 from .filters import FilterError
