@@ -14,7 +14,7 @@ import numpy as np
 from embedkit.quantization import int8_steps
 
 
-def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, nlist: int | None):
+def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, ef_construction: int, nlist: int | None):
     """(the IDMap2 wrapper, the structure inside it) for ``n`` expected rows."""
     ip = faiss.METRIC_INNER_PRODUCT
     nlist = nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
@@ -24,6 +24,8 @@ def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, nlist: int
             "hnsw": lambda: faiss.IndexBinaryHNSW(d, hnsw_m),
             "ivf": lambda: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, nlist),
         }[kind]()
+        if kind == "hnsw":
+            base.hnsw.efConstruction = ef_construction
         return faiss.IndexBinaryIDMap2(base), base
     if precision == "int8":
         qt = faiss.ScalarQuantizer.QT_8bit_direct_signed
@@ -40,6 +42,8 @@ def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, nlist: int
         }[kind]()
     if kind == "ivf":
         base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
+    if kind == "hnsw":
+        base.hnsw.efConstruction = ef_construction
     return faiss.IndexIDMap2(base), base
 
 
