@@ -168,3 +168,45 @@ def test_damaged_int8_ranges_are_reported(tmp_path):
         db.execute("UPDATE info SET value = '[[1, 2]]' WHERE key = 'ranges'")
     with pytest.raises(CorruptIndexError, match=r"docs.sqlite: the int8 ranges do not have shape \(2, 32\)"):
         FaissIndex(HashEncoder(), path=str(tmp_path), precision="int8")
+
+
+def test_open_checks(tmp_path):
+    index = FaissIndex(HashEncoder(), path=str(tmp_path / "idx"), kind="hnsw")
+    add(index, ["a"])
+    with pytest.raises(ValueError, match="kind='hnsw', precision='float32'; it was opened as kind='flat'"):
+        FaissIndex(HashEncoder(), path=str(tmp_path / "idx"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="is not empty and holds no embedkit FAISS index"):
+        FaissIndex(HashEncoder(), path=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match=r"save\(\) needs a path"):
+        FaissIndex(HashEncoder()).save()
+    for kwargs, message in [
+        ({"kind": "lsh"}, "kind must be one of"),
+        ({"precision": "int4"}, "precision must be one of"),
+        ({"kind": "hnsw", "ef_search": 0}, "ef_search must be a positive int, got 0"),
+        ({"kind": "hnsw", "ef_construction": -1}, "ef_construction must be a positive int"),
+        ({"hnsw_m": 2.5}, "hnsw_m must be a positive int"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            FaissIndex(HashEncoder(), **kwargs)
+
+
+def test_a_failed_snapshot_keeps_the_previous_one(tmp_path, monkeypatch):
+    index = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
+    add(index, ["a", "b"])
+    index.save(force=True)
+    first = snapshot_files(tmp_path)
+    add(index, ["c"])
+
+    def disk_full(*_args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", disk_full)  # fault injection: the disk fills up mid-save
+    with pytest.raises(OSError, match="No space left"):
+        index.save(force=True)
+    monkeypatch.undo()
+    assert snapshot_files(tmp_path) == first and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert len(FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")) == 3  # the write itself was durable
+    index.save(force=True)
+    assert len(snapshot_files(tmp_path)) == 1 and snapshot_files(tmp_path) != first

@@ -294,11 +294,15 @@ def test_faiss_corrupt_rows_are_reported_with_their_id(tmp_path):
         FaissIndex(HashEncoder(), path=str(folder), kind="hnsw", precision="float32").get_vectors(["d4"])
 
 
-def test_faiss_damaged_snapshot_is_rebuilt_from_the_docstore(tmp_path, caplog):
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_faiss_damaged_snapshot_is_rebuilt_from_the_docstore(tmp_path, caplog, damage):
     folder = _faiss_folder(tmp_path)
     before = [h.id for h in FaissIndex(HashEncoder(), path=str(folder), kind="hnsw").search("text of d2", k=3)]
     (snapshot,) = [p for p in folder.iterdir() if p.name.startswith("snapshot-")]
-    snapshot.write_bytes(b"garbage")
+    if damage == "missing":
+        snapshot.unlink()
+    else:
+        snapshot.write_bytes(b"garbage")
     index = FaissIndex(HashEncoder(), path=str(folder), kind="hnsw")
     assert any(snapshot.name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
     assert [h.id for h in index.search("text of d2", k=3)] == before and len(index) == 10
