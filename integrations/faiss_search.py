@@ -40,7 +40,8 @@ class FaissSearch:
         else:
             match = self._matches.get(filter_key(node), (self._fid_w, self._seq_w), self._run(node), self._touched)
             allowed = match.keys
-            if len(allowed) <= FEW:
+            few = len(allowed) <= FEW or (self.kind == "flat" and len(allowed) * 8 <= self._index.ntotal)
+            if few:  # gathering the matching rows beats scanning them all
                 return self._exact(q, k, allowed) if len(allowed) else []
             if self.kind == "flat" and self.precision == "float32":
                 return self._flat_filtered(q, k, match)
