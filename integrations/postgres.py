@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 
 import numpy as np
@@ -120,6 +121,7 @@ class Searcher:
         self.engine, self.table = engine, table
         self._statements: dict = {}
         self._estimates: dict = {}
+        self._lock = threading.Lock()  # for the two caches: threads share a SQLIndex
 
     def search(self, vectors: np.ndarray, k: int, key: str | None, where) -> list[list]:
         exact = key is not None and self._selective(key, k, where)
@@ -143,19 +145,24 @@ class Searcher:
     def _statement(self, key: str | None, k: int, where, exact: bool) -> tuple[str, dict]:
         """The search as driver SQL and its bound filter values; the vector binds as ``%(q)s``. The exact
         variant orders by an expression the HNSW index cannot serve."""
-        if (key, k, exact) not in self._statements:
+        with self._lock:
+            found = self._statements.get((key, k, exact))
+        if found is None:
             c = self.table.c
             distance = c.embedding.op("<=>")(sa.bindparam("q"))
             order = distance + 0 if exact else distance
             query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(order)
             compiled = query.limit(k).compile(dialect=self.engine.dialect)
-            self._statements[(key, k, exact)] = str(compiled), dict(compiled.params)
-            while len(self._statements) > 64:
-                self._statements.pop(next(iter(self._statements)))
-        return self._statements[(key, k, exact)]
+            found = str(compiled), dict(compiled.params)
+            with self._lock:
+                self._statements[(key, k, exact)] = found
+                while len(self._statements) > 64:
+                    self._statements.pop(next(iter(self._statements)))
+        return found
 
     def _selective(self, key: str, k: int, where) -> bool:
-        cached = self._estimates.get(key)
+        with self._lock:
+            cached = self._estimates.get(key)
         if cached is None or time.monotonic() - cached[0] > 60:
             count = sa.select(sa.literal(1)).select_from(self.table).where(where).compile(dialect=self.engine.dialect)
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -164,7 +171,10 @@ class Searcher:
                 total = raw.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (self.table.name,))
                 total = max(float(total.fetchone()[0]), 0.0)
             cached = (time.monotonic(), plan[0]["Plan"]["Plan Rows"], total)
-            self._estimates[key] = cached
+            with self._lock:
+                self._estimates[key] = cached
+                while len(self._estimates) > 256:
+                    self._estimates.pop(next(iter(self._estimates)))
         _, matching, total = cached
         return matching <= 2 * (k * max(total, matching)) ** 0.5
 
