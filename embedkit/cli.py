@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _needs_extras(missing: str):
     def run(_args) -> None:
-        raise OSError(f"{missing}; pip install 'embedkit[sql,faiss]'")
+        raise OSError(f"{missing}; pip install 'embedkit-search[sql,faiss]'")
 
     return run
 

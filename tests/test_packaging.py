@@ -49,3 +49,20 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     test_command = next(line for line in readme.splitlines() if "pytest" in line and line.startswith("pip install"))
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_install_hints_use_the_distribution_name():
+    """'embedkit' on PyPI is someone else's project: every hint must name ours."""
+    import re
+
+    name = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    assert name != "embedkit"
+    files = [ROOT / "README.md", *(ROOT / "embedkit").rglob("*.py"), *(ROOT / "integrations").rglob("*.py")]
+    files += list((ROOT / "examples").rglob("*.py"))
+    hints = []
+    for file in files:
+        for found in re.finditer(r"pip install\s+['\"]?([A-Za-z][\w.-]*)", file.read_text()):
+            if found.group(1) not in ("torch", "-e"):
+                hints.append((file.relative_to(ROOT).as_posix(), found.group(1)))
+    assert len(hints) >= 5  # the README, the CLI and the hub each carry some
+    assert {word for _, word in hints} == {name}, hints
