@@ -98,23 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--truncate-dim", type=int, default=None)
     enc.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output file")
     enc.set_defaults(func=cmd_encode)
-    try:
-        from integrations.commands import register
-    except ImportError as exc:  # the store extras are not installed
-        missing = str(exc)
-        for name in ("add", "search", "demo"):
-            stub = sub.add_parser(name, help=f"(needs the sql/faiss extras: {missing})")
-            stub.set_defaults(func=_needs_extras(missing))
-    else:
-        register(sub, common)
+    from integrations.commands import register  # faiss-cpu and SQLAlchemy are core dependencies
+
+    register(sub, common)
     return parser
-
-
-def _needs_extras(missing: str):
-    def run(_args) -> None:
-        raise OSError(f"{missing}; pip install 'embedkit-search[sql,faiss]'")
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> None:

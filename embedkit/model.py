@@ -108,7 +108,10 @@ class SentenceTransformer(nn.Sequential):
         if backend == "onnx":
             if device not in (None, "cpu"):
                 raise ValueError(f"the onnx backend runs on the CPU; got device={device!r}")
+            from .extras import require
             from .onnx_backend import onnx_model
+
+            require("onnx", "backend='onnx'")
 
             device = "cpu"
             self.transformer.runtime = onnx_model(self.transformer)

@@ -9,10 +9,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
-from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+from embedkit.extras import missing
+
+try:
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.vectorstores import VectorStore
+    from langchain_core.vectorstores.utils import maximal_marginal_relevance
+except ImportError as exc:
+    raise missing("langchain_core", "langchain", "integrations.langchain") from exc
 
 from embedkit import SentenceTransformer
 

