@@ -183,7 +183,7 @@ class DocStore:
             f"WHERE fid IN ({','.join('?' * len(fids))})",
             fids,
         ).fetchall()
-        metadatas = self.parse_metadatas(rows)
+        metadatas = self.parse_metadatas([r[1] for r in rows], [r[3] for r in rows])
         return {fid: (doc_id, text, md) for (fid, doc_id, text, _), md in zip(rows, metadatas)}
 
     def by_id(self, ids: list[str]) -> list[tuple]:
@@ -218,15 +218,15 @@ class DocStore:
                 )
         return np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(len(rows), dim)
 
-    def parse_metadatas(self, rows) -> list[dict]:
-        """The metadata column (the last) of ``rows``, parsed in one call: 10 json.loads cost 5 times one."""
+    def parse_metadatas(self, ids: list[str], texts: list[str]) -> list[dict]:
+        """Metadata texts parsed in one call (10 json.loads cost 5 times one); a damaged one names its id."""
         try:
-            metadatas = json.loads("[" + ",".join(r[-1] for r in rows) + "]")
-            if all(isinstance(m, dict) for m in metadatas) and len(metadatas) == len(rows):
+            metadatas = json.loads("[" + ",".join(texts) + "]")
+            if len(metadatas) == len(texts) and all(isinstance(m, dict) for m in metadatas):
                 return metadatas
         except json.JSONDecodeError:
             pass
-        return [self.parse_metadata(r[1], r[-1]) for r in rows]  # names the damaged row
+        return [self.parse_metadata(doc_id, text) for doc_id, text in zip(ids, texts)]
 
     def parse_metadata(self, doc_id: str, text: str) -> dict:
         try:

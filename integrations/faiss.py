@@ -208,8 +208,7 @@ class FaissIndex(FaissSearch, Index):
         fids, codes = fids[keep], codes[keep]
         if not len(fids):
             return
-        total = (0 if self._index is None else self._index.ntotal) + len(fids)
-        if self._index is None or (self.kind == "ivf" and total > 4 * max(self._trained_on, 39)):
+        if self.kind == "ivf" and self._index.ntotal + len(fids) > 4 * max(self._trained_on, 39):
             self._rebuild()
             return
         self._index.add_with_ids(self._faiss_vectors(codes), fids)
@@ -289,7 +288,7 @@ class FaissIndex(FaissSearch, Index):
     def _get(self, ids) -> list[Record]:
         with self._lock:
             rows = self._store.by_id(ids)
-            metadatas = self._store.parse_metadatas([(r[1], r[0], r[3]) for r in rows])
+            metadatas = self._store.parse_metadatas([r[0] for r in rows], [r[3] for r in rows])
         found = {r[0]: Record(r[0], r[2], m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
 

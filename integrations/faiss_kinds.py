@@ -104,13 +104,6 @@ def int8_query(q: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, float, fl
     return (weighted * scale).astype(np.float32), scale, float(q @ (128.5 * step + start))
 
 
-def flat_view(index, base, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fids, vectors) of a float32 flat structure, as zero-copy views of FAISS's own memory."""
-    n = index.ntotal
-    fids = faiss.rev_swig_ptr(index.id_map.data(), n)
-    return fids, faiss.rev_swig_ptr(base.get_xb(), n * d).reshape(n, d)
-
-
 POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 

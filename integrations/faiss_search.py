@@ -55,7 +55,7 @@ class FaissSearch:
     def _flat_filtered(self, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
         """Exact filtered search as one masked product over FAISS's flat storage: FAISS's per-row ID
         selector check costs several times an unfiltered search there."""
-        fids, vectors = faiss_kinds.flat_view(self._index, self._base, self.dimension)
+        fids, vectors = faiss_kinds.stored(self._index, self._base, self.kind, self.precision, self.dimension)
         if match.derived.get("mask_n") != len(fids):
             match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), len(fids)
         scores, rows = top_k(vectors, q[None], k, match.derived["mask"])

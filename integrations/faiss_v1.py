@@ -16,7 +16,7 @@ import sqlite3
 import numpy as np
 
 from .docstore import DocStore
-from .index import CorruptIndexError
+from .index import CorruptIndexError, dumps
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def migrate(path: str, dimension: int) -> None:
         if meta.get("ranges") is not None:
             tmp.set_info("ranges", meta["ranges"])
         codes = store[[row_of[r[0]] for r in rows]] if rows else store[:0]
-        metadatas = [json.dumps(json.loads(r[3]), ensure_ascii=False) for r in rows]
+        metadatas = [dumps(json.loads(r[3])) for r in rows]
         fids = [r[0] + 1 for r in rows]  # 0.1 counted from 0; the docstore counts from 1
         tmp.insert([r[1] for r in rows], [r[2] for r in rows], metadatas, codes, fids)
     tmp.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -12,8 +12,8 @@ Semantics, identical on every backend:
   compare by code point);
 - ``$ne`` and ``$nin`` also match documents that lack the field; ``$exists`` tests presence.
 
-``parse_filter`` validates a filter and returns a tree of tuples that ``matches`` evaluates in Python
-and ``integrations.sql`` compiles to bound SQL.
+``parse_filter`` validates a filter and returns a tree of tuples that ``integrations.sql_filters``
+compiles to bound SQL for every backend (FAISS filters run as SQL over its docstore).
 """
 
 from __future__ import annotations
@@ -121,9 +121,8 @@ def filter_key(node: Node) -> str:
     return json.dumps(node, separators=(",", ":"))
 
 
-# ----------------------------------------------------------------- evaluation in Python
+# ----------------------------------------------------------------- what the SQL compiler shares
 
-_MISSING = object()
 COMPARE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 
 
@@ -136,35 +135,3 @@ def kind(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return "null" if value is None else "other"
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    return actual is not _MISSING and kind(actual) == kind(expected) and actual == expected
-
-
-def matches(node: Node | None, metadata: dict) -> bool:
-    """Whether ``metadata`` satisfies the parsed filter ``node``."""
-    if node is None:
-        return True
-    op = node[0]
-    if op == "and":
-        return all(matches(n, metadata) for n in node[1])
-    if op == "or":
-        return any(matches(n, metadata) for n in node[1])
-    if op == "not":
-        return not matches(node[1], metadata)
-    _, field, expected = node
-    actual = metadata.get(field, _MISSING)
-    if op == "$exists":
-        return (actual is not _MISSING) == expected
-    if op == "$eq":
-        return _equal(actual, expected)
-    if op == "$ne":
-        return not _equal(actual, expected)
-    if op == "$in":
-        return any(_equal(actual, v) for v in expected)
-    if op == "$nin":
-        return not any(_equal(actual, v) for v in expected)
-    if actual is _MISSING or kind(actual) != kind(expected):
-        return False
-    return COMPARE[op](actual, expected)
