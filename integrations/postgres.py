@@ -58,17 +58,14 @@ def configure(engine: sa.Engine) -> None:
         dbapi_conn.commit()
 
 
-def has_hnsw(conn, table: str) -> bool:
-    return (
-        conn.execute(
-            sa.text("SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%USING hnsw%'"), {"t": table}
-        ).first()
-        is not None
-    )
+def hnsw_indexes(conn, table: str) -> list[str]:
+    """The HNSW indexes on ``table``, whatever they are named (older versions named them differently)."""
+    query = sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%USING hnsw%'")
+    return list(conn.execute(query, {"t": table}).scalars())
 
 
 def create_hnsw(conn, table: str, maintenance_work_mem: str | None = None) -> None:
-    if has_hnsw(conn, table):
+    if hnsw_indexes(conn, table):
         return
     if maintenance_work_mem:
         conn.execute(sa.select(sa.func.set_config("maintenance_work_mem", maintenance_work_mem, True)))
@@ -76,10 +73,7 @@ def create_hnsw(conn, table: str, maintenance_work_mem: str | None = None) -> No
 
 
 def drop_hnsw(conn, table: str) -> None:
-    names = conn.execute(
-        sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%USING hnsw%'"), {"t": table}
-    ).scalars()
-    for name in list(names):
+    for name in hnsw_indexes(conn, table):
         conn.execute(sa.text(f'DROP INDEX "{name}"'))
 
 
