@@ -147,3 +147,24 @@ def test_sqlite_change_log_stays_short_and_caches_behind_it_reload(tmp_path, tin
     assert {h.text for h in reader.search("text", k=10)} == {f"text {i} v7" for i in range(4)}
     assert reader.search("text", k=10, filter={"v": 0}) == []
     assert len(reader.search("text", k=10, filter={"v": 7})) == 4
+
+
+def test_postgres_bulk_load_builds_hnsw_once_and_copy_keeps_upserts(pg_url, tiny_model):
+    from integrations.postgres import hnsw_indexes
+
+    url, _ = pg_url
+    index = SQLIndex(tiny_model, url, table="bulk_check")
+    index.add(["an early text"], [{"v": 0}], ids=["0"])
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(1500, 32)).astype(np.float32)
+    ids = [str(i) for i in range(1500)]  # "0" exists: the COPY path must replace it
+    with index.bulk_load(maintenance_work_mem="64MB"):
+        with index.engine.connect() as conn:
+            assert hnsw_indexes(conn, "bulk_check") == []  # dropped for the load
+        index.add_embeddings(vectors, [f"t{i}" for i in ids], [{"v": 1} for _ in ids], ids)
+        assert index.search_by_vector(vectors[5], k=1)[0].id == "5"  # exact scan meanwhile
+    with index.engine.connect() as conn:
+        assert hnsw_indexes(conn, "bulk_check") == [index_name("bulk_check")]
+    assert len(index) == 1500 and index.get(["0"])[0].text == "t0" and index.get(["0"])[0].metadata == {"v": 1}
+    assert index.search_by_vector(vectors[42], k=1)[0].id == "42"
+    index.close()
