@@ -24,3 +24,9 @@ def check_positive_int(name: str, value) -> None:
     """ValueError unless ``value`` is an int >= 1 (bools are not counts)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_non_negative_int(name: str, value) -> None:
+    """ValueError unless ``value`` is an int >= 0."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")

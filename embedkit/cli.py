@@ -1,45 +1,29 @@
-"""The ``embedkit`` command."""
+"""The ``embedkit`` command.
+
+Parsing imports nothing heavy, so ``--help`` and ``--version`` answer at once: torch, transformers and
+the stores load only when a command runs. Commands raise errors; only ``main()`` turns them into exit
+codes and messages.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import functools
 import sys
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DISTRIBUTION = "embedkit-search"
 
 
-def iter_records(path: str, field: str = "text"):
-    """Records ``{"id", "text", "metadata"}`` streamed from a file: JSONL (``field`` holds the text; ``id``
-    and ``metadata`` are optional) or plain lines (ids are ``FILE:LINE``, so adding a file again upserts)."""
-    name = os.path.basename(path)
-    jsonl = path.endswith((".jsonl", ".ndjson"))
-    stream = sys.stdin if path == "-" else open(path, encoding="utf8")
-    with stream:
-        for n, line in enumerate(stream, 1):
-            line = line.rstrip("\n")
-            if not jsonl:
-                yield {"id": f"{name}:{n}", "text": line, "metadata": {}}
-            elif line.strip():
-                yield _parse_record(line, path, n, field, name)
+def version() -> str:
+    from importlib import metadata
 
-
-def _parse_record(line: str, path: str, n: int, field: str, name: str) -> dict:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-    if not isinstance(record, dict) or not isinstance(record.get(field), str):
-        raise SystemExit(f"{path}:{n}: expected an object with a string {field!r} field")
-    metadata = record.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise SystemExit(f"{path}:{n}: 'metadata' must be an object")
-    return {"id": str(record.get("id", f"{name}:{n}")), "text": record[field], "metadata": metadata}
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from embedkit import __version__
 
-
-def read_records(path: str, field: str = "text") -> list[dict]:
-    return list(iter_records(path, field))
+        return __version__
 
 
 def load_model(name: str, device: str | None = None, quiet: bool = False):
@@ -52,13 +36,15 @@ def load_model(name: str, device: str | None = None, quiet: bool = False):
     return SentenceTransformer(name, device=device)
 
 
-def cmd_encode(args: argparse.Namespace) -> None:
-    model = load_model(args.model, args.device, args.quiet)
-    prompt = {"query": model.query_prompt, "document": model.document_prompt}.get(args.role)
+def cmd_encode(args: argparse.Namespace, load) -> None:
+    from .records import iter_texts
+
     # A first pass counts the texts for the progress bar and finds a bad record before any encoding.
-    total = None if args.input == "-" else sum(1 for _ in iter_records(args.input, args.field))
+    total = None if args.input == "-" else sum(1 for _ in iter_texts(args.input, args.field))
+    model = load()
+    prompt = {"query": model.query_prompt, "document": model.document_prompt}.get(args.role)
     emb = model.encode_to_file(
-        (r["text"] for r in iter_records(args.input, args.field)),
+        iter_texts(args.input, args.field),
         args.output,
         resume=args.resume,
         total=total,
@@ -75,41 +61,72 @@ def cmd_encode(args: argparse.Namespace) -> None:
         )
 
 
+def store_command(name: str):
+    def run(args: argparse.Namespace, load) -> None:
+        from integrations import commands
+
+        getattr(commands, name)(args, load)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedkit", description="Sentence embeddings and semantic search.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name or folder")
     common.add_argument("--device", default=None)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
-    enc = sub.add_parser("encode", parents=[common], help="embed the lines or JSONL records of a file into a .npy file")
-    enc.add_argument("input", help="a text file (one text per line), a .jsonl file, or - for stdin")
+
+    enc = sub.add_parser("encode", parents=[common], help="embed the lines or records of a file into a .npy file")
+    enc.add_argument("input", help="a text file (one text per line), a .jsonl or .csv file, or - for stdin")
     enc.add_argument("-o", "--output", default="embeddings.npy", help="the .npy file to write")
-    enc.add_argument("--field", default="text", help="the JSONL field that holds the text")
-    enc.add_argument(
-        "--role",
-        choices=["query", "document", "none"],
-        default="none",
-        help="apply the model's query or document prompt",
-    )
+    enc.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
+    enc.add_argument("--role", choices=["query", "document", "none"], default="none", help="apply a prompt")
     enc.add_argument("--batch-size", type=int, default=32)
     enc.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])
     enc.add_argument("--truncate-dim", type=int, default=None)
     enc.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output file")
     enc.set_defaults(func=cmd_encode)
-    from integrations.commands import register  # faiss-cpu and SQLAlchemy are core dependencies
 
-    register(sub, common)
+    add = sub.add_parser(
+        "add",
+        parents=[common],
+        help="add .txt, .md, .jsonl and .csv files (or folders, or globs) to an index",
+        description="Ids are PATH:LINE, so adding a folder again updates it in place; see embedkit.records.",
+    )
+    add.add_argument("db", help="a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...) or a FAISS folder")
+    add.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (searched recursively) or globs")
+    add.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
+    add.add_argument("--batch-size", type=int, default=256, help="documents per transaction")
+    add.set_defaults(func=store_command("cmd_add"))
+
+    search = sub.add_parser("search", parents=[common], help="search an index")
+    search.add_argument("db")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5)
+    search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
+    search.add_argument("--json", action="store_true", help="print JSON instead of text")
+    search.set_defaults(func=store_command("cmd_search"))
+
+    demo = sub.add_parser("demo", parents=[common], help="index the bundled example corpus into SQLite and search it")
+    demo.add_argument("--db", default="sqlite:///embedkit-demo.db")
+    demo.set_defaults(func=store_command("cmd_demo"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    load = functools.partial(load_model, args.model, args.device, args.quiet)
     try:
-        args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        raise SystemExit(f"embedkit {args.command}: {exc}") from None
+        args.func(args, load)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise SystemExit(f"embedkit {args.command}: {message}") from None
 
 
 if __name__ == "__main__":

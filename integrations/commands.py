@@ -1,14 +1,17 @@
-"""The store commands of the ``embedkit`` CLI: add, search and demo."""
+"""The store commands of the ``embedkit`` CLI: add, search and demo. ``embedkit.cli`` parses the
+arguments and calls these; they raise ValueError (or ImportError for a missing extra) and never exit."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from collections.abc import Callable
 from importlib import resources
 
 from tqdm.auto import tqdm
 
-from embedkit.cli import load_model, read_records
+from embedkit.records import Document, FileDocuments, find_files, read_file
 
 from .index import Hit, Index
 from .open import open_index
@@ -21,14 +24,51 @@ DEMO_QUERIES = [
 ]
 
 
-def add_records(index: Index, records: list[dict], batch_size: int = 256, quiet: bool = False) -> None:
-    """Add in batches (one transaction each, durable when it returns), with a progress bar."""
-    with tqdm(total=len(records), desc="Adding", unit="doc", disable=quiet, file=sys.stderr) as bar:
-        for start in range(0, len(records), batch_size):
-            batch = records[start : start + batch_size]
-            index.add([r["text"] for r in batch], [r["metadata"] for r in batch], ids=[r["id"] for r in batch])
+def add_documents(index: Index, documents: list[Document], batch_size: int = 256, bar=None, counts=None) -> Counter:
+    """Add in batches, one transaction each (durable when it returns). Documents stored with the same
+    text and metadata are left alone. Counts the added, updated and unchanged documents into ``counts``."""
+    counts = Counter() if counts is None else counts
+    for start in range(0, len(documents), batch_size):
+        batch = documents[start : start + batch_size]
+        stored = {r.id: r for r in index.get([d.id for d in batch])}
+        changed = [d for d in batch if d.id not in stored or _differs(stored[d.id], d)]
+        if changed:
+            index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
+        counts["updated"] += sum(d.id in stored for d in changed)
+        counts["added"] += sum(d.id not in stored for d in changed)
+        counts["unchanged"] += len(batch) - len(changed)
+        if bar is not None:
             bar.update(len(batch))
+            bar.set_postfix(counts, refresh=False)
+    return counts
+
+
+def _differs(record, document: Document) -> bool:
+    return (record.text, record.metadata) != (document.text, document.metadata)
+
+
+def read_paths(paths: list[str], field: str = "text") -> list[FileDocuments]:
+    """Every file of ``paths`` read and checked (see ``embedkit.records``), before anything is written."""
+    files = [read_file(path, source, field) for path, source in find_files(paths)]
+    twice = [i for i, n in Counter(d.id for f in files for d in f.documents).items() if n > 1]
+    if twice:
+        raise ValueError(f"{len(twice)} ids appear more than once in the input, e.g. {twice[0]!r}")
+    return files
+
+
+def add_files(index: Index, files: list[FileDocuments], batch_size: int = 256, quiet: bool = False) -> Counter:
+    """Add the documents of ``files``. Documents that a file no longer holds (stored under its ``source``
+    with an id the file no longer yields) are removed, so re-adding a changed folder leaves no stale copies."""
+    counts = Counter(blank=sum(f.blank for f in files))
+    documents = [d for f in files for d in f.documents]
+    with tqdm(total=len(documents), desc="Adding", unit="doc", disable=quiet, file=sys.stderr) as bar:
+        add_documents(index, documents, batch_size, bar, counts)
+    for file in files:
+        kept = {d.id for d in file.documents}
+        stale = [r.id for r in index.get(filter={"source": file.source}) if r.id not in kept]
+        counts["removed"] += index.delete(stale) if stale else 0
     index.save()
+    return counts
 
 
 def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
@@ -43,70 +83,43 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def cmd_add(args) -> None:
-    records = read_records(args.file, args.field)
-    index = open_index(args.db, load_model(args.model, args.device, args.quiet))
-    add_records(index, records, args.batch_size, args.quiet)
-    if not args.quiet:
-        print(f"{args.db}: added {len(records)} documents, {len(index)} in total", file=sys.stderr)
+def cmd_add(args, load_model: Callable) -> None:
+    files = read_paths(args.paths, args.field)  # a bad input fails before the model loads or the index opens
+    with open_index(args.db, load_model()) as index:
+        counts = add_files(index, files, args.batch_size, args.quiet)
+        total = len(index)
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("added", "updated", "unchanged", "removed"))
+    print(f"{args.db}: {summary}, {counts['blank']} blank skipped; {total} documents in total", file=sys.stderr)
 
 
-def cmd_search(args) -> None:
+def cmd_search(args, load_model: Callable) -> None:
     try:
         filter = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
-    index = open_index(args.db, load_model(args.model, args.device, quiet=True))
-    hits = index.search(args.query, k=args.k, filter=filter)
+    with open_index(args.db, load_model(), create=False) as index:
+        hits = index.search(args.query, k=args.k, filter=filter)
     if args.json:
-        print(
-            json.dumps(
-                [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
-                ensure_ascii=False,
-            )
-        )
+        rows = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits]
+        print(json.dumps(rows, ensure_ascii=False))
     else:
         print(format_hits(args.query, hits, filter))
 
 
-def demo_corpus() -> list[dict]:
-    path = resources.files("embedkit.examples") / "corpus.jsonl"
-    with resources.as_file(path) as file:
-        return read_records(str(file))
+def demo_corpus() -> list[Document]:
+    text = (resources.files("embedkit.examples") / "corpus.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [Document(r["id"], r["text"], r.get("metadata", {})) for r in records]
 
 
-def cmd_demo(args) -> None:
+def cmd_demo(args, load_model: Callable) -> None:
     from .sql import SQLIndex
 
-    model = load_model(args.model, args.device, args.quiet)
-    index = SQLIndex(model, args.db)
-    records = demo_corpus()
-    add_records(index, records, quiet=args.quiet)
-    print(f"Indexed {len(records)} documents into {args.db} with {args.model} ({len(index)} stored).\n")
-    for query, filter in DEMO_QUERIES:
-        print(format_hits(query, index.search(query, k=3, filter=filter), filter) + "\n")
+    documents = demo_corpus()
+    with SQLIndex(load_model(), args.db) as index:
+        with tqdm(total=len(documents), desc="Adding", unit="doc", disable=args.quiet, file=sys.stderr) as bar:
+            add_documents(index, documents, bar=bar)
+        print(f"Indexed {len(documents)} documents into {args.db} with {args.model} ({len(index)} stored).\n")
+        for query, filter in DEMO_QUERIES:
+            print(format_hits(query, index.search(query, k=3, filter=filter), filter) + "\n")
     print(f'Try: embedkit search {args.db} "your question" -k 5')
-
-
-def register(sub, common) -> None:
-    """Add the add/search/demo subcommands to the CLI's subparsers."""
-    add = sub.add_parser(
-        "add", parents=[common], help="add a JSONL file (id, text, metadata) or text lines to an index"
-    )
-    add.add_argument("db", help="a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...) or a FAISS folder")
-    add.add_argument("file")
-    add.add_argument("--field", default="text", help="the JSONL field that holds the text")
-    add.add_argument("--batch-size", type=int, default=256, help="documents per transaction")
-    add.set_defaults(func=cmd_add)
-
-    search = sub.add_parser("search", parents=[common], help="search an index")
-    search.add_argument("db")
-    search.add_argument("query")
-    search.add_argument("-k", type=int, default=5)
-    search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "a.pdf", "page": {"$gte": 2}}\'')
-    search.add_argument("--json", action="store_true", help="print JSON instead of text")
-    search.set_defaults(func=cmd_search)
-
-    demo = sub.add_parser("demo", parents=[common], help="index the bundled example corpus into SQLite and search it")
-    demo.add_argument("--db", default="sqlite:///embedkit-demo.db")
-    demo.set_defaults(func=cmd_demo)

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import sqlite
 from .index import CorruptIndexError
 from .matches import int_keys
 from .sql_filters import compile_filter
+from .sqlite_log import json_ints, json_values
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
-DOCS = sa.table("docs", sa.column("fid"), sa.column("metadata"))
+DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"))
+BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
 BATCH = 20_000  # rows per read when streaming the whole table
 
 
@@ -198,14 +200,34 @@ class DocStore:
         """Fids of the rows that match ``node``: all of them, or those above ``after`` or in ``touched``."""
         where = compile_filter(node, DOCS.c.metadata, "sqlite")
         if after is not None:
-            recent = sa.or_(DOCS.c.fid > after, DOCS.c.fid.in_(touched.tolist()))
+            recent = sa.or_(DOCS.c.fid > after, DOCS.c.fid.in_(json_ints(touched)))
             where = sa.and_(recent, where)
-        compiled = (
-            sa.select(DOCS.c.fid)
-            .where(where)
-            .compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
-        )
-        return int_keys(self.conn.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup]))
+        return int_keys(self._execute(sa.select(DOCS.c.fid).where(where)))
+
+    def fids_where(self, node, ids: list[str] | None) -> np.ndarray:
+        """Fids of the rows that match ``node``, among ``ids`` if given."""
+        return np.sort(int_keys(self._execute(self._where(sa.select(DOCS.c.fid), node, ids))))
+
+    def select(self, node, ids: list[str] | None, limit: int | None, offset: int, after: str | None) -> list[tuple]:
+        """(id, text, metadata) of the rows that match ``node`` (among ``ids``), in id order, ids above ``after``."""
+        query = sa.select(DOCS.c.id, BODIES.c.text, DOCS.c.metadata).join_from(DOCS, BODIES, DOCS.c.fid == BODIES.c.fid)
+        query = self._where(query, node, ids).order_by(DOCS.c.id)
+        if after is not None:
+            query = query.where(DOCS.c.id > after)
+        rows = self._execute(query.limit(limit).offset(offset or None)).fetchall()
+        metadatas = self.parse_metadatas([r[0] for r in rows], [r[2] for r in rows])
+        return [(doc_id, text, md) for (doc_id, text, _), md in zip(rows, metadatas)]
+
+    @staticmethod
+    def _where(query, node, ids: list[str] | None):
+        if node is not None:
+            query = query.where(compile_filter(node, DOCS.c.metadata, "sqlite"))
+        return query if ids is None else query.where(DOCS.c.id.in_(json_values(ids)))
+
+    def _execute(self, query):
+        """Run a SQLAlchemy query on the sqlite3 connection (bound parameters only)."""
+        compiled = query.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+        return self.conn.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup])
 
     def code_array(self, rows, dtype, dim: int) -> np.ndarray:
         """The codes of ``rows`` of (fid, code) as one array; a code of the wrong size names its document."""

@@ -257,9 +257,29 @@ class FaissIndex(FaissSearch, Index):
             self._apply()
 
     def _delete(self, ids) -> int:
+        return self._remove(lambda: self._store.fids_of(ids))
+
+    def _delete_where(self, node, ids) -> int:
+        return self._remove(lambda: self._store.fids_where(node, ids))
+
+    def _update_metadata(self, ids, metadatas) -> None:
+        """Re-insert the rows under new fids with their codes as they are (every cache follows new fids)."""
         with self._lock:
             with self._store.write():
-                fids = self._store.fids_of(ids)
+                rows = {r[0]: r for r in self._store.by_id(ids)}
+                missing = [i for i in ids if i not in rows]
+                if missing:
+                    raise KeyError(f"unknown ids: {missing[:5]}")
+                rows = [rows[i] for i in ids]
+                codes = self._store.code_array([(r[1], r[4]) for r in rows], self._dtype, self.dimension)
+                self._store.kill(np.array([r[1] for r in rows], np.int64))
+                self._store.insert(ids, [r[2] for r in rows], [dumps(m) for m in metadatas], codes)
+            self._apply()
+
+    def _remove(self, find) -> int:
+        with self._lock:
+            with self._store.write():
+                fids = find()
                 self._store.kill(fids)
             self._apply()
             if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
@@ -291,6 +311,10 @@ class FaissIndex(FaissSearch, Index):
             metadatas = self._store.parse_metadatas([r[0] for r in rows], [r[3] for r in rows])
         found = {r[0]: Record(r[0], r[2], m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
+
+    def _select(self, node, ids, limit, offset, after=None) -> list[Record]:
+        with self._lock:
+            return [Record(*row) for row in self._store.select(node, ids, limit, offset, after)]
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         with self._lock:

@@ -1,7 +1,7 @@
 """The metadata filter language shared by every backend.
 
 ``{"source": "a.pdf", "page": {"$gte": 1}}`` matches documents whose ``source`` equals ``"a.pdf"`` and
-whose ``page`` is a number >= 1. Field operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``;
+whose ``page`` is a number >= 1. Field operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains``;
 logical operators: ``$and`` / ``$or`` (lists of filters) and ``$not`` (one filter). Several keys in one
 object are ANDed.
 
@@ -10,7 +10,10 @@ Semantics, identical on every backend:
   or ``"1"``), ``None`` matches a JSON null;
 - ``$gt``-style comparisons take a number or a string and only match fields of the same kind (strings
   compare by code point);
-- ``$ne`` and ``$nin`` also match documents that lack the field; ``$exists`` tests presence.
+- ``$ne`` and ``$nin`` also match documents that lack the field; ``$exists`` tests presence;
+- ``{"tags": {"$contains": "x"}}`` matches documents whose ``tags`` is a list with an element equal to
+  ``"x"`` (type-strict, as ``$eq``; only the list's own elements count, not those of nested lists). A
+  field that is not a list never matches, so ``{"tags": "x"}`` and ``$contains`` never overlap.
 
 ``parse_filter`` validates a filter and returns a tree of tuples that ``integrations.sql_filters``
 compiles to bound SQL for every backend (FAISS filters run as SQL over its docstore).
@@ -23,7 +26,7 @@ import math
 import operator
 from typing import Any
 
-FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$contains")
 LOGIC_OPS = ("$and", "$or", "$not")
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -89,7 +92,7 @@ def _parse_field(field: str, value: Any, where: str) -> list[Node]:
         elif op == "$exists":
             if not isinstance(operand, bool):
                 raise FilterError(f"{here}: expected true or false, got {operand!r}")
-        elif op in ("$eq", "$ne"):
+        elif op in ("$eq", "$ne", "$contains"):
             operand = _scalar(operand, here)
         else:
             operand = _scalar(operand, here)

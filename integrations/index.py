@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embedkit.checks import check_positive_int, check_texts
+from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
 
 from .filters import Node, parse_filter
 
@@ -41,11 +41,12 @@ class Encoder(Protocol):
 
 @dataclass
 class Record:
-    """A stored document."""
+    """A stored document; ``vector`` (its normalized embedding) is set only when asked for."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = field(default=None, kw_only=True, compare=False, repr=False)
 
 
 @dataclass
@@ -103,8 +104,12 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
     }
 
 
+PAGE = 1000  # documents per query when iterating over an index
+
+
 class Index(ABC):
-    """Common interface of the stores: ``add``, ``search``, ``get``, ``delete`` and ``len``.
+    """Common interface of the stores: ``add``, ``search``, ``get``, ``delete``, ``update_metadata``,
+    ``len`` and iteration over every document (in id order).
 
     Scores are cosine similarities: vectors are L2-normalized on the way in and out. An index is a
     context manager; ``save()`` makes every write durable (a no-op where each write already is) and
@@ -128,22 +133,63 @@ class Index(ABC):
         """Store precomputed document vectors (shape [n, dim]) with their texts."""
         return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
 
-    def search(self, query: str | list[str], k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
-        """The ``k`` best documents for a query (or a list of lists for several), best first."""
+    def search(
+        self, query: str | list[str], k: int = 10, filter: dict | None = None, include_vectors: bool = False
+    ) -> list[Hit] | list[list[Hit]]:
+        """The ``k`` best documents for a query (or a list of lists for several), best first.
+        ``include_vectors`` sets each hit's ``vector`` to its stored (normalized) embedding."""
         queries = check_texts(query, "search()")
         for i, text in enumerate(queries):
             check_string(text, f"search() input at index {i}")
-        return self._find(isinstance(query, str), queries, k, filter, encode=True)
+        return self._find(isinstance(query, str), queries, k, filter, encode=True, include_vectors=include_vectors)
 
-    def search_by_vector(self, vector, k: int = 10, filter: dict | None = None) -> list[Hit] | list[list[Hit]]:
+    def search_by_vector(
+        self, vector, k: int = 10, filter: dict | None = None, include_vectors: bool = False
+    ) -> list[Hit] | list[list[Hit]]:
         """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
         array = np.asarray(vector.cpu() if hasattr(vector, "cpu") else vector, dtype=np.float32)
-        return self._find(array.ndim == 1, array[None] if array.ndim == 1 else array, k, filter, encode=False)
+        single, queries = array.ndim == 1, array[None] if array.ndim == 1 else array
+        return self._find(single, queries, k, filter, encode=False, include_vectors=include_vectors)
 
-    def get(self, ids: list[str]) -> list[Record]:
-        """The stored documents for ``ids``, in that order; missing ids are skipped."""
+    def get(
+        self,
+        ids: list[str] | None = None,
+        *,
+        filter: dict | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_vectors: bool = False,
+    ) -> list[Record]:
+        """Stored documents: those of ``ids`` in that order (missing ids are skipped), else every document,
+        in id order (code point). ``filter`` keeps the matching ones; ``offset`` and ``limit`` page the result."""
         self._check_open()
-        return self._get(self._check_ids(ids))
+        node = parse_filter(filter)
+        if limit is not None:
+            check_non_negative_int("limit", limit)
+        check_non_negative_int("offset", offset)
+        if ids is None:
+            records = self._select(node, None, limit, offset) if limit != 0 else []
+        else:
+            ids = self._check_ids(ids)
+            records = self._get(ids) if node is None else self._select(node, ids, None, 0)
+            if node is not None:
+                found = {r.id: r for r in records}
+                records = [found[i] for i in ids if i in found]
+            records = records[offset : None if limit is None else offset + limit]
+        if include_vectors:
+            self._attach_vectors(records)
+        return records
+
+    def __iter__(self):
+        """Every document, in id order, read a page at a time (writes made meanwhile may or may not show)."""
+        self._check_open()
+        after = None
+        while True:
+            page = self._select(None, None, PAGE, 0, after=after)
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1].id
 
     def get_vectors(self, ids: list[str]) -> np.ndarray:
         """The stored (normalized) vectors of ``ids``, one row per id; a missing id is a KeyError."""
@@ -155,11 +201,29 @@ class Index(ABC):
             raise KeyError(f"unknown ids: {missing[:5]}")
         return np.stack([found[i] for i in ids]) if ids else np.zeros((0, self.dimension), np.float32)
 
-    def delete(self, ids: list[str]) -> int:
-        """Delete ``ids``; missing ids are ignored. Returns how many were deleted."""
+    def delete(self, ids: list[str] | None = None, *, filter: dict | None = None) -> int:
+        """Delete ``ids`` (missing ids are ignored), or the documents matching ``filter``, or those of
+        ``ids`` that match it, in one transaction. Returns how many were deleted."""
         self._check_open()
-        ids = list(dict.fromkeys(self._check_ids(ids)))
-        return self._delete(ids) if ids else 0
+        if ids is None and filter is None:
+            raise TypeError("delete() needs ids, a filter or both")
+        node = parse_filter(filter)
+        if ids is not None:
+            ids = list(dict.fromkeys(self._check_ids(ids)))
+            if not ids:
+                return 0
+        return self._delete(ids) if node is None else self._delete_where(node, ids)
+
+    def update_metadata(self, ids: list[str], metadatas: list[dict]) -> None:
+        """Replace the metadata of ``ids`` without re-embedding, in one transaction; an unknown id is a
+        KeyError and changes nothing."""
+        self._check_open()
+        ids = self._check_ids(ids)
+        if metadatas is None:
+            raise TypeError(f"update_metadata() needs a list of {len(ids)} dicts, got None")
+        metadatas, ids = self._check_batch(len(ids), metadatas, ids)
+        if ids:
+            self._update_metadata(ids, metadatas)
 
     def save(self) -> None:
         """Make every write durable. Backends that commit each write have nothing to do."""
@@ -196,6 +260,20 @@ class Index(ABC):
     @abstractmethod
     def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]: ...
 
+    @abstractmethod
+    def _select(
+        self, node: Node | None, ids: list[str] | None, limit: int | None, offset: int, after: str | None = None
+    ) -> list[Record]:
+        """Documents matching ``node`` (among ``ids`` if given), in id order, with ids above ``after``."""
+
+    @abstractmethod
+    def _delete_where(self, node: Node, ids: list[str] | None) -> int:
+        """Delete the documents matching ``node`` (among ``ids`` if given), all or nothing."""
+
+    @abstractmethod
+    def _update_metadata(self, ids: list[str], metadatas: list[dict]) -> None:
+        """Replace metadata, all or nothing; raise KeyError naming unknown ids."""
+
     # ----------------------------------------------------------------- the one path in and the one path out
     def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool) -> list[str]:
         self._check_open()
@@ -214,7 +292,7 @@ class Index(ABC):
             self._write(ids, texts, metadatas, vectors)
         return ids
 
-    def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool):
+    def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool, include_vectors: bool):
         self._check_open()
         check_positive_int("k", k)
         node = parse_filter(filter)
@@ -224,7 +302,14 @@ class Index(ABC):
             queries = self.encoder.encode_query(queries)
         vectors = self._check_vectors(queries, None)
         results = self._search(vectors, k, node) if len(vectors) else []
+        if include_vectors:
+            self._attach_vectors([hit for hits in results for hit in hits])
         return results[0] if single else results
+
+    def _attach_vectors(self, records: list[Record]) -> None:
+        found = self._vectors(list({r.id: None for r in records})) if records else {}
+        for record in records:
+            record.vector = found.get(record.id)
 
     # ----------------------------------------------------------------- checks
     def _check_open(self) -> None:
@@ -271,7 +356,7 @@ class Index(ABC):
 
     @staticmethod
     def _check_ids(ids) -> list[str]:
-        if isinstance(ids, str) or ids is None:
+        if isinstance(ids, str) or ids is None or isinstance(ids, dict):
             raise TypeError(f"ids must be a list of str, got {type(ids).__name__}")
         ids = list(ids)
         for i, value in enumerate(ids):

@@ -32,13 +32,11 @@ def index_name(table: str, kind: str = "hnsw") -> str:
     return f"ek_{kind}_" + hashlib.sha1(table.encode()).hexdigest()[:16]
 
 
-def create_gin(conn, table: str) -> None:
-    """A GIN index on the metadata, so that selective equality filters read only their rows."""
-    conn.execute(
-        sa.text(
-            f'CREATE INDEX IF NOT EXISTS "{index_name(table, "gin")}" ON "{table}" USING gin (metadata jsonb_path_ops)'
-        )
-    )
+def create_lookup_indexes(conn, table: str) -> None:
+    """A GIN index on the metadata, so that selective equality filters read only their rows, and an index
+    on the ids in code-point order, so that paging and iterating in id order read only their rows."""
+    for name, on in (("gin", "USING gin (metadata jsonb_path_ops)"), ("ids", '(id COLLATE "C")')):
+        conn.execute(sa.text(f'CREATE INDEX IF NOT EXISTS "{index_name(table, name)}" ON "{table}" {on}'))
 
 
 def configure(engine: sa.Engine) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 
@@ -39,9 +40,17 @@ CHUNK = 500  # ids per IN (...) clause
 
 
 class SQLIndex(Index):
-    """An Index stored in a SQL database: ``SQLIndex(model, "sqlite:///docs.db")``."""
+    """An Index stored in a SQL database: ``SQLIndex(model, "sqlite:///docs.db")``. With ``create=False``
+    a database or table that does not exist yet is a FileNotFoundError, instead of a new empty index."""
 
-    def __init__(self, encoder, url: str = "sqlite:///embedkit.db", table: str = "documents", **engine_kwargs):
+    def __init__(
+        self,
+        encoder,
+        url: str = "sqlite:///embedkit.db",
+        table: str = "documents",
+        create: bool = True,
+        **engine_kwargs,
+    ):
         super().__init__(encoder)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or "") or table.lower().startswith(
             ("embedkit_", "sqlite_", "pg_")
@@ -51,12 +60,19 @@ class SQLIndex(Index):
                 f"embedkit_, sqlite_ or pg_ (names this library or the database reserve); got {table!r}"
             )
         self.url = url
+        if not create:
+            _check_file(url)
         self.engine = _engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self.table_name = table
         # SQLite names are case-insensitive: Docs and docs are one table, so they share one meta row.
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
+        if not create:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(table):
+                    self.engine.dispose()
+                    raise FileNotFoundError(f"no index in {self.where}: the table does not exist")
         self.uses_pgvector = self.dialect == "postgresql" and _ensure_pgvector(self.engine)
         self._meta = sa.Table(
             META_TABLE,
@@ -102,7 +118,7 @@ class SQLIndex(Index):
             self.table = self._documents_table()
             self.table.create(conn, checkfirst=True)
             if self.dialect == "postgresql":
-                postgres.create_gin(conn, self.table_name)
+                postgres.create_lookup_indexes(conn, self.table_name)
             if self.uses_pgvector:
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
@@ -179,6 +195,27 @@ class SQLIndex(Index):
                 self._after_write(conn)
         return deleted
 
+    def _delete_where(self, node: Node, ids) -> int:
+        query = sa.delete(self.table).where(self._where(node))
+        if ids is not None:
+            query = query.where(self._id_in(ids))
+        with self._begin() as conn:
+            deleted = conn.execute(query).rowcount
+            if deleted:
+                self._after_write(conn)
+        return deleted
+
+    def _update_metadata(self, ids, metadatas) -> None:
+        c = self.table.c
+        with self._begin() as conn:
+            found = set(conn.execute(sa.select(c.id).where(self._id_in(ids))).scalars())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise KeyError(f"unknown ids: {missing[:5]}")
+            update = sa.update(self.table).where(c.id == sa.bindparam("doc_id")).values(metadata=sa.bindparam("new"))
+            conn.execute(update, [{"doc_id": i, "new": self._dump_metadata(m)} for i, m in zip(ids, metadatas)])
+            self._after_write(conn)
+
     @contextlib.contextmanager
     def bulk_load(self, maintenance_work_mem: str = "1GB"):
         """Load a large corpus fast: on PostgreSQL the HNSW index is dropped for the load and built once at
@@ -221,6 +258,24 @@ class SQLIndex(Index):
         with self.engine.connect() as conn:
             found = {r.id: r for r in self._get_in(conn, ids)}
         return [found[i] for i in ids if i in found]
+
+    def _select(self, node: Node | None, ids, limit, offset, after=None) -> list[Record]:
+        c = self.table.c
+        key = c.id if self.dialect == "sqlite" else c.id.collate("C")  # code-point order on both
+        query = sa.select(c.id, c.text, c.metadata).where(self._where(node)).order_by(key)
+        if ids is not None:
+            query = query.where(self._id_in(ids))
+        if after is not None:
+            query = query.where(key > after)
+        query = query.limit(limit).offset(offset or None)
+        with self.engine.connect() as conn:
+            return [Record(r.id, r.text, self._load_metadata(r)) for r in conn.execute(query)]
+
+    def _id_in(self, ids: list[str]):
+        """``id IN ids`` with one bound parameter however many ids there are."""
+        if self.dialect == "postgresql":
+            return self.table.c.id == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Text)))
+        return self.table.c.id.in_(sqlite_log.json_values(list(ids)))
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         c = self.table.c
@@ -334,6 +389,17 @@ class SQLIndex(Index):
 def _chunks(items: list, size: int = CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _check_file(url: str) -> None:
+    """A SQLite URL must name an existing file (connecting would create it)."""
+    parsed = sa.engine.make_url(url) if isinstance(url, str) and "://" in url else None
+    if parsed is None or parsed.get_backend_name() != "sqlite":
+        return
+    if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+        raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
+    if not os.path.isfile(parsed.database):
+        raise FileNotFoundError(f"no index at {url!r}: {parsed.database} does not exist")
 
 
 def _engine(url: str, **kwargs) -> sa.Engine:

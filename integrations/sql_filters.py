@@ -59,6 +59,17 @@ def _sqlite_leaf(op: str, column, field: str, value):
     json_type = sa.func.json_type(column, path)
     if op == "$exists":
         return json_type.is_not(None) if value else json_type.is_(None)
+    if op == "$contains":  # an element of the list equal to value, with $eq's type rules
+        elements = sa.func.json_each(column, path).table_valued("type", "value")
+        k = kind(value)
+        if k == "bool":
+            match = elements.c.type == ("true" if value else "false")
+        elif k == "null":
+            match = elements.c.type == "null"
+        else:
+            match = sa.and_(elements.c.type.in_(SQLITE_KINDS[k]), elements.c.value == value)
+        is_list = sa.func.json_type(column, path) == "array"
+        return _total(sa.and_(is_list, sa.exists(sa.select(1).select_from(elements).where(match))))
     if op == "$in":  # values of one kind, bound as one JSON array however many there are
         k = kind(value[0])
         if k in ("bool", "null"):
@@ -83,9 +94,12 @@ def _postgres_leaf(op: str, column, field: str, value):
     as_json = sa.cast(sa.bindparam(None, json.dumps(value), type_=sa.Text), postgresql.JSONB)
     if op == "$in":  # one JSON array parameter however many values there are
         return _total(element.in_(sa.select(sa.func.jsonb_array_elements(as_json)).scalar_subquery()))
-    if op == "$eq":  # containment, which the GIN index on metadata serves: selective filters skip the scan
+    if op in ("$eq", "$contains"):  # containment, which the GIN index on metadata serves
+        # {"f": [v]} is contained only where f is a list with an element equal to v (jsonb's exception,
+        # a list containing a bare scalar, applies at the top level only)
+        probe = {field: value} if op == "$eq" else {field: [value]}
         return column.op("@>", is_comparison=True)(
-            sa.cast(sa.bindparam(None, json.dumps({field: value}), type_=sa.Text), postgresql.JSONB)
+            sa.cast(sa.bindparam(None, json.dumps(probe), type_=sa.Text), postgresql.JSONB)
         )
     if kind(value) == "number":
         return sa.case((sa.func.jsonb_typeof(element) == "number", OPS[op](element, as_json)), else_=sa.false())

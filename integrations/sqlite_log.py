@@ -94,8 +94,13 @@ def matching(conn, table: sa.Table, where, after: int | None, changed: np.ndarra
 
 def json_ints(keys: np.ndarray):
     """``keys`` as a subquery over one bound JSON array, however many there are."""
-    values = sa.func.json_each(json.dumps(keys.tolist())).table_valued("value")
-    return sa.select(values.c.value).scalar_subquery()
+    return json_values(keys.tolist())
+
+
+def json_values(values: list):
+    """``values`` (str or int) as a subquery over one bound JSON array, however many there are."""
+    table = sa.func.json_each(json.dumps(values)).table_valued("value")
+    return sa.select(table.c.value).scalar_subquery()
 
 
 def migrate_metadata(conn, table: sa.Table, load) -> None:

@@ -77,7 +77,8 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
     for db in (f"sqlite:///{tmp_path}/d.db", str(tmp_path / "faiss-idx")):
         out = run("add", db, str(tmp_path / "docs.jsonl"), "-m", prompt_model_dir)
         assert out.returncode == 0, out.stderr
-        assert "Adding" in out.stderr and "added 3 documents, 3 in total" in out.stderr
+        assert "Adding" in out.stderr and "3 added, 0 updated, 0 unchanged, 0 removed" in out.stderr
+        assert "0 blank skipped; 3 documents in total" in out.stderr
         out = run(
             "search",
             db,
@@ -103,6 +104,8 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
 
 def test_search_reports_bad_filters(tmp_path, prompt_model_dir):
     db = f"sqlite:///{tmp_path}/d.db"
+    (tmp_path / "a.txt").write_text("one document\n")
+    assert run("add", db, str(tmp_path / "a.txt"), "-m", prompt_model_dir, "-q").returncode == 0
     out = run("search", db, "x", "-m", prompt_model_dir, "--filter", "{not json")
     assert out.returncode != 0 and "--filter is not valid JSON" in out.stderr
     out = run("search", db, "x", "-m", prompt_model_dir, "--filter", '{"page": {"$near": 1}}')

@@ -347,7 +347,8 @@ def test_failed_add_leaves_index_unchanged(backend, tiny_model, filled):
         (lambda ix: ix.search("q", k=0), ValueError, "k must be a positive int, got 0"),
         (lambda ix: ix.search(None), TypeError, "search\\(\\) expects a str or a list of str"),
         (lambda ix: ix.search(["ok", 3]), TypeError, "search\\(\\) input at index 1 is int"),
-        (lambda ix: ix.get(None), TypeError, "ids must be a list of str"),
+        (lambda ix: ix.get("a"), TypeError, "ids must be a list of str, got str"),  # get(None) is every document
+        (lambda ix: ix.delete(None), TypeError, "delete\\(\\) needs ids, a filter or both"),
         (lambda ix: ix.get(["ok", 5]), TypeError, "id at index 1 must be a non-empty str"),
         (lambda ix: ix.delete("a"), TypeError, "ids must be a list of str, got str"),
         (lambda ix: ix.search_by_vector(np.ones(7)), ValueError, r"shape \[n, 32\], got \[1, 7\]"),
