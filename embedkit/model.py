@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -230,7 +231,7 @@ class SentenceTransformer(nn.Sequential):
         precision: str = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
-        device: str | None = None,
+        device: str | list[str] | None = None,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
         pool: EncodePool | None = None,
@@ -240,7 +241,8 @@ class SentenceTransformer(nn.Sequential):
     ):
         """Embed one text (1-D result) or a list of texts (2-D result, input order kept).
 
-        ``pool`` spreads the work over a process pool (see ``start_multi_process_pool``);
+        ``pool`` spreads the work over a process pool (see ``start_multi_process_pool``); a list of
+        ``device``s starts one for this call and stops it afterwards;
         ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``.
         """
         if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name
@@ -264,7 +266,16 @@ class SentenceTransformer(nn.Sequential):
         prompt = self._resolve_prompt(prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
-        if device is not None:
+        own_pool = None
+        if isinstance(device, (list, tuple)):  # sentence-transformers 6: a pool for this call only
+            if pool is not None:
+                raise ValueError("pass either pool or a list of devices, not both")
+            if output_value != "sentence_embedding":
+                raise ValueError(
+                    "a list of devices returns sentence embeddings only (output_value='sentence_embedding')"
+                )
+            pool = own_pool = EncodePool(self, list(device)) if texts else None
+        elif device is not None:
             self.to(device)
 
         if pool is not None:
@@ -275,7 +286,11 @@ class SentenceTransformer(nn.Sequential):
                 "normalize_embeddings": normalize_embeddings,
                 "max_batch_tokens": max_batch_tokens,
             }
-            emb = torch.from_numpy(pool.map(texts, chunk_size, show_progress_bar, **options)) if texts else None
+            try:
+                emb = torch.from_numpy(pool.map(texts, chunk_size, show_progress_bar, **options)) if texts else None
+            finally:
+                if own_pool is not None:
+                    own_pool.stop()
         else:
             emb = self._run(texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar)
             if output_value != "sentence_embedding":
@@ -350,7 +365,7 @@ class SentenceTransformer(nn.Sequential):
         return quantize_embeddings(emb, precision, ranges=ranges)
 
     @torch.inference_mode()
-    def _run(self, texts, prompt, batch_size, max_batch_tokens, output_value, progress: bool):
+    def _run(self, texts, prompt, batch_size, max_batch_tokens, output_value, progress):
         """Tokenize, sort by token length, run the modules batch by batch.
 
         Returns the sentence embeddings as one tensor in input order, or a per-input list for the
@@ -385,7 +400,13 @@ class SentenceTransformer(nn.Sequential):
                 return offset, idx, self(batch)
 
         parts, positions, items = [], [], [None] * len(texts)
-        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
+        external = hasattr(progress, "update")  # a bar of the caller's (encode_to_file) moves per batch
+        bar_context = (
+            contextlib.nullcontext(progress)
+            if external
+            else tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress)
+        )
+        with bar_context as bar:
             for offset, idx, out in in_parallel(forward, jobs(), workers):
                 if output_value == "sentence_embedding":
                     parts.append(out["sentence_embedding"])

@@ -76,7 +76,9 @@ def encode_to_file(
         out.seek(HEADER_BYTES + done * (dim * dtype.itemsize if dim else 0))
         out.truncate()
         while chunk := list(itertools.islice(texts, chunk_size)):
-            emb = model.encode(chunk, show_progress_bar=False, convert_to_numpy=True, **encode_kwargs)
+            # the bar moves per batch; a pool reports per chunk
+            per_batch = bar if show_progress_bar and encode_kwargs.get("pool") is None else False
+            emb = model.encode(chunk, show_progress_bar=per_batch, convert_to_numpy=True, **encode_kwargs)
             if dim is None:
                 dim, dtype = emb.shape[1], emb.dtype
             elif emb.shape[1] != dim or emb.dtype != dtype:
@@ -87,7 +89,8 @@ def encode_to_file(
             out.flush()
             done += len(chunk)
             _save_progress(progress_file, done, dim, dtype)
-            bar.update(len(chunk))
+            if per_batch is False:
+                bar.update(len(chunk))
         if dim is None:  # nothing at all to encode: take the shape of an empty result
             empty = model.encode([], show_progress_bar=False, **encode_kwargs)
             dim, dtype = empty.shape[1], empty.dtype

@@ -28,6 +28,20 @@ def _batch(a) -> Tensor:
     return t.unsqueeze(0) if t.dim() == 1 else t
 
 
+def normalize_embeddings(embeddings):
+    """Rows scaled to unit length; a tensor stays a tensor and an array an array."""
+    if isinstance(embeddings, Tensor):
+        return F.normalize(embeddings, p=2, dim=-1)
+    array = np.asarray(embeddings)
+    norms = np.linalg.norm(array, axis=-1, keepdims=True)
+    return array / np.maximum(norms, 1e-12)
+
+
+def truncate_embeddings(embeddings, truncate_dim: int | None):
+    """The first ``truncate_dim`` dimensions (Matryoshka); None keeps them all."""
+    return embeddings[..., :truncate_dim]
+
+
 def cos_sim(a, b) -> Tensor:
     """Matrix of cosine similarities: res[i][j] = cos(a[i], b[j])."""
     return F.normalize(_batch(a), p=2, dim=1) @ F.normalize(_batch(b), p=2, dim=1).T
