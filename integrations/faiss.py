@@ -99,6 +99,19 @@ class FaissIndex(FaissSearch, Index):
         with self._lock:
             self._sync()
 
+    @staticmethod
+    def stored_settings(path: str) -> dict | None:
+        """``{"kind": ..., "precision": ...}`` of the index in folder ``path``; None if it holds none."""
+        file = os.path.join(path, "docs.sqlite")
+        if not os.path.isfile(file):
+            return None
+        store = DocStore(file)
+        try:
+            config = store.get_info("config") or {}
+        finally:
+            store.close()
+        return {key: config[key] for key in ("kind", "precision") if key in config} or None
+
     # ----------------------------------------------------------------- the docstore
     def _open_store(self, path: str | None) -> DocStore:
         if path is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -22,40 +23,64 @@ except ImportError as exc:
 
 from embedkit import SentenceTransformer
 
+from .faiss import FaissIndex
 from .index import Index, Record
 from .open import open_index
 
 
 class EmbedkitEmbeddings(Embeddings):
-    """LangChain embeddings from an embedkit model: documents get the passage prompt, queries the query prompt."""
+    """LangChain embeddings from an embedkit model: documents get the passage prompt, queries the query prompt.
+
+    Takes the keywords of ``langchain_huggingface.HuggingFaceEmbeddings`` (``model_name``, ``cache_folder``,
+    ``model_kwargs`` for the model, ``encode_kwargs`` for documents, ``query_encode_kwargs`` for queries,
+    which default to ``encode_kwargs``, ``multi_process``, ``show_progress``), so a port changes only the
+    class name. ``model`` may also be a loaded ``SentenceTransformer``.
+    """
 
     def __init__(
         self,
-        model: str | SentenceTransformer = "all-MiniLM-L6-v2",
+        model: str | SentenceTransformer | None = None,
+        *,
+        model_name: str = "all-MiniLM-L6-v2",
+        cache_folder: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        encode_kwargs: dict[str, Any] | None = None,
+        query_encode_kwargs: dict[str, Any] | None = None,
+        multi_process: bool = False,
+        show_progress: bool = False,
         batch_size: int = 32,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
         device: str | None = None,
-        show_progress_bar: bool = False,
-        **model_kwargs: Any,
     ):
-        self.model = (
-            model
-            if isinstance(model, SentenceTransformer)
-            else SentenceTransformer(model, device=device, **model_kwargs)
-        )
-        self.encode_kwargs = {
+        model = model_name if model is None else model
+        if isinstance(model, SentenceTransformer):
+            self.model = model
+        else:
+            kwargs = {"device": device, "cache_folder": cache_folder, **(model_kwargs or {})}
+            self.model = SentenceTransformer(model, **kwargs)
+        self.model_name = model if isinstance(model, str) else self.model.model_name
+        base = {
             "batch_size": batch_size,
             "normalize_embeddings": normalize_embeddings,
             "truncate_dim": truncate_dim,
-            "show_progress_bar": show_progress_bar,
+            "show_progress_bar": show_progress,
         }
+        self.encode_kwargs = {**base, **(encode_kwargs or {})}
+        self.query_encode_kwargs = {**base, **(query_encode_kwargs or encode_kwargs or {})}
+        self.multi_process = multi_process
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode_document(list(texts), **self.encode_kwargs).tolist()
+        return self._encode(self.model.encode_document, list(texts), self.encode_kwargs).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.model.encode_query(text, **self.encode_kwargs).tolist()
+        return self._encode(self.model.encode_query, text, self.query_encode_kwargs).tolist()
+
+    def _encode(self, encode, texts, kwargs: dict):
+        if not self.multi_process or isinstance(texts, str):
+            return encode(texts, **kwargs)
+        with self.model.start_multi_process_pool() as pool:
+            return encode(texts, pool=pool, **kwargs)
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_documents, texts)
@@ -166,6 +191,37 @@ class EmbedkitVectorStore(VectorStore):
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
     ) -> list[Document]:
         return await asyncio.to_thread(self.max_marginal_relevance_search, query, k, fetch_k, lambda_mult, **kwargs)
+
+    # ----------------------------------------------------------------- persistence (no pickle)
+    def save_local(self, folder_path: str, index_name: str = "index") -> None:
+        """Write a FAISS-backed store to ``folder_path/index_name`` (a FaissIndex folder), as LangChain's FAISS
+        store does. Every write of a store with a folder is already durable; this snapshots it, or copies
+        it when the store lives in memory or elsewhere."""
+        if not isinstance(self.index, FaissIndex):
+            raise TypeError(
+                f"save_local() saves FAISS-backed stores; this one is a {type(self.index).__name__}, "
+                "which keeps every write in its database"
+            )
+        self.index.save(os.path.join(folder_path, index_name), force=True)
+
+    @classmethod
+    def load_local(
+        cls,
+        folder_path: str,
+        embeddings: Embeddings | SentenceTransformer,
+        index_name: str = "index",
+        allow_dangerous_deserialization: bool = False,
+        **kwargs: Any,
+    ) -> EmbedkitVectorStore:
+        """Open what ``save_local`` wrote, with its stored kind and precision. Nothing is unpickled, so
+        ``allow_dangerous_deserialization`` (LangChain's FAISS flag) is accepted and not needed."""
+        path = os.path.join(folder_path, index_name)
+        settings = FaissIndex.stored_settings(path)
+        if settings is None:
+            raise FileNotFoundError(f"no FAISS index at {path!r} (save_local writes one there)")
+        encoder = embeddings.model if isinstance(embeddings, EmbedkitEmbeddings) else embeddings
+        index = FaissIndex(encoder, path=path, **{**settings, **kwargs})
+        return cls(index, embeddings if isinstance(embeddings, Embeddings) else None)
 
     # ----------------------------------------------------------------- construction
     @classmethod
