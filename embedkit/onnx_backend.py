@@ -2,8 +2,8 @@
 
 The Hugging Face model is exported once with ``torch.onnx.export``, fused by ONNX Runtime's transformer
 optimizer, its MatMul and Attention weights quantized to int8 per channel with ONNX Runtime's dynamic
-quantization, and the result cached next to the model (``<model>/onnx/``), or under the embedkit cache
-when that folder is read-only. Pooling, Dense and Normalize stay in torch. Needs the ``onnx`` extra.
+quantization, and the result cached in embedkit's own cache (``$EMBEDKIT_HOME/onnx/``, by default
+``~/.cache/embedkit/onnx/``), never in the model's folder. Pooling, Dense and Normalize stay in torch. Needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hub import default_cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -195,12 +194,10 @@ def _optimize(source: str, config, target: str) -> str:
 
 
 def cache_folder(source: str) -> str:
-    """``<model>/onnx`` when writable, else a folder under EMBEDKIT_HOME (or ~/.cache/embedkit)."""
-    beside = os.path.join(source, "onnx")
-    if os.access(source, os.W_OK) and (not os.path.exists(beside) or os.access(beside, os.W_OK)):
-        return beside
-    root = default_cache_folder() or os.path.join(os.path.expanduser("~"), ".cache", "embedkit")
-    return os.path.join(root, "onnx", hashlib.sha1(os.path.abspath(source).encode()).hexdigest()[:16])
+    """embedkit's own cache, never the model's folder (which may belong to another package or the HF
+    cache): ``$EMBEDKIT_HOME/onnx/<hash of the model path>``, by default under ~/.cache/embedkit."""
+    root = os.environ.get("EMBEDKIT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "embedkit")
+    return os.path.join(root, "onnx", hashlib.sha1(os.path.realpath(source).encode()).hexdigest()[:16])
 
 
 def _fingerprint(source: str) -> dict:

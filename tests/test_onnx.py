@@ -18,7 +18,8 @@ pytest.importorskip("onnx")
 
 
 @pytest.fixture
-def model_copy(prompt_model_dir, tmp_path):
+def model_copy(prompt_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path / "home"))
     path = tmp_path / "model"
     shutil.copytree(prompt_model_dir, path)
     return str(path)
@@ -27,8 +28,8 @@ def model_copy(prompt_model_dir, tmp_path):
 def test_onnx_int8_close_to_torch_and_cached(model_copy):
     onnx = SentenceTransformer(model_copy, backend="onnx")
     torch_model = SentenceTransformer(model_copy, device="cpu")
-    exported = os.path.join(model_copy, "onnx", "model_qint8.onnx")
-    assert os.path.exists(exported)
+    exported = os.path.join(cache_folder(model_copy), "model_qint8.onnx")
+    assert os.path.exists(exported) and not os.path.exists(os.path.join(model_copy, "onnx"))  # not the model's folder
     got, expected = onnx.encode(TEXTS), torch_model.encode(TEXTS)
     assert got.shape == expected.shape and got.dtype == np.float32
     assert cosines(got, expected).min() > 0.98
@@ -41,7 +42,7 @@ def test_onnx_int8_close_to_torch_and_cached(model_copy):
     os.utime(weights, (stamp + 100, stamp + 100))  # new weights: a new export
     SentenceTransformer(model_copy, backend="onnx")
     assert os.path.getmtime(exported) != stamp
-    stamp_file = os.path.join(model_copy, "onnx", "embedkit_onnx.json")
+    stamp_file = os.path.join(cache_folder(model_copy), "embedkit_onnx.json")
     with open(stamp_file) as f:
         recorded = json.load(f)
     with open(stamp_file, "w") as f:
@@ -78,12 +79,13 @@ def test_minilm_int8_quality(minilm_path, tmp_path, monkeypatch):
     assert similarity.mean() > 0.98 and similarity.min() > 0.95  # the empty string is the worst case
 
 
-def test_read_only_model_folders_cache_elsewhere(tmp_path, monkeypatch):
+def test_exports_go_to_embedkits_cache_not_the_model_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path / "home"))
-    assert cache_folder(str(tmp_path)) == os.path.join(str(tmp_path), "onnx")
-    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root can write anywhere: fake a read-only folder
-    folder = cache_folder(str(tmp_path))
-    assert folder.startswith(os.path.join(str(tmp_path / "home"), "onnx"))
+    folder = cache_folder(str(tmp_path / "model"))
+    assert folder.startswith(os.path.join(str(tmp_path / "home"), "onnx") + os.sep)
+    assert cache_folder(str(tmp_path / "other")) != folder
+    monkeypatch.delenv("EMBEDKIT_HOME")
+    assert cache_folder(str(tmp_path / "model")).startswith(os.path.expanduser("~/.cache/embedkit/onnx/"))
 
 
 def test_onnx_backend_arguments(model_copy):
