@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from embedkit.records import Document, FileDocuments, find_files, read_file
 
 from .index import Hit, Index
-from .open import open_index
+from .open import check_index, open_index
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -97,6 +97,7 @@ def cmd_search(args, load_model: Callable) -> None:
         filter = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
+    check_index(args.db)  # a missing index fails before the model loads
     with open_index(args.db, load_model(), create=False) as index:
         hits = index.search(args.query, k=args.k, filter=filter)
     if args.json:

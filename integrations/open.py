@@ -13,18 +13,33 @@ FAISS_FILES = ("docs.sqlite", "CURRENT")  # a FAISS index folder, or one written
 def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> Index:
     """A SQLAlchemy URL (``sqlite:///docs.db``, ``postgresql+psycopg://...``) opens a SQLIndex; anything
     else is a FAISS index folder, and None an in-memory FaissIndex. With ``create=False`` an index that
-    does not exist yet is a FileNotFoundError naming it, instead of a new empty one. ``kwargs`` go to the
-    index (``table=...``, ``kind=...``, ...)."""
-    if target is not None and (not isinstance(target, str) or not target):
-        raise TypeError(f"target must be a SQLAlchemy URL, a folder path or None, got {target!r}")
+    does not exist yet is a FileNotFoundError naming it (see ``check_index``), instead of a new empty one.
+    ``kwargs`` go to the index (``table=...``, ``kind=...``, ...)."""
+    _check_target(target)
+    if not create:
+        check_index(target, kwargs.get("table", "documents"))
     if target is not None and "://" in target:
         from .sql import SQLIndex
 
-        return SQLIndex(encoder, target, create=create, **kwargs)
-    if target is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", target):
-        raise ValueError(f"{target!r} looks like a URL but lacks '//' (e.g. sqlite:///docs.db, sqlite:////abs/docs.db)")
-    if not create and (target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES)):
-        raise FileNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
+        return SQLIndex(encoder, target, **kwargs)
     from .faiss import FaissIndex
 
     return FaissIndex(encoder, path=target, **kwargs)
+
+
+def check_index(target: str | None, table: str = "documents") -> None:
+    """FileNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
+    _check_target(target)
+    if target is not None and "://" in target:
+        from .sql import check_exists
+
+        check_exists(target, table)
+    elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):
+        raise FileNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
+
+
+def _check_target(target) -> None:
+    if target is not None and (not isinstance(target, str) or not target):
+        raise TypeError(f"target must be a SQLAlchemy URL, a folder path or None, got {target!r}")
+    if target is not None and "://" not in target and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", target):
+        raise ValueError(f"{target!r} looks like a URL but lacks '//' (e.g. sqlite:///docs.db, sqlite:////abs/docs.db)")

@@ -61,18 +61,13 @@ class SQLIndex(Index):
             )
         self.url = url
         if not create:
-            _check_file(url)
+            check_exists(url, table)
         self.engine = _engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self.table_name = table
         # SQLite names are case-insensitive: Docs and docs are one table, so they share one meta row.
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
-        if not create:
-            with self.engine.connect() as conn:
-                if not sa.inspect(conn).has_table(table):
-                    self.engine.dispose()
-                    raise FileNotFoundError(f"no index in {self.where}: the table does not exist")
         self.uses_pgvector = self.dialect == "postgresql" and _ensure_pgvector(self.engine)
         self._meta = sa.Table(
             META_TABLE,
@@ -391,15 +386,22 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start : start + size]
 
 
-def _check_file(url: str) -> None:
-    """A SQLite URL must name an existing file (connecting would create it)."""
+def check_exists(url: str, table: str = "documents") -> None:
+    """FileNotFoundError unless the database at ``url`` exists and holds ``table``; creates nothing."""
     parsed = sa.engine.make_url(url) if isinstance(url, str) and "://" in url else None
-    if parsed is None or parsed.get_backend_name() != "sqlite":
-        return
-    if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
-        raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
-    if not os.path.isfile(parsed.database):
-        raise FileNotFoundError(f"no index at {url!r}: {parsed.database} does not exist")
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+            raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
+        if not os.path.isfile(parsed.database):  # connecting would create it
+            raise FileNotFoundError(f"no index at {url!r}: {parsed.database} does not exist")
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            exists = sa.inspect(conn).has_table(table)
+    finally:
+        engine.dispose()
+    if not exists:
+        raise FileNotFoundError(f"no index at {engine.url.render_as_string(hide_password=True)!r}: no table {table!r}")
 
 
 def _engine(url: str, **kwargs) -> sa.Engine:

@@ -125,11 +125,24 @@ def test_search_on_a_missing_index_is_an_error(tmp_path, cli, monkeypatch, targe
     assert os.listdir(tmp_path) == []  # nothing was created
 
 
+def test_a_missing_index_fails_before_the_model_loads(tmp_path):
+    from argparse import Namespace
+
+    from integrations.commands import cmd_search
+
+    def load():
+        raise AssertionError("the model was loaded")
+
+    args = Namespace(db=f"sqlite:///{tmp_path}/none.db", query="q", k=1, filter=None, json=False)
+    with pytest.raises(FileNotFoundError, match="none.db does not exist"):
+        cmd_search(args, load)
+
+
 def test_search_on_a_database_without_the_table(tmp_path, cli, prompt_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.txt").write_text("x\n")
     assert cli("add", "sqlite:///kb.db", "a.txt", "-q")[0] == 0
-    with pytest.raises(FileNotFoundError, match="the table does not exist"):
+    with pytest.raises(FileNotFoundError, match="no index at 'sqlite:///kb.db': no table 'other'"):
         SQLIndex(SentenceTransformer(prompt_model_dir, device="cpu"), "sqlite:///kb.db", table="other", create=False)
 
 
