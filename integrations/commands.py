@@ -34,8 +34,8 @@ def add_documents(index: Index, documents: list[Document], batch_size: int = 256
         changed = [d for d in batch if d.id not in stored or _differs(stored[d.id], d)]
         if changed:
             index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
-        counts["updated"] += sum(d.id in stored for d in changed)
         counts["added"] += sum(d.id not in stored for d in changed)
+        counts["updated"] += sum(d.id in stored for d in changed)
         counts["unchanged"] += len(batch) - len(changed)
         if bar is not None:
             bar.update(len(batch))
