@@ -3,7 +3,8 @@
 The Hugging Face model is exported once with ``torch.onnx.export``, fused by ONNX Runtime's transformer
 optimizer, its MatMul and Attention weights quantized to int8 per channel with ONNX Runtime's dynamic
 quantization, and the result cached in embedkit's own cache (``$EMBEDKIT_HOME/onnx/``, by default
-``~/.cache/embedkit/onnx/``), never in the model's folder. Pooling, Dense and Normalize stay in torch. Needs the ``onnx`` extra.
+``~/.cache/embedkit/onnx/``), never in the model's folder. Pooling, Dense and Normalize stay in torch.
+Needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from torch import nn
-
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A LangChain retriever over the example corpus, backed by an embedkit SQLite store.
 
-    pip install ".[bundled,langchain]"    # langchain-core
-    python examples/langchain_rag.py "How do bees help flowers?"
+pip install ".[bundled,langchain]"    # langchain-core
+python examples/langchain_rag.py "How do bees help flowers?"
 """
 
 import argparse

@@ -4,8 +4,9 @@ errors FilterError and CorruptIndexError (both ValueErrors).
 FAISS and SQLAlchemy are imported only when FaissIndex, SQLIndex or open_index is first used.
 """
 
+from .encoders import Encoder
 from .filters import FilterError
-from .index import CorruptIndexError, Encoder, Hit, Index, Record
+from .index import CorruptIndexError, Hit, Index, Record
 
 __all__ = [
     "CorruptIndexError",

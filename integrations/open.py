@@ -31,7 +31,7 @@ def check_index(target: str | None, table: str = "documents") -> None:
     """FileNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
     _check_target(target)
     if target is not None and "://" in target:
-        from .sql import check_exists
+        from .engines import check_exists
 
         check_exists(target, table)
     elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):

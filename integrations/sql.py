@@ -15,18 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from embedkit.extras import require
-
 from . import postgres, sqlite_log
+from .engines import check_exists, ensure_pgvector, make_engine
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps
 from .matches import MatchCache
@@ -62,13 +59,13 @@ class SQLIndex(Index):
         self.url = url
         if not create:
             check_exists(url, table)
-        self.engine = _engine(url, **engine_kwargs)
+        self.engine = make_engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self.table_name = table
         # SQLite names are case-insensitive: Docs and docs are one table, so they share one meta row.
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
-        self.uses_pgvector = self.dialect == "postgresql" and _ensure_pgvector(self.engine)
+        self.uses_pgvector = self.dialect == "postgresql" and ensure_pgvector(self.engine)
         self._meta = sa.Table(
             META_TABLE,
             sa.MetaData(),
@@ -384,65 +381,3 @@ class SQLIndex(Index):
 def _chunks(items: list, size: int = CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def check_exists(url: str, table: str = "documents") -> None:
-    """FileNotFoundError unless the database at ``url`` exists and holds ``table``; creates nothing."""
-    parsed = sa.engine.make_url(url) if isinstance(url, str) and "://" in url else None
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
-            raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
-        if not os.path.isfile(parsed.database):  # connecting would create it
-            raise FileNotFoundError(f"no index at {url!r}: {parsed.database} does not exist")
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            exists = sa.inspect(conn).has_table(table)
-    finally:
-        engine.dispose()
-    if not exists:
-        raise FileNotFoundError(f"no index at {engine.url.render_as_string(hide_password=True)!r}: no table {table!r}")
-
-
-def _engine(url: str, **kwargs) -> sa.Engine:
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"url must be a SQLAlchemy URL such as 'sqlite:///docs.db', got {url!r}")
-    if sa.engine.make_url(url).get_backend_name() == "postgresql":
-        require("postgres", "SQLIndex on PostgreSQL")
-    engine = sa.create_engine(url, **kwargs)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
-    elif engine.dialect.name == "postgresql":
-        postgres.configure(engine)
-    else:
-        raise ValueError(f"SQLIndex supports SQLite and PostgreSQL, not {engine.dialect.name!r}")
-    return engine
-
-
-def _configure_sqlite(engine: sa.Engine) -> None:
-    """WAL, a 60 s busy timeout, and BEGIN IMMEDIATE for writes so concurrent writers queue instead of failing."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA busy_timeout = 60000")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("embedkit_write") else "BEGIN")
-
-
-def _ensure_pgvector(engine: sa.Engine) -> bool:
-    with engine.connect() as conn:
-        try:
-            with conn.begin():
-                conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
-        except sa.exc.DBAPIError as exc:
-            logger.info("Could not create the vector extension: %s", exc.orig)
-        found = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None
-    engine.dispose()  # later connections register the vector type, which this one predates
-    return found
