@@ -11,6 +11,8 @@ Tables:
   last one it applied.
 - ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), the current FAISS
   snapshot and what it covers (``snapshot``).
+- ``fts``: an FTS5 index over ``bodies.text`` (``porter unicode61``), kept in step by triggers in the
+  writer's transaction, for keyword and hybrid search.
 
 The file runs in WAL mode: readers never block the one writer, and writers queue on ``BEGIN IMMEDIATE``.
 """
@@ -25,6 +27,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
+from . import keywords
+from .fulltext import TOKENIZE
 from .index import CorruptIndexError
 from .matches import int_keys
 from .sql_filters import compile_filter
@@ -37,8 +41,17 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
+FTS = [
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, content='bodies', content_rowid='fid', "
+    f"tokenize='{TOKENIZE}')",
+    "CREATE TRIGGER IF NOT EXISTS bodies_ai AFTER INSERT ON bodies BEGIN "
+    "INSERT INTO fts (rowid, text) VALUES (new.fid, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS bodies_ad AFTER DELETE ON bodies BEGIN "
+    "INSERT INTO fts (fts, rowid, text) VALUES ('delete', old.fid, old.text); END",
+]
 DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"))
 BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
+FTS_TABLE = sa.table("fts", sa.column("rowid"))
 BATCH = 20_000  # rows per read when streaming the whole table
 
 
@@ -53,6 +66,11 @@ class DocStore:
             with self.write():
                 for statement in SCHEMA.split(";")[:-1]:
                     self.conn.execute(statement)
+                new = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fts'").fetchone() is None
+                for statement in FTS:
+                    self.conn.execute(statement)
+                if new:  # a docstore written before keyword search: index its rows once
+                    self.conn.execute("INSERT INTO fts (fts) VALUES ('rebuild')")
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
 
@@ -203,6 +221,20 @@ class DocStore:
             recent = sa.or_(DOCS.c.fid > after, DOCS.c.fid.in_(json_ints(touched)))
             where = sa.and_(recent, where)
         return int_keys(self._execute(sa.select(DOCS.c.fid).where(where)))
+
+    def keyword(self, query: str, node, k: int) -> list[tuple[int, float]]:
+        """(fid, relevance) of the ``k`` best keyword matches of ``query`` that satisfy ``node``."""
+        match = keywords.fts5_query(query)
+        if match is None:
+            return []
+        rank = sa.literal_column("bm25(fts)")
+        statement = (
+            sa.select(DOCS.c.fid, (-rank).label("score"))
+            .select_from(FTS_TABLE.join(DOCS, DOCS.c.fid == FTS_TABLE.c.rowid))
+            .where(sa.literal_column("fts").op("MATCH")(match))
+        )
+        statement = self._where(statement, node, None).order_by(rank, DOCS.c.fid).limit(k)
+        return [(fid, score) for fid, score in self._execute(statement)]
 
     def fids_where(self, node, ids: list[str] | None) -> np.ndarray:
         """Fids of the rows that match ``node``, among ``ids`` if given."""

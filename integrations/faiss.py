@@ -51,7 +51,7 @@ from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_
 from . import faiss_kinds, faiss_v1, snapshots
 from .docstore import DocStore
 from .faiss_search import FaissSearch
-from .index import CorruptIndexError, Index, Record, dumps
+from .index import CorruptIndexError, Hit, Index, Record, dumps
 from .matches import MatchCache
 
 logger = logging.getLogger(__name__)
@@ -324,6 +324,15 @@ class FaissIndex(FaissSearch, Index):
             metadatas = self._store.parse_metadatas([r[0] for r in rows], [r[3] for r in rows])
         found = {r[0]: Record(r[0], r[2], m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
+
+    def _keyword(self, queries, k, node) -> list[list[Hit]]:
+        results = []
+        with self._lock, self._store.read():
+            for query in queries:
+                found = self._store.keyword(query, node, k)
+                records = self._store.records([fid for fid, _ in found])
+                results.append([Hit(*records[fid], score) for fid, score in found if fid in records])
+        return results
 
     def _select(self, node, ids, limit, offset, after=None) -> list[Record]:
         with self._lock:

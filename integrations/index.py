@@ -19,6 +19,7 @@ from embedkit.checks import check_non_negative_int, check_positive_int, check_te
 
 from .encoders import as_encoder, encoder_info
 from .filters import Node, parse_filter
+from .keywords import MODES, fuse
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,13 @@ class Record:
 
 @dataclass
 class Hit(Record):
-    """A search result; ``score`` is the cosine similarity to the query (higher is better)."""
+    """A search result, best first. ``score``: the cosine similarity to the query (vector search), the
+    keyword relevance (keyword search) or the fused score (hybrid search); higher is better. ``ranks``:
+    the hit's rank in each leg that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode)."""
 
     score: float = 0.0
+    span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
+    ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
 
 
 PAGE = 1000  # documents per query when iterating over an index
@@ -74,14 +79,45 @@ class Index(ABC):
         return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
 
     def search(
-        self, query: str | list[str], k: int = 10, filter: dict | None = None, include_vectors: bool = False
+        self,
+        query: str | list[str],
+        k: int = 10,
+        filter: dict | None = None,
+        include_vectors: bool = False,
+        mode: str = "vector",
+        rrf_k: int = 60,
+        candidates: int = 100,
     ) -> list[Hit] | list[list[Hit]]:
         """The ``k`` best documents for a query (or a list of lists for several), best first.
-        ``include_vectors`` sets each hit's ``vector`` to its stored (normalized) embedding."""
+
+        ``mode``: ``"vector"`` (cosine similarity), ``"keyword"`` (the backend's full-text index) or
+        ``"hybrid"`` (both, fused by reciprocal rank fusion with constant ``rrf_k``, each leg ``candidates``
+        deep; see ``integrations.keywords``). The filter applies to every leg. ``include_vectors`` sets each
+        hit's ``vector`` to its stored (normalized) embedding."""
         queries = check_texts(query, "search()")
         for i, text in enumerate(queries):
             check_string(text, f"search() input at index {i}")
-        return self._find(isinstance(query, str), queries, k, filter, encode=True, include_vectors=include_vectors)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "vector":
+            return self._find(isinstance(query, str), queries, k, filter, encode=True, include_vectors=include_vectors)
+        check_positive_int("rrf_k", rrf_k)
+        check_positive_int("candidates", candidates)
+        self._check_open()
+        check_positive_int("k", k)
+        node = parse_filter(filter)
+        if not queries:
+            return []
+        if mode == "keyword":
+            results = self._keyword(queries, k, node)
+        else:
+            depth = max(k, candidates)
+            dense = self._search(self._check_vectors(self.encoder.encode_query(queries), None), depth, node)
+            sparse = self._keyword(queries, depth, node)
+            results = [fuse({"vector": d, "keyword": s}, k, rrf_k) for d, s in zip(dense, sparse)]
+        if include_vectors:
+            self._attach_vectors([hit for hits in results for hit in hits])
+        return results[0] if isinstance(query, str) else results
 
     def search_by_vector(
         self, vector, k: int = 10, filter: dict | None = None, include_vectors: bool = False
@@ -189,6 +225,10 @@ class Index(ABC):
 
     @abstractmethod
     def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]: ...
+
+    @abstractmethod
+    def _keyword(self, queries: list[str], k: int, node: Node | None) -> list[list[Hit]]:
+        """The ``k`` best documents per query by the full-text index, filtered, best first."""
 
     @abstractmethod
     def _get(self, ids: list[str]) -> list[Record]: ...

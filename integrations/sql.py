@@ -22,7 +22,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import postgres, sqlite_log
+from . import fulltext, postgres, sqlite_log
 from .engines import check_exists, ensure_pgvector, make_engine
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps
@@ -111,10 +111,12 @@ class SQLIndex(Index):
             self.table.create(conn, checkfirst=True)
             if self.dialect == "postgresql":
                 postgres.create_lookup_indexes(conn, self.table_name)
+                fulltext.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
             if self.uses_pgvector:
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
                 sqlite_log.create_log(conn, self.table_name, self._key)
+                fulltext.create_sqlite(conn, self.table_name, self._key)
                 if stored.get("format", 1) < FORMAT:
                     sqlite_log.migrate_metadata(conn, self.table, self._load_metadata)
                     stored["format"] = FORMAT
@@ -286,8 +288,14 @@ class SQLIndex(Index):
             return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
         return np.asarray(value, dtype=np.float32)
 
+    def _keyword(self, queries, k, node: Node | None) -> list[list[Hit]]:
+        where = self._where(node)
+        with self._errors(), self.engine.connect() as conn:
+            found = [fulltext.search(conn, self.table, self._key, query, where, k) for query in queries]
+        return [[Hit(r.id, r.text, self._load_metadata(r), float(r.score)) for r in rows] for rows in found]
+
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
-        try:
+        with self._errors():
             if self.uses_pgvector:
                 key = None if node is None else filter_key(node)
                 return [
@@ -295,7 +303,13 @@ class SQLIndex(Index):
                     for rows in self._pg.search(vectors, k, key, self._where(node))
                 ]
             return self._search_cached(vectors, k, node)
-        except sa.exc.DBAPIError as exc:  # the message of the database, not 100 KB of SQL
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """The database's own message, not 100 KB of SQL."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
             raise RuntimeError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
