@@ -137,13 +137,18 @@ class EmbedkitVectorStore(VectorStore):
         return [_document(r) for r in self.index.get(list(ids))]
 
     # ----------------------------------------------------------------- search
-    def similarity_search(self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter)]
+    def similarity_search(
+        self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
+    ) -> list[Document]:
+        """``mode``: ``"vector"``, ``"keyword"`` or ``"hybrid"`` (see ``Index.search``); ``rrf_k`` and
+        ``candidates`` pass through. ``as_retriever(search_kwargs={"mode": "hybrid"})`` is a hybrid retriever."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, mode=mode, **kwargs)]
 
     def similarity_search_with_score(
-        self, query: str, k: int = 4, filter: dict | None = None, **kwargs: Any
+        self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        return [(_document(h), h.score) for h in self.index.search(query, k=k, filter=filter)]
+        options = {key: kwargs[key] for key in ("rrf_k", "candidates") if key in kwargs}
+        return [(_document(h), h.score) for h in self.index.search(query, k=k, filter=filter, mode=mode, **options)]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: dict | None = None, **kwargs: Any

@@ -81,3 +81,19 @@ def test_load_local_of_nothing_and_save_local_of_a_sql_store(tmp_path, tiny_mode
     store = EmbedkitVectorStore(SQLIndex(tiny_model, f"sqlite:///{tmp_path}/d.db"))
     with pytest.raises(TypeError, match="save_local\\(\\) saves FAISS-backed stores; this one is a SQLIndex"):
         store.save_local(str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("backend", ["faiss", "sql"])
+def test_hybrid_and_keyword_search_through_langchain(tmp_path, tiny_model, backend):
+    texts = ["the quokka is a small marsupial", "stock markets fell", "a recipe for soup", "rates rose again"]
+    location = {"path": str(tmp_path / "f")} if backend == "faiss" else {"url": f"sqlite:///{tmp_path}/d.db"}
+    store = EmbedkitVectorStore.from_texts(
+        texts, EmbedkitEmbeddings(tiny_model), [{"n": i} for i in range(4)], backend=backend, **location
+    )
+    assert [d.page_content for d in store.similarity_search("quokka", k=4, mode="keyword")] == [texts[0]]
+    retriever = store.as_retriever(search_kwargs={"k": 2, "mode": "hybrid", "rrf_k": 10, "filter": {"n": {"$lt": 3}}})
+    docs = retriever.invoke("quokka marsupial")
+    assert len(docs) == 2 and docs[0].page_content == texts[0] and all(d.metadata["n"] < 3 for d in docs)
+    scored = store.similarity_search_with_score("quokka", k=1, mode="hybrid", rrf_k=10)
+    assert scored[0][0].page_content == texts[0] and scored[0][1] > 1 / 11  # first by keyword, and found by vector
+    assert scored[0][1] == pytest.approx(store.index.search("quokka", k=1, mode="hybrid", rrf_k=10)[0].score)
