@@ -1,10 +1,12 @@
 """The SQLite file that holds a FaissIndex's truth: documents, their kept vector codes, and a log of deletes.
 
 Tables:
-- ``docs(fid, id, metadata)``: one row per live document. ``fid`` is the FAISS id, given out by
-  AUTOINCREMENT, so it never repeats and grows in commit order. An upsert deletes the old row and inserts
-  a new one under a new fid. The rows are narrow, so a filter that must parse every row's metadata reads
-  a few pages per thousand documents, and a page of hits reads a few pages.
+- ``docs(fid, id, metadata, doc, span)``: one row per live chunk (a document stored whole is one chunk).
+  ``fid`` is the FAISS id, given out by AUTOINCREMENT, so it never repeats and grows in commit order. An
+  upsert deletes the old rows and inserts new ones under new fids. A document's later chunks name it in
+  ``doc`` and carry its metadata; ``span`` is a chunk's characters (see ``integrations.chunking``). The
+  rows are narrow, so a filter that must parse every row's metadata reads a few pages per thousand
+  documents, and a page of hits reads a few pages.
 - ``bodies(fid, text, code)``: the text and the kept vector code (float32, or int8) of each live row.
 - ``dead(seq, fid)``: one row per deleted fid, in commit order. A process brings its FAISS structure up to
   date with the rows whose fid is above the last one it applied and the deletes whose seq is above the
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from . import keywords
+from .chunking import load_span
 from .fulltext import TOKENIZE
 from .index import CorruptIndexError
 from .matches import int_keys
@@ -37,7 +40,7 @@ from .sqlite_log import json_ints, json_values
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (
-    fid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL);
+    fid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL, doc TEXT, span TEXT);
 CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
@@ -49,7 +52,7 @@ FTS = [
     "CREATE TRIGGER IF NOT EXISTS bodies_ad AFTER DELETE ON bodies BEGIN "
     "INSERT INTO fts (fts, rowid, text) VALUES ('delete', old.fid, old.text); END",
 ]
-DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"))
+DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"), sa.column("doc"))
 BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
 FTS_TABLE = sa.table("fts", sa.column("rowid"))
 BATCH = 20_000  # rows per read when streaming the whole table
@@ -66,6 +69,11 @@ class DocStore:
             with self.write():
                 for statement in SCHEMA.split(";")[:-1]:
                     self.conn.execute(statement)
+                columns = {row[1] for row in self.conn.execute("PRAGMA table_info(docs)")}
+                for name in ("doc", "span"):  # a docstore from before chunking: every row is a whole document
+                    if name not in columns:
+                        self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
+                self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
                 new = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fts'").fetchone() is None
                 for statement in FTS:
                     self.conn.execute(statement)
@@ -135,10 +143,23 @@ class DocStore:
 
     # ----------------------------------------------------------------- writes (inside write())
     def fids_of(self, ids: list[str]) -> np.ndarray:
+        """The fids of every chunk of the documents ``ids``."""
+        arg = json.dumps(ids)
         rows = self.conn.execute(
-            "SELECT fid FROM docs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            "SELECT fid FROM docs WHERE id IN (SELECT value FROM json_each(?)) "
+            "UNION SELECT fid FROM docs WHERE doc IN (SELECT value FROM json_each(?))",
+            (arg, arg),
         )
         return np.sort(int_keys(rows))
+
+    def documents_among(self, fids: np.ndarray) -> int:
+        """How many of ``fids`` are documents' first rows."""
+        sql = "SELECT count(*) FROM docs WHERE fid IN (SELECT value FROM json_each(?)) AND doc IS NULL"
+        return self.conn.execute(sql, (json.dumps(fids.tolist()),)).fetchone()[0]
+
+    def count(self) -> int:
+        """Live documents."""
+        return self.conn.execute("SELECT count(*) FROM docs WHERE doc IS NULL").fetchone()[0]
 
     def kill(self, fids: np.ndarray) -> None:
         """Delete rows and log their fids."""
@@ -148,15 +169,20 @@ class DocStore:
             self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
 
-    def insert(self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None) -> np.ndarray:
-        """Insert rows under fresh, consecutive fids (or the given ones) and return the fids."""
+    def insert(
+        self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None, docs=None, spans=None
+    ) -> np.ndarray:
+        """Insert rows under fresh, consecutive fids (or the given ones) and return the fids; ``docs`` and
+        ``spans`` (JSON) describe chunks."""
         if fids is None:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
             start = (row[0] if row else 0) + 1
             fids = np.arange(start, start + len(ids), dtype=np.int64)
         fids = np.asarray(fids, dtype=np.int64)
+        docs, spans = docs or [None] * len(ids), spans or [None] * len(ids)
         self.conn.executemany(
-            "INSERT INTO docs (fid, id, metadata) VALUES (?, ?, ?)", zip(fids.tolist(), ids, metadatas)
+            "INSERT INTO docs (fid, id, metadata, doc, span) VALUES (?, ?, ?, ?, ?)",
+            zip(fids.tolist(), ids, metadatas, docs, spans),
         )
         self.conn.executemany(
             "INSERT INTO bodies (fid, text, code) VALUES (?, ?, ?)",
@@ -195,23 +221,26 @@ class DocStore:
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
 
-    def records(self, fids) -> dict[int, tuple[str, str, dict]]:
-        """fid -> (id, text, metadata) for the live rows among ``fids`` (a few: one bound parameter each)."""
+    def records(self, fids) -> dict[int, tuple[str, str, dict, tuple | None]]:
+        """fid -> (id, text, metadata, span) for the live rows among ``fids`` (a few: a parameter each)."""
         fids = [int(f) for f in fids]
         rows = self.conn.execute(
-            "SELECT fid, id, text, metadata FROM docs JOIN bodies USING (fid) "
+            "SELECT fid, id, text, metadata, span FROM docs JOIN bodies USING (fid) "
             f"WHERE fid IN ({','.join('?' * len(fids))})",
             fids,
         ).fetchall()
         metadatas = self.parse_metadatas([r[1] for r in rows], [r[3] for r in rows])
-        return {fid: (doc_id, text, md) for (fid, doc_id, text, _), md in zip(rows, metadatas)}
+        return {r[0]: (r[1], r[2], md, load_span(r[4])) for r, md in zip(rows, metadatas)}
 
-    def by_id(self, ids: list[str]) -> list[tuple]:
-        """(id, fid, text, metadata, code) of the live rows among ``ids``."""
+    def by_id(self, ids: list[str], chunks: bool = False) -> list[tuple]:
+        """(id, fid, text, metadata, code, doc, span) of the live rows among ``ids``, and with ``chunks``
+        of the later chunks of those documents."""
+        arg = json.dumps(ids)
+        later = " OR doc IN (SELECT value FROM json_each(?))" if chunks else ""
         return self.conn.execute(
-            "SELECT id, fid, text, metadata, code FROM docs JOIN bodies USING (fid) "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
+            "SELECT id, fid, text, metadata, code, doc, span FROM docs JOIN bodies USING (fid) "
+            f"WHERE id IN (SELECT value FROM json_each(?)){later}",
+            (arg, arg) if chunks else (arg,),
         ).fetchall()
 
     def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
@@ -238,12 +267,12 @@ class DocStore:
 
     def fids_where(self, node, ids: list[str] | None) -> np.ndarray:
         """Fids of the rows that match ``node``, among ``ids`` if given."""
-        return np.sort(int_keys(self._execute(self._where(sa.select(DOCS.c.fid), node, ids))))
+        return np.sort(int_keys(self._execute(self._where(sa.select(DOCS.c.fid), node, ids, chunks=True))))
 
     def select(self, node, ids: list[str] | None, limit: int | None, offset: int, after: str | None) -> list[tuple]:
         """(id, text, metadata) of the rows that match ``node`` (among ``ids``), in id order, ids above ``after``."""
         query = sa.select(DOCS.c.id, BODIES.c.text, DOCS.c.metadata).join_from(DOCS, BODIES, DOCS.c.fid == BODIES.c.fid)
-        query = self._where(query, node, ids).order_by(DOCS.c.id)
+        query = self._where(query, node, ids).where(DOCS.c.doc.is_(None)).order_by(DOCS.c.id)
         if after is not None:
             query = query.where(DOCS.c.id > after)
         rows = self._execute(query.limit(limit).offset(offset or None)).fetchall()
@@ -251,10 +280,14 @@ class DocStore:
         return [(doc_id, text, md) for (doc_id, text, _), md in zip(rows, metadatas)]
 
     @staticmethod
-    def _where(query, node, ids: list[str] | None):
+    def _where(query, node, ids: list[str] | None, chunks: bool = False):
+        """``query`` restricted to ``node`` and ``ids`` (with ``chunks``, also the later chunks of ``ids``)."""
         if node is not None:
             query = query.where(compile_filter(node, DOCS.c.metadata, "sqlite"))
-        return query if ids is None else query.where(DOCS.c.id.in_(json_values(ids)))
+        if ids is None:
+            return query
+        among = DOCS.c.id.in_(json_values(ids))
+        return query.where(sa.or_(among, DOCS.c.doc.in_(json_values(ids))) if chunks else among)
 
     def _execute(self, query):
         """Run a SQLAlchemy query on the sqlite3 connection (bound parameters only)."""

@@ -49,6 +49,7 @@ from embedkit.checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 
 from . import faiss_kinds, faiss_v1, snapshots
+from .chunking import dump_span
 from .docstore import DocStore
 from .faiss_search import FaissSearch
 from .index import CorruptIndexError, Hit, Index, Record, dumps
@@ -66,6 +67,8 @@ class FaissIndex(FaissSearch, Index):
         self,
         encoder,
         path: str | None = None,
+        chunk_tokens: int | None = None,
+        chunk_overlap: int = 32,
         kind: str = "flat",
         precision: str = "float32",
         rescore: bool = True,
@@ -76,7 +79,7 @@ class FaissIndex(FaissSearch, Index):
         nlist: int | None = None,
         nprobe: int | None = None,
     ):
-        super().__init__(encoder)
+        super().__init__(encoder, chunk_tokens, chunk_overlap)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if precision not in PRECISIONS:
@@ -255,7 +258,8 @@ class FaissIndex(FaissSearch, Index):
         return 0 if self._index is None else self._index.ntotal - len(self._dead)
 
     # ----------------------------------------------------------------- writes
-    def _write(self, ids, texts, metadatas, vectors) -> None:
+    def _write(self, rows) -> None:
+        vectors = rows.vectors
         with self._lock:
             with self._store.write():
                 if self._ranges is None and self.precision != "float32":
@@ -265,8 +269,9 @@ class FaissIndex(FaissSearch, Index):
                         self._ranges = calibration_ranges(vectors, saved)
                         self._store.set_info("ranges", self._ranges.tolist())
                 codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
-                self._store.kill(self._store.fids_of(ids))
-                self._store.insert(ids, texts, [dumps(m) for m in metadatas], codes)
+                self._store.kill(self._store.fids_of(rows.heads))  # with every chunk from before
+                metadatas, spans = [dumps(m) for m in rows.metadatas], [dump_span(s) for s in rows.spans]
+                self._store.insert(rows.ids, rows.texts, metadatas, codes, docs=rows.docs, spans=spans)
             self._apply()
 
     def _delete(self, ids) -> int:
@@ -276,29 +281,33 @@ class FaissIndex(FaissSearch, Index):
         return self._remove(lambda: self._store.fids_where(node, ids))
 
     def _update_metadata(self, ids, metadatas) -> None:
-        """Re-insert the rows under new fids with their codes as they are (every cache follows new fids)."""
+        """Re-insert the rows of every chunk under new fids with their codes as they are (every cache
+        follows new fids)."""
+        new = {i: dumps(m) for i, m in zip(ids, metadatas)}
         with self._lock:
             with self._store.write():
-                rows = {r[0]: r for r in self._store.by_id(ids)}
-                missing = [i for i in ids if i not in rows]
+                rows = self._store.by_id(ids, chunks=True)
+                missing = sorted(set(ids) - {r[0] for r in rows})
                 if missing:
                     raise KeyError(f"unknown ids: {missing[:5]}")
-                rows = [rows[i] for i in ids]
                 codes = self._store.code_array([(r[1], r[4]) for r in rows], self._dtype, self.dimension)
                 self._store.kill(np.array([r[1] for r in rows], np.int64))
-                self._store.insert(ids, [r[2] for r in rows], [dumps(m) for m in metadatas], codes)
+                metadatas = [new[r[5] or r[0]] for r in rows]
+                ids, texts, docs, spans = ([r[n] for r in rows] for n in (0, 2, 5, 6))
+                self._store.insert(ids, texts, metadatas, codes, docs=docs, spans=spans)
             self._apply()
 
     def _remove(self, find) -> int:
         with self._lock:
             with self._store.write():
                 fids = find()
+                deleted = self._store.documents_among(fids)
                 self._store.kill(fids)
             self._apply()
             if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
                 with self._store.read():
                     self._rebuild()
-        return len(fids)
+        return deleted
 
     def _apply(self) -> None:
         """Bring the FAISS structure up to what was just committed (the SQLite write lock is already
@@ -315,8 +324,7 @@ class FaissIndex(FaissSearch, Index):
     def __len__(self) -> int:
         self._check_open()
         with self._lock:
-            self._sync()
-            return self._live()
+            return self._store.count()
 
     def _get(self, ids) -> list[Record]:
         with self._lock:
@@ -331,7 +339,7 @@ class FaissIndex(FaissSearch, Index):
             for query in queries:
                 found = self._store.keyword(query, node, k)
                 records = self._store.records([fid for fid, _ in found])
-                results.append([Hit(*records[fid], score) for fid, score in found if fid in records])
+                results.append([Hit(*records[fid][:3], score) for fid, score in found if fid in records])
         return results
 
     def _select(self, node, ids, limit, offset, after=None) -> list[Record]:

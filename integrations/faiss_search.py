@@ -29,7 +29,7 @@ class FaissSearch:
                 if all(f in records for hits in found for f, _ in hits):
                     break
                 self._version = None  # another process deleted a hit meanwhile: catch up and search again
-            return [[Hit(*records[f], s) for f, s in hits if f in records] for hits in found]
+            return [[Hit(*records[f][:3], s, span=records[f][3]) for f, s in hits if f in records] for hits in found]
 
     def _search_one(self, q: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
         live = self._live()

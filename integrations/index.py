@@ -17,6 +17,7 @@ import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
 
+from .chunking import SEP, Chunker, Rows, chunk_rows, documents
 from .encoders import as_encoder, encoder_info
 from .filters import Node, parse_filter
 from .keywords import MODES, fuse
@@ -59,12 +60,19 @@ class Index(ABC):
     Scores are cosine similarities: vectors are L2-normalized on the way in and out. An index is a
     context manager; ``save()`` makes every write durable (a no-op where each write already is) and
     ``close()`` releases files and connections.
+
+    Long texts are stored as chunks measured in the model's tokens (``chunk_tokens``, ``chunk_overlap``;
+    see ``integrations.chunking``) under the caller's id: ``search`` returns each document once, scored by
+    its best chunk, with that chunk's character span in ``hit.span``; ``get`` returns whole documents and
+    ``delete`` removes every chunk. A document's first chunk is stored under its id, the others under
+    ``id + "\x1f" + n`` with an empty text, which is why ids may not hold that character.
     """
 
-    def __init__(self, encoder):
+    def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32):
         self.encoder = encoder = as_encoder(encoder)
         self.info = encoder_info(encoder)
         self.dimension = self.info["dimension"]
+        self.chunker = Chunker(encoder, chunk_tokens, chunk_overlap)
         self.closed = False
 
     # ----------------------------------------------------------------- public API
@@ -112,11 +120,12 @@ class Index(ABC):
             results = self._keyword(queries, k, node)
         else:
             depth = max(k, candidates)
-            dense = self._search(self._check_vectors(self.encoder.encode_query(queries), None), depth, node)
+            vectors = self._check_vectors(self.encoder.encode_query(queries), None)
+            dense = self._dense(vectors, depth, node, include_vectors)
             sparse = self._keyword(queries, depth, node)
             results = [fuse({"vector": d, "keyword": s}, k, rrf_k) for d, s in zip(dense, sparse)]
         if include_vectors:
-            self._attach_vectors([hit for hits in results for hit in hits])
+            self._attach_vectors([hit for hits in results for hit in hits if hit.vector is None])
         return results[0] if isinstance(query, str) else results
 
     def search_by_vector(
@@ -220,8 +229,9 @@ class Index(ABC):
 
     # ----------------------------------------------------------------- backend hooks
     @abstractmethod
-    def _write(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray) -> None:
-        """Insert or replace, all or nothing."""
+    def _write(self, rows: Rows) -> None:
+        """Insert or replace the documents of ``rows.heads`` with these rows (dropping chunks of theirs that
+        ``rows`` does not hold), all or nothing."""
 
     @abstractmethod
     def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]: ...
@@ -266,10 +276,13 @@ class Index(ABC):
         if encode:
             if not texts:
                 return []
-            embeddings = self.encoder.encode_document(texts)
-        vectors = self._check_vectors(embeddings, len(texts))
+            rows = chunk_rows(ids, texts, metadatas, self.chunker.spans(texts))
+            rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces), len(rows.ids))
+        else:
+            vectors = self._check_vectors(embeddings, len(texts))
+            rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)
         if texts:
-            self._write(ids, texts, metadatas, vectors)
+            self._write(rows)
         return ids
 
     def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool, include_vectors: bool):
@@ -281,12 +294,30 @@ class Index(ABC):
                 return []
             queries = self.encoder.encode_query(queries)
         vectors = self._check_vectors(queries, None)
-        results = self._search(vectors, k, node) if len(vectors) else []
-        if include_vectors:
-            self._attach_vectors([hit for hits in results for hit in hits])
+        results = self._dense(vectors, k, node, include_vectors) if len(vectors) else []
         return results[0] if single else results
 
+    def _dense(self, vectors: np.ndarray, k: int, node, include_vectors: bool) -> list[list[Hit]]:
+        """Vector search, one hit per document: a document's best chunk speaks for it. Where chunks of one
+        document crowd the top ``k``, the query runs again deeper, so k stays exact."""
+        results = []
+        for vector, hits in zip(vectors, self._search(vectors, k, node)):
+            depth = k
+            while len(documents(hits)) < k and len(hits) == depth:
+                depth *= 4
+                hits = self._search(vector[None], depth, node)[0]
+            if include_vectors:
+                self._attach_vectors(hits)
+            results.append(documents(hits)[:k])
+        parted = [h for hits in results for h in hits if h.text is None]
+        if parted:  # hits on later chunks carry no text: take the document's
+            texts = {r.id: r.text for r in self._get(list({h.id for h in parted}))}
+            for hit in parted:
+                hit.text = texts.get(hit.id, "")
+        return results
+
     def _attach_vectors(self, records: list[Record]) -> None:
+        """Each record's stored vector, by its row id (a chunk's own vector for a hit on a chunk)."""
         found = self._vectors(list({r.id: None for r in records})) if records else {}
         for record in records:
             record.vector = found.get(record.id)
@@ -343,6 +374,8 @@ class Index(ABC):
             if not isinstance(value, str) or not value:
                 raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
             check_string(value, f"id at index {i}")
+            if SEP in value:
+                raise ValueError(f"id at index {i} contains \\x1f, which joins a document id to its chunk numbers")
         return ids
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:

@@ -84,17 +84,17 @@ def copy_upsert(conn, table: str, dimension: int, rows) -> None:
     with raw.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS embedkit_staging (id text, text text, metadata text, "
-            f"embedding vector({dimension})) ON COMMIT DELETE ROWS"
+            f"embedding vector({dimension}), doc text, span text) ON COMMIT DELETE ROWS"
         )
         with cursor.copy("COPY embedkit_staging FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "text", "vector"])
+            copy.set_types(["text", "text", "text", "vector", "text", "text"])
             for row in rows:
                 copy.write_row(row)
         cursor.execute(
-            f'INSERT INTO "{table}" (id, text, metadata, embedding) '
-            "SELECT id, text, metadata::jsonb, embedding FROM embedkit_staging "
+            f'INSERT INTO "{table}" (id, text, metadata, embedding, doc, span) '
+            "SELECT id, text, metadata::jsonb, embedding, doc, span FROM embedkit_staging "
             "ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-            "embedding = excluded.embedding"
+            "embedding = excluded.embedding, doc = excluded.doc, span = excluded.span"
         )
         cursor.execute("DROP TABLE embedkit_staging")
 
@@ -143,7 +143,7 @@ class Searcher:
             c = self.table.c
             distance = c.embedding.op("<=>")(sa.bindparam("q"))
             order = distance + 0 if exact else distance
-            query = sa.select(c.id, c.text, c.metadata, distance.label("distance")).where(where).order_by(order)
+            query = sa.select(c.id, c.text, c.metadata, distance.label("distance"), c.span).where(where).order_by(order)
             compiled = query.limit(k).compile(dialect=self.engine.dialect)
             found = str(compiled), dict(compiled.params)
             with self._lock:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import fulltext, postgres, sqlite_log
+from .chunking import Rows, dump_span, load_span
 from .engines import check_exists, ensure_pgvector, make_engine
 from .filters import Node, filter_key
 from .index import CorruptIndexError, Hit, Index, Record, dumps
@@ -46,9 +47,11 @@ class SQLIndex(Index):
         url: str = "sqlite:///embedkit.db",
         table: str = "documents",
         create: bool = True,
+        chunk_tokens: int | None = None,
+        chunk_overlap: int = 32,
         **engine_kwargs,
     ):
-        super().__init__(encoder)
+        super().__init__(encoder, chunk_tokens, chunk_overlap)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or "") or table.lower().startswith(
             ("embedkit_", "sqlite_", "pg_")
         ):
@@ -109,6 +112,7 @@ class SQLIndex(Index):
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
             self.table = self._documents_table()
             self.table.create(conn, checkfirst=True)
+            self._add_chunk_columns(conn)
             if self.dialect == "postgresql":
                 postgres.create_lookup_indexes(conn, self.table_name)
                 fulltext.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
@@ -140,7 +144,20 @@ class SQLIndex(Index):
             sa.Column("text", sa.Text, nullable=False),
             sa.Column("metadata", metadata, nullable=False),
             sa.Column("embedding", embedding, nullable=False),
+            sa.Column("doc", sa.Text, nullable=True),  # the document of a later chunk
+            sa.Column("span", sa.Text, nullable=True),  # a chunk's characters, as JSON [start, end]
         )
+
+    def _add_chunk_columns(self, conn) -> None:
+        """Tables written before chunking lack ``doc`` and ``span``: add them (NULL: whole documents)."""
+        present = {column["name"] for column in sa.inspect(conn).get_columns(self.table_name)}
+        for name in ("doc", "span"):
+            if name not in present:
+                conn.exec_driver_sql(f'ALTER TABLE "{self.table_name}" ADD COLUMN {name} TEXT')
+        name = (
+            postgres.index_name(self.table_name, "doc") if self.dialect == "postgresql" else f"embedkit_doc_{self._key}"
+        )
+        conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table_name}" (doc)')
 
     def _begin(self):
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
@@ -163,38 +180,53 @@ class SQLIndex(Index):
             )
 
     # ----------------------------------------------------------------- writes
-    def _write(self, ids, texts, metadatas, vectors) -> None:
+    def _write(self, rows: Rows) -> None:
+        c = self.table.c
+        values = zip(rows.ids, rows.texts, rows.metadatas, rows.vectors, rows.docs, rows.spans)
         with self._begin() as conn:
-            if self.uses_pgvector and len(ids) >= postgres.COPY_ROWS:
-                rows = ((i, t, dumps(m), v) for i, t, m, v in zip(ids, texts, metadatas, vectors))
-                postgres.copy_upsert(conn, self.table_name, self.dimension, rows)
+            conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads)))  # chunks from before
+            if self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
+                copy = ((i, t, dumps(m), v, d, dump_span(s)) for i, t, m, v, d, s in values)
+                postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
             else:
-                rows = [
-                    {"id": i, "text": t, "metadata": self._dump_metadata(m), "embedding": self._dump_vector(v)}
-                    for i, t, m, v in zip(ids, texts, metadatas, vectors)
+                records = [
+                    {
+                        "id": i,
+                        "text": t,
+                        "metadata": self._dump_metadata(m),
+                        "embedding": self._dump_vector(v),
+                        "doc": d,
+                        "span": dump_span(s),
+                    }
+                    for i, t, m, v, d, s in values
                 ]
                 stmt = self._insert(self.table)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["id"], set_={c: stmt.excluded[c] for c in ("text", "metadata", "embedding")}
+                columns = ("text", "metadata", "embedding", "doc", "span")
+                conn.execute(
+                    stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in columns}),
+                    records,
                 )
-                conn.execute(stmt, rows)
             self._after_write(conn)
 
     def _delete(self, ids) -> int:
-        deleted = 0
+        c = self.table.c
         with self._begin() as conn:
-            for chunk in _chunks(ids):
-                deleted += conn.execute(sa.delete(self.table).where(self.table.c.id.in_(chunk))).rowcount
+            deleted = conn.execute(sa.delete(self.table).where(self._in(c.id, ids), c.doc.is_(None))).rowcount
+            conn.execute(sa.delete(self.table).where(self._in(c.doc, ids)))
             if deleted:
                 self._after_write(conn)
         return deleted
 
     def _delete_where(self, node: Node, ids) -> int:
-        query = sa.delete(self.table).where(self._where(node))
+        """Later chunks carry their document's metadata, so the filter finds them with it."""
+        c, where = self.table.c, self._where(node)
+        heads = sa.delete(self.table).where(where, c.doc.is_(None))
+        later = sa.delete(self.table).where(where, c.doc.is_not(None))
         if ids is not None:
-            query = query.where(self._id_in(ids))
+            heads, later = heads.where(self._in(c.id, ids)), later.where(self._in(c.doc, ids))
         with self._begin() as conn:
-            deleted = conn.execute(query).rowcount
+            deleted = conn.execute(heads).rowcount
+            conn.execute(later)
             if deleted:
                 self._after_write(conn)
         return deleted
@@ -202,11 +234,12 @@ class SQLIndex(Index):
     def _update_metadata(self, ids, metadatas) -> None:
         c = self.table.c
         with self._begin() as conn:
-            found = set(conn.execute(sa.select(c.id).where(self._id_in(ids))).scalars())
+            found = set(conn.execute(sa.select(c.id).where(self._in(c.id, ids), c.doc.is_(None))).scalars())
             missing = [i for i in ids if i not in found]
             if missing:
                 raise KeyError(f"unknown ids: {missing[:5]}")
-            update = sa.update(self.table).where(c.id == sa.bindparam("doc_id")).values(metadata=sa.bindparam("new"))
+            key = sa.bindparam("doc_id")
+            update = sa.update(self.table).where(sa.or_(c.id == key, c.doc == key)).values(metadata=sa.bindparam("new"))
             conn.execute(update, [{"doc_id": i, "new": self._dump_metadata(m)} for i, m in zip(ids, metadatas)])
             self._after_write(conn)
 
@@ -246,7 +279,8 @@ class SQLIndex(Index):
     def __len__(self) -> int:
         self._check_open()
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+            count = sa.select(sa.func.count()).select_from(self.table).where(self.table.c.doc.is_(None))
+            return conn.execute(count).scalar_one()
 
     def _get(self, ids) -> list[Record]:
         with self.engine.connect() as conn:
@@ -256,20 +290,20 @@ class SQLIndex(Index):
     def _select(self, node: Node | None, ids, limit, offset, after=None) -> list[Record]:
         c = self.table.c
         key = c.id if self.dialect == "sqlite" else c.id.collate("C")  # code-point order on both
-        query = sa.select(c.id, c.text, c.metadata).where(self._where(node)).order_by(key)
+        query = sa.select(c.id, c.text, c.metadata).where(self._where(node), c.doc.is_(None)).order_by(key)
         if ids is not None:
-            query = query.where(self._id_in(ids))
+            query = query.where(self._in(c.id, ids))
         if after is not None:
             query = query.where(key > after)
         query = query.limit(limit).offset(offset or None)
         with self.engine.connect() as conn:
             return [Record(r.id, r.text, self._load_metadata(r)) for r in conn.execute(query)]
 
-    def _id_in(self, ids: list[str]):
-        """``id IN ids`` with one bound parameter however many ids there are."""
+    def _in(self, column, ids: list[str]):
+        """``column IN ids`` with one bound parameter however many ids there are."""
         if self.dialect == "postgresql":
-            return self.table.c.id == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Text)))
-        return self.table.c.id.in_(sqlite_log.json_values(list(ids)))
+            return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Text)))
+        return column.in_(sqlite_log.json_values(list(ids)))
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         c = self.table.c
@@ -299,7 +333,7 @@ class SQLIndex(Index):
             if self.uses_pgvector:
                 key = None if node is None else filter_key(node)
                 return [
-                    [Hit(r[0], r[1], r[2], 1.0 - float(r[3])) for r in rows]
+                    [Hit(r[0], r[1], r[2], 1.0 - float(r[3]), span=load_span(r[4])) for r in rows]
                     for rows in self._pg.search(vectors, k, key, self._where(node))
                 ]
             return self._search_cached(vectors, k, node)
@@ -326,7 +360,8 @@ class SQLIndex(Index):
             scores, keys = self._cache.search(vectors, k, allowed)
             records = self._by_key(conn, np.unique(keys))
         return [
-            [Hit(*records[key], float(s)) for key, s in zip(krow, srow)] for krow, srow in zip(keys.tolist(), scores)
+            [Hit(*records[key][:3], float(s), span=records[key][3]) for key, s in zip(krow, srow)]
+            for krow, srow in zip(keys.tolist(), scores)
         ]
 
     def _refresh(self, conn) -> None:
@@ -359,17 +394,17 @@ class SQLIndex(Index):
             (position[r.id] for r in conn.execute(sa.select(self.table.c.id).where(where))), np.int64
         )
 
-    def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple[str, str, dict]]:
-        """key -> (id, text, metadata) for the cache's row keys."""
+    def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple]:
+        """key -> (id, text, metadata, span) for the cache's row keys."""
         c = self.table.c
+        columns = (c.id, c.text, c.metadata, c.span)
         if self.dialect != "sqlite":
             ids = {self._ids[k]: k for k in keys.tolist()}
-            return {ids[r.id]: (r.id, r.text, r.metadata) for r in self._get_in(conn, list(ids))}
+            rows = conn.execute(sa.select(*columns).where(self._in(c.id, list(ids))))
+            return {ids[r.id]: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
         rowid = sqlite_log.ROWID
-        rows = conn.execute(
-            sa.select(rowid.label("key"), c.id, c.text, c.metadata).where(rowid.in_(sqlite_log.json_ints(keys)))
-        )
-        return {r.key: (r.id, r.text, self._load_metadata(r)) for r in rows}
+        rows = conn.execute(sa.select(rowid.label("key"), *columns).where(rowid.in_(sqlite_log.json_ints(keys))))
+        return {r.key: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
 
     def _get_in(self, conn, ids) -> list[Record]:
         c = self.table.c

@@ -1,0 +1,234 @@
+"""Token-aware chunking: spans that cover every character, chunks that fit the model, and on every backend
+one hit per document, the best chunk's span, whole documents from get, every chunk gone on delete."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from test_stores import Backend
+
+from integrations import FaissIndex, SQLIndex
+from integrations.chunking import Chunker
+
+BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def long_text(n_words: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    words = [WORDS[i] + ("," if i % 7 == 0 else "") for i in rng.integers(0, len(WORDS), n_words)]
+    words[n_words // 2] = "supercalifragilistic"  # one word of many tokens
+    return "  ".join(words[:10]) + "\n\n" + " ".join(words[10:]) + " ."
+
+
+def tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize("size, overlap", [(16, 4), (32, 0), (50, 49), (5, 2)])
+def test_spans_cover_every_character_and_fit(tiny_model, size, overlap):
+    chunker = Chunker(tiny_model, size, overlap)
+    text = long_text(200, size)
+    (spans,) = chunker.spans([text])
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (a, b), (c, d) in zip(spans, spans[1:]):
+        assert a < c <= b < d  # each next chunk starts inside or right after the last, and moves on
+    inside_a_word = [a for a, _ in spans if a and text[a - 1].isalnum() and text[a].isalnum()]
+    for a, b in spans:
+        # chunks measured from a word start re-tokenize to what was measured; the pieces of a word longer
+        # than a chunk (the docstring of integrations.chunking) may come out a token or two longer
+        assert tokens(tiny_model.tokenizer, text[a:b]) <= size + (2 if a in inside_a_word else 0)
+    long_words = [w for w in text.split() if tokens(tiny_model.tokenizer, w) > size]
+    assert not inside_a_word or long_words  # a chunk starts inside a word only if a word outgrows a chunk
+
+
+def test_overlap_is_in_tokens(tiny_model):
+    (spans,) = Chunker(tiny_model, 20, 6).spans([long_text(120, 1)])
+    shared = [tokens(tiny_model.tokenizer, long_text(120, 1)[c:b]) for (_, b), (c, _) in zip(spans, spans[1:])]
+    assert all(3 <= s <= 6 for s in shared[:-1]), shared  # word starts may shorten it, never lengthen it
+
+
+def test_defaults_store_short_texts_whole_and_chunk_long_ones_at_the_model_limit(tiny_model):
+    chunker = Chunker(tiny_model)
+    room = tiny_model.max_seq_length - tokens(tiny_model.tokenizer, "passage: ") - 2
+    assert chunker.size == room
+    short, long = "a short text", long_text(400, 2)
+    spans = chunker.spans([short, long])
+    assert spans[0] is None and len(spans[1]) >= 3
+    assert max(tokens(tiny_model.tokenizer, long[a:b]) for a, b in spans[1]) <= room
+    assert Chunker(tiny_model, 0).spans([long]) == [None]
+
+
+def test_chunker_arguments(tiny_model):
+    from integrations.encoders import EmbeddingsEncoder
+
+    with pytest.raises(ValueError, match="chunk_tokens=500 is more than the .* tokens the model takes"):
+        Chunker(tiny_model, 500)
+    with pytest.raises(ValueError, match="chunk_overlap=16 must be less than the chunk size of 16 tokens"):
+        Chunker(tiny_model, 16, 16)
+    with pytest.raises(ValueError, match="chunk_overlap must be an int >= 0"):
+        Chunker(tiny_model, 16, -1)
+    with pytest.raises(ValueError, match="chunk_tokens must be None, 0 \\(off\\) or a positive int"):
+        Chunker(tiny_model, -3)
+
+    class Fake:
+        def embed_documents(self, texts):
+            return [[1.0, 0.0]] * len(texts)
+
+        def embed_query(self, text):
+            return [1.0, 0.0]
+
+    with pytest.raises(ValueError, match="chunk_tokens=16 needs an encoder with a tokenizer"):
+        Chunker(EmbeddingsEncoder(Fake()), 16)
+    assert Chunker(EmbeddingsEncoder(Fake())).spans(["x" * 10000]) == [None]  # nothing to measure with
+
+
+def test_byte_level_bpe_offsets_cover_every_character():
+    """A byte-level BPE tokenizer (GPT-2 style: offsets include leading spaces), trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator([long_text(300, s) for s in range(5)], trainers.BpeTrainer(vocab_size=300))
+
+    class Encoder:
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw)
+        max_seq_length, document_prompt = 64, ""
+
+    text = long_text(250, 9) + " ünïcödé 東京 🍎"
+    (spans,) = Chunker(Encoder(), 24, 5).spans([text])
+    covered = np.zeros(len(text), bool)
+    for a, b in spans:
+        covered[a:b] = True
+        assert tokens(Encoder.tokenizer, text[a:b]) <= 24
+    assert covered.all() and spans[-1][1] == len(text)
+
+
+# ----------------------------------------------------------------- on every backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path):
+    return Backend(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def chunked(backend, tiny_model):
+    kind, precision = (backend.name.split("-")[1:] + ["", ""])[:2]
+    options = {"chunk_tokens": 16, "chunk_overlap": 4}
+    if backend.name.startswith("faiss"):
+        index = FaissIndex(tiny_model, path=backend.path, kind=kind, precision=precision, **options)
+    else:
+        index = SQLIndex(tiny_model, backend.url, table=backend.table, **options)
+    texts = {"long": long_text(150, 3), "other": long_text(80, 4), "s1": "tiny note one", "s2": "tiny note two"}
+    metadatas = [{"kind": "long"}, {"kind": "long"}, {"kind": "short"}, {"kind": "short"}]
+    index.add(list(texts.values()), metadatas, ids=list(texts))
+    index.texts = texts
+    yield index
+    index.close()
+
+
+def chunk_vector(index, text: str, span) -> np.ndarray:
+    return index.encoder.encode_document([text[span[0] : span[1]]], normalize_embeddings=True)[0]
+
+
+def test_documents_stay_whole_to_the_caller(chunked):
+    texts = chunked.texts
+    assert len(chunked) == 4
+    assert [(r.id, r.text) for r in chunked.get(["long", "s1"])] == [("long", texts["long"]), ("s1", texts["s1"])]
+    assert sorted(r.id for r in chunked) == sorted(texts)
+    assert [r.id for r in chunked.get(filter={"kind": "long"})] == ["long", "other"]
+
+
+def test_the_best_chunk_speaks_for_its_document(chunked):
+    text = chunked.texts["long"]
+    spans = chunked.chunker.spans([text])[0]
+    assert len(spans) >= 8
+    for span in (spans[3], spans[-1]):
+        hits = chunked.search_by_vector(chunk_vector(chunked, text, span), k=4)
+        assert [h.id for h in hits].count("long") == 1 and len(hits) == 4
+        top = hits[0]
+        assert (top.id, top.span, top.text) == ("long", span, text)
+        if chunked.__class__.__name__ == "SQLIndex" or chunked.precision == "float32":
+            assert top.score == pytest.approx(1.0, abs=1e-4)
+    short = chunked.search_by_vector(chunk_vector(chunked, "tiny note one", (0, 13)), k=1)[0]
+    assert (short.id, short.span) == ("s1", None)
+
+
+def test_k_stays_exact_when_one_document_crowds_the_top(chunked):
+    text = chunked.texts["long"]
+    spans = chunked.chunker.spans([text])[0]
+    query = np.mean([chunk_vector(chunked, text, s) for s in spans], axis=0)
+    for k in (1, 2, 3, 4, 10):
+        hits = chunked.search_by_vector(query, k=k)
+        assert len(hits) == min(k, 4) and len({h.id for h in hits}) == len(hits)
+    assert {h.id for h in chunked.search_by_vector(query, k=3, filter={"kind": "short"})} == {"s1", "s2"}
+
+
+def test_delete_removes_every_chunk(chunked):
+    text = chunked.texts["long"]
+    probe = chunk_vector(chunked, text, chunked.chunker.spans([text])[0][5])
+    assert chunked.delete(["long"]) == 1
+    assert len(chunked) == 3 and chunked.get(["long"]) == []
+    hits = chunked.search_by_vector(probe, k=10)
+    assert "long" not in {h.id for h in hits} and len(hits) == 3
+    assert chunked.delete(filter={"kind": "long"}) == 1  # "other", with all its chunks
+    assert {h.id for h in chunked.search_by_vector(probe, k=10)} == {"s1", "s2"}
+
+
+def test_re_adding_a_shorter_text_drops_the_old_chunks(chunked):
+    text = chunked.texts["long"]
+    probe = chunk_vector(chunked, text, chunked.chunker.spans([text])[0][-1])
+    chunked.add(["now short"], [{"kind": "short"}], ids=["long"])
+    hits = chunked.search_by_vector(probe, k=10)
+    assert [h.id for h in hits].count("long") == 1 and len(hits) == 4
+    assert [h for h in hits if h.id == "long"][0].span is None and len(chunked) == 4
+
+
+def test_metadata_updates_reach_every_chunk(chunked):
+    text = chunked.texts["long"]
+    probe = chunk_vector(chunked, text, chunked.chunker.spans([text])[0][-2])
+    chunked.update_metadata(["long"], [{"kind": "renamed"}])
+    found = chunked.search_by_vector(probe, k=1, filter={"kind": "renamed"})
+    assert [(h.id, h.metadata) for h in found] == [("long", {"kind": "renamed"})]
+    assert "long" not in {h.id for h in chunked.search_by_vector(probe, k=10, filter={"kind": "long"})}
+
+
+def test_hybrid_and_keyword_search_over_chunks(chunked):
+    chunked.add([chunked.texts["long"] + " zebraword"], [{"kind": "long"}], ids=["long"])  # a word in the last chunk
+    assert [h.id for h in chunked.search("zebraword", mode="keyword")] == ["long"]
+    hits = chunked.search("zebraword", k=4, mode="hybrid")
+    assert [h.id for h in hits].count("long") == 1 and hits[0].id == "long" and len(hits) == 4
+    assert hits[0].ranks["keyword"] == 1 and hits[0].text.endswith("zebraword")
+
+
+def test_chunk_spans_survive_reopening(chunked, backend, tiny_model):
+    text = chunked.texts["long"]
+    span = chunked.chunker.spans([text])[0][2]
+    probe = chunk_vector(chunked, text, span)
+    chunked.save()
+    with backend.open(tiny_model) as again:
+        assert again.search_by_vector(probe, k=1)[0].span == span
+
+
+def test_ids_may_not_hold_the_chunk_separator(chunked):
+    with pytest.raises(ValueError, match="id at index 0 contains \\\\x1f"):
+        chunked.add(["x"], ids=["a\x1fb"])
+
+
+def test_default_chunking_never_truncates_and_zero_turns_it_off(tmp_path, tiny_model, caplog):
+    text = long_text(600, 5)
+    with caplog.at_level(logging.WARNING):
+        with SQLIndex(tiny_model, f"sqlite:///{tmp_path}/a.db") as index:
+            index.add([text], ids=["a"])
+            assert index.get(["a"])[0].text == text and len(index) == 1
+    assert "truncated" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        with SQLIndex(tiny_model, f"sqlite:///{tmp_path}/b.db", chunk_tokens=0) as index:
+            index.add([text], ids=["a"])
+    assert "were truncated" in caplog.text
