@@ -7,7 +7,12 @@ embedkit. Queries reach them only as OR-ed words (``integrations.keywords``), al
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from . import keywords
 
@@ -50,27 +55,118 @@ def create_postgres(conn, table: str, index_name: str) -> None:
 
 
 def search(conn, table: sa.Table, key: str, query: str, where, k: int) -> list:
-    """Rows (id, text, metadata, score) of the ``k`` best matches of ``query`` that satisfy ``where``."""
-    c = table.c
-    if conn.dialect.name == "sqlite":
-        match = keywords.fts5_query(query)
-        if match is None:
-            return []
-        fts = sa.table(fts_name(key), sa.column("rowid"))
-        rank = sa.literal_column(f'bm25("{fts_name(key)}")')
-        statement = (
-            sa.select(c.id, c.text, c.metadata, (-rank).label("score"))
-            .select_from(fts.join(table, sa.literal_column(f'"{table.name}".rowid') == fts.c.rowid))
-            .where(sa.literal_column(f'"{fts_name(key)}"').op("MATCH")(match))
-        )
-    else:
+    """Rows (id, text, metadata, score) of the ``k`` best FTS5 matches of ``query`` that satisfy ``where``
+    (SQLite; PostgreSQL goes through ``PostgresBM25``)."""
+    match = keywords.fts5_query(query)
+    if match is None:
+        return []
+    c, fts = table.c, sa.table(fts_name(key), sa.column("rowid"))
+    rank = sa.literal_column(f'bm25("{fts_name(key)}")')
+    statement = (
+        sa.select(c.id, c.text, c.metadata, (-rank).label("score"))
+        .select_from(fts.join(table, sa.literal_column(f'"{table.name}".rowid') == fts.c.rowid))
+        .where(sa.literal_column(f'"{fts_name(key)}"').op("MATCH")(match))
+    )
+    return conn.execute(statement.where(where).order_by(rank, c.id).limit(k)).all()
+
+
+class PostgresBM25:
+    """BM25 over the tsvector column (k1 = 1.2, b = 0.75, as SQLite FTS5), since PostgreSQL's own ranks
+    score SciFact far lower (nDCG@10 0.32 for ts_rank_cd, 0.60 for ts_rank normalized by length, 0.69
+    for BM25). The ``RERANK`` best matches by ``ts_rank`` are scored exactly; each query word's document
+    frequency and the mean document length are counted through the GIN index and kept for ``TTL`` seconds.
+    A document's length is its number of distinct lexemes."""
+
+    RERANK = 1000
+    TTL = 300.0
+
+    def __init__(self, table: sa.Table):
+        self.table = table
+        self._df: dict[str, tuple[float, int]] = {}
+        self._stats: tuple[float, int, float] | None = None
+        self._lock = threading.Lock()
+
+    def search(self, conn, query: str, where, k: int) -> list:
         words = keywords.tsquery(query)
         if words is None:
             return []
-        tsquery = sa.func.to_tsquery(sa.literal_column(f"'{TS_CONFIG}'::regconfig"), words)
-        rank = sa.func.ts_rank_cd(sa.literal_column("tsv"), tsquery)
-        statement = sa.select(c.id, c.text, c.metadata, rank.label("score")).where(
-            sa.literal_column("tsv").op("@@")(tsquery)
+        config = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
+        lexemes = (
+            conn.execute(
+                sa.select(
+                    sa.func.unnest(sa.func.tsvector_to_array(sa.func.to_tsvector(config, " ".join(words.split(" | ")))))
+                )
+            )
+            .scalars()
+            .all()
         )
-        rank = rank.desc()
-    return conn.execute(statement.where(where).order_by(rank, c.id).limit(k)).all()
+        if not lexemes:
+            return []
+        lexemes = sorted(set(lexemes))
+        n, mean_length = self._collection(conn)
+        idf = [math.log((n - df + 0.5) / (df + 0.5) + 1.0) for df in self._frequencies(conn, lexemes)]
+        c, tsv = self.table.c, sa.literal_column(f'"{self.table.name}".tsv')
+        tsquery = sa.func.to_tsquery(config, words)
+        candidates = (
+            sa.select(c.id.label("id"), tsv.label("tsv"))
+            .where(tsv.op("@@")(tsquery), where)
+            .order_by(sa.func.ts_rank(tsv, tsquery, 1).desc())
+            .limit(max(self.RERANK, 10 * k))
+            .subquery("candidates")
+        )
+        found = sa.func.unnest(candidates.c.tsv).table_valued("lexeme", "positions", "weights").lateral("found")
+        wanted = (
+            sa.func.unnest(
+                sa.bindparam("lexemes", lexemes, type_=postgresql.ARRAY(sa.Text)),
+                sa.bindparam("idf", idf, type_=postgresql.ARRAY(sa.Float)),
+            )
+            .table_valued("lexeme", "idf")
+            .render_derived(name="wanted")
+        )
+        tf = sa.func.array_length(found.c.positions, 1)
+        norm = 1.2 * (
+            0.25 + 0.75 * sa.func.length(candidates.c.tsv) / sa.bindparam("mean", mean_length, type_=sa.Float)
+        )
+        scores = (
+            sa.select(candidates.c.id, sa.func.sum(wanted.c.idf * tf * 2.2 / (tf + norm)).label("score"))
+            .select_from(candidates.join(found, sa.true()).join(wanted, wanted.c.lexeme == found.c.lexeme))
+            .group_by(candidates.c.id)
+            .subquery("scores")
+        )
+        statement = (
+            sa.select(c.id, c.text, c.metadata, scores.c.score)
+            .join_from(self.table, scores, scores.c.id == c.id)
+            .order_by(scores.c.score.desc(), c.id)
+            .limit(k)
+        )
+        return conn.execute(statement).all()
+
+    def _collection(self, conn) -> tuple[int, float]:
+        with self._lock:
+            stats = self._stats
+        if stats is None or time.monotonic() - stats[0] > self.TTL:
+            tsv = sa.literal_column("tsv")
+            row = conn.execute(
+                sa.select(sa.func.count(), sa.func.avg(sa.func.length(tsv))).select_from(self.table)
+            ).one()
+            stats = (time.monotonic(), int(row[0]), float(row[1] or 1.0))
+            with self._lock:
+                self._stats = stats
+        return stats[1], max(stats[2], 1.0)
+
+    def _frequencies(self, conn, lexemes: list[str]) -> list[int]:
+        now = time.monotonic()
+        with self._lock:
+            known = {x: self._df[x][1] for x in lexemes if x in self._df and now - self._df[x][0] <= self.TTL}
+        tsv = sa.literal_column("tsv")
+        for lexeme in lexemes:
+            if lexeme not in known:
+                one = sa.cast(keywords.quote_lexeme(lexeme), postgresql.TSQUERY)
+                known[lexeme] = conn.execute(
+                    sa.select(sa.func.count()).select_from(self.table).where(tsv.op("@@")(one))
+                ).scalar_one()
+        with self._lock:
+            self._df.update({x: (now, known[x]) for x in lexemes})
+            while len(self._df) > 100_000:
+                self._df.pop(next(iter(self._df)))
+        return [known[x] for x in lexemes]

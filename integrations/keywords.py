@@ -39,6 +39,11 @@ def tsquery(query: str) -> str | None:
     return " | ".join(words) if words else None
 
 
+def quote_lexeme(lexeme: str) -> str:
+    """A lexeme as a ``to_tsquery`` operand: quoted, so that it is taken as it is."""
+    return "'" + lexeme.replace("'", "''").replace("\\", "\\\\") + "'"
+
+
 def fuse(legs: dict, k: int, rrf_k: int) -> list:
     """Reciprocal rank fusion of ranked lists of hits: the ``k`` best, each with its ranks per leg."""
     fused: dict = {}

@@ -80,6 +80,7 @@ class SQLIndex(Index):
         self._cache = VectorCache(self.dimension, self.where)
         self._matches = MatchCache()
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
+        self._bm25 = fulltext.PostgresBM25(self.table) if self.dialect == "postgresql" else None
         self._cache_lock = threading.Lock()
 
     # ----------------------------------------------------------------- schema
@@ -325,7 +326,12 @@ class SQLIndex(Index):
     def _keyword(self, queries, k, node: Node | None) -> list[list[Hit]]:
         where = self._where(node)
         with self._errors(), self.engine.connect() as conn:
-            found = [fulltext.search(conn, self.table, self._key, query, where, k) for query in queries]
+            found = [
+                self._bm25.search(conn, query, where, k)
+                if self._bm25
+                else fulltext.search(conn, self.table, self._key, query, where, k)
+                for query in queries
+            ]
         return [[Hit(r.id, r.text, self._load_metadata(r), float(r.score)) for r in rows] for rows in found]
 
     def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:

@@ -21,6 +21,14 @@ def run(args, cwd):
     "script, expected",
     [
         ("rag_retrieval.py", ["[health-2] Vaccines train the immune system", "Prompt for the LLM"]),
+        (
+            "hybrid_rag.py",
+            [
+                "8 articles, 28 chunks",
+                "[biology] fused 0.0328, ranks {'vector': 1, 'keyword': 1}, chunk 119-261 of 414 characters",
+                "CRISPR-Cas9 cuts DNA at a chosen sequence, which lets researchers edit genes precisely.",
+            ],
+        ),
         ("faiss_binary_rescore.py", ["Same top-3 as exact search for", "48 bytes per vector"]),
         (
             "metadata_filters.py",
