@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (searched recursively) or globs")
     add.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
     add.add_argument("--batch-size", type=int, default=256, help="documents per transaction")
+    add.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=None,
+        help="split texts longer than this many tokens (default: the model's limit; 0: off)",
+    )
+    add.add_argument("--chunk-overlap", type=int, default=32, help="tokens that consecutive chunks share, at most")
     add.set_defaults(func=store_command("cmd_add"))
 
     search = sub.add_parser("search", parents=[common], help="search an index")
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
+    search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector")
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.set_defaults(func=store_command("cmd_search"))
 

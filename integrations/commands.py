@@ -76,7 +76,8 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
     if not hits:
         lines.append("   (no match)")
     for rank, hit in enumerate(hits, 1):
-        text = hit.text if len(hit.text) <= 100 else hit.text[:97] + "..."
+        text = " ".join((hit.text if hit.span is None else hit.text[hit.span[0] : hit.span[1]]).split())  # the chunk
+        text = text if len(text) <= 100 else text[:97] + "..."
         lines.append(f"  {rank}. {hit.score:.3f}  {hit.id:<10} {text}")
         if hit.metadata:
             lines.append(f"     {json.dumps(hit.metadata, ensure_ascii=False)}")
@@ -85,7 +86,8 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
 
 def cmd_add(args, load_model: Callable) -> None:
     files = read_paths(args.paths, args.field)  # a bad input fails before the model loads or the index opens
-    with open_index(args.db, load_model()) as index:
+    chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
+    with open_index(args.db, load_model(), **chunking) as index:
         counts = add_files(index, files, args.batch_size, args.quiet)
         total = len(index)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("added", "updated", "unchanged", "removed"))
@@ -99,9 +101,9 @@ def cmd_search(args, load_model: Callable) -> None:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
     check_index(args.db)  # a missing index fails before the model loads
     with open_index(args.db, load_model(), create=False) as index:
-        hits = index.search(args.query, k=args.k, filter=filter)
+        hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode)
     if args.json:
-        rows = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits]
+        rows = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span} for h in hits]
         print(json.dumps(rows, ensure_ascii=False))
     else:
         print(format_hits(args.query, hits, filter))

@@ -179,6 +179,20 @@ def test_records_are_a_library_that_raises_value_errors(tmp_path):
     assert find_files([md, str(tmp_path / "sub")]) == [(md, md)]  # each file once
 
 
+def test_chunked_adds_and_hybrid_search(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    words = " ".join(f"word{i}" for i in range(200))
+    (tmp_path / "long.md").write_text(f"# Title\n\n{words} quokka\n")
+    assert cli("add", "sqlite:///kb.db", "long.md", "--chunk-tokens", "16", "--chunk-overlap", "4", "-q")[0] == 0
+    code, out, err = cli("search", "sqlite:///kb.db", "quokka", "--mode", "keyword", "--json")
+    assert code == 0, err
+    (hit,) = json.loads(out)
+    assert hit["id"] == "long.md:3" and hit["text"].endswith("quokka") and hit["span"] is None
+    code, out, _ = cli("search", "sqlite:///kb.db", "word150 quokka", "--mode", "hybrid", "--json", "-k", "1")
+    (hit,) = json.loads(out)
+    assert hit["id"] == "long.md:3" and 0 <= hit["span"][0] < hit["span"][1] <= len(hit["text"])
+
+
 def test_help_and_version_import_neither_torch_nor_the_stores():
     code = (
         "import sys\n"
