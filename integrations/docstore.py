@@ -47,9 +47,10 @@ CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTE
 FTS = [
     f"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, content='bodies', content_rowid='fid', "
     f"tokenize='{TOKENIZE}')",
-    "CREATE TRIGGER IF NOT EXISTS bodies_ai AFTER INSERT ON bodies BEGIN "
+    # empty texts (a document's later chunks) stay out, so they do not skew bm25's statistics
+    "CREATE TRIGGER IF NOT EXISTS bodies_ai AFTER INSERT ON bodies WHEN new.text != '' BEGIN "
     "INSERT INTO fts (rowid, text) VALUES (new.fid, new.text); END",
-    "CREATE TRIGGER IF NOT EXISTS bodies_ad AFTER DELETE ON bodies BEGIN "
+    "CREATE TRIGGER IF NOT EXISTS bodies_ad AFTER DELETE ON bodies WHEN old.text != '' BEGIN "
     "INSERT INTO fts (fts, rowid, text) VALUES ('delete', old.fid, old.text); END",
 ]
 DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"), sa.column("doc"))
@@ -78,7 +79,7 @@ class DocStore:
                 for statement in FTS:
                     self.conn.execute(statement)
                 if new:  # a docstore written before keyword search: index its rows once
-                    self.conn.execute("INSERT INTO fts (fts) VALUES ('rebuild')")
+                    self.conn.execute("INSERT INTO fts (rowid, text) SELECT fid, text FROM bodies WHERE text != ''")
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
 

@@ -32,15 +32,18 @@ def create_sqlite(conn, table: str, key: str) -> None:
     conn.exec_driver_sql(
         f'CREATE VIRTUAL TABLE IF NOT EXISTS "{fts}" USING fts5(text, content="{table}", tokenize="{TOKENIZE}")'
     )
-    delete = f'INSERT INTO "{fts}" ("{fts}", rowid, text) VALUES (\'delete\', old.rowid, old.text);'
-    insert = f'INSERT INTO "{fts}" (rowid, text) VALUES (new.rowid, new.text);'
+    # Empty texts (a document's later chunks) stay out, so they do not skew bm25's statistics.
+    delete = (
+        f"INSERT INTO \"{fts}\" (\"{fts}\", rowid, text) SELECT 'delete', old.rowid, old.text WHERE old.text != '';"
+    )
+    insert = f"INSERT INTO \"{fts}\" (rowid, text) SELECT new.rowid, new.text WHERE new.text != '';"
     triggers = (("ai", "INSERT", insert), ("ad", "DELETE", delete), ("au", "UPDATE OF text", delete + insert))
     for name, event, body in triggers:
         conn.exec_driver_sql(
             f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_fts_{name}" AFTER {event} ON "{table}" BEGIN {body} END'
         )
     if not exists:
-        conn.exec_driver_sql(f'INSERT INTO "{fts}" ("{fts}") VALUES (\'rebuild\')')
+        conn.exec_driver_sql(f'INSERT INTO "{fts}" (rowid, text) SELECT rowid, text FROM "{table}" WHERE text != \'\'')
 
 
 def create_postgres(conn, table: str, index_name: str) -> None:
@@ -146,9 +149,8 @@ class PostgresBM25:
             stats = self._stats
         if stats is None or time.monotonic() - stats[0] > self.TTL:
             tsv = sa.literal_column("tsv")
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.avg(sa.func.length(tsv))).select_from(self.table)
-            ).one()
+            heads = sa.select(sa.func.count(), sa.func.avg(sa.func.length(tsv))).where(self.table.c.doc.is_(None))
+            row = conn.execute(heads).one()
             stats = (time.monotonic(), int(row[0]), float(row[1] or 1.0))
             with self._lock:
                 self._stats = stats

@@ -232,3 +232,21 @@ def test_default_chunking_never_truncates_and_zero_turns_it_off(tmp_path, tiny_m
         with SQLIndex(tiny_model, f"sqlite:///{tmp_path}/b.db", chunk_tokens=0) as index:
             index.add([text], ids=["a"])
     assert "were truncated" in caplog.text
+
+
+def test_chunking_leaves_keyword_scores_alone(backend, tiny_model, tmp_path):
+    """Later chunks hold no text, and stay out of the keyword index's statistics: keyword scores with
+    chunking equal those without."""
+    texts = [long_text(150, 3), long_text(80, 4), "tiny note on alpha", "gamma and delta"]
+    scores = []
+    for n, chunk_tokens in enumerate((16, 0)):
+        if backend.name.startswith("faiss"):
+            index = FaissIndex(tiny_model, path=f"{backend.path}{n}", chunk_tokens=chunk_tokens, chunk_overlap=4)
+        else:
+            index = SQLIndex(
+                tiny_model, backend.url, table=f"{backend.table}{n}", chunk_tokens=chunk_tokens, chunk_overlap=4
+            )
+        with index:
+            index.add(texts, ids=["a", "b", "c", "d"])
+            scores.append([(h.id, round(h.score, 6)) for h in index.search("alpha gamma sigma", k=4, mode="keyword")])
+    assert scores[0] == scores[1] and len(scores[0]) == 4
