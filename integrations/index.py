@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +16,12 @@ import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
 
-from .chunking import SEP, Chunker, Rows, chunk_rows, documents
+from . import validation
+from .chunking import Chunker, Rows, chunk_rows, documents
 from .encoders import as_encoder, encoder_info
 from .filters import Node, parse_filter
 from .keywords import MODES, fuse
+from .validation import check_string
 
 logger = logging.getLogger(__name__)
 
@@ -345,98 +346,14 @@ class Index(ABC):
             )
 
     def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
-        """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
-        if embeddings is None:
-            raise TypeError("embeddings must be an array of shape [n, dim], got None")
-        array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
-        if array.ndim != 2 or array.shape[1] != self.dimension:
-            raise ValueError(f"embeddings must have shape [n, {self.dimension}], got {list(array.shape)}")
-        if n is not None and array.shape[0] != n:
-            raise ValueError(f"got {array.shape[0]} embeddings for {n} texts")
-        norms = np.sqrt(np.einsum("ij,ij->i", array, array))
-        if np.isfinite(norms).all() and norms.all():
-            return array / norms[:, None]
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-        if bad.size:
-            raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
-        norms = np.linalg.norm(array.astype(np.float64), axis=1)  # a float32 norm of 3e38 overflows
-        zero = np.flatnonzero(norms == 0)
-        if zero.size:
-            raise ValueError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
-        return (array / norms[:, None]).astype(np.float32)
+        return validation.unit_vectors(embeddings, self.dimension, n)
 
     @staticmethod
     def _check_ids(ids) -> list[str]:
-        if isinstance(ids, str) or ids is None or isinstance(ids, dict):
-            raise TypeError(f"ids must be a list of str, got {type(ids).__name__}")
-        ids = list(ids)
-        for i, value in enumerate(ids):
-            if not isinstance(value, str) or not value:
-                raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
-            check_string(value, f"id at index {i}")
-            if SEP in value:
-                raise ValueError(f"id at index {i} contains \\x1f, which joins a document id to its chunk numbers")
-        return ids
+        return validation.ids(ids)
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
-        if metadatas is None:
-            metadatas = [{} for _ in range(n)]
-        elif isinstance(metadatas, dict) or len(metadatas) != n:
-            raise ValueError(f"metadatas must be a list of {n} dicts")
-        metadatas = [self._check_metadata(m, i) for i, m in enumerate(metadatas)]
-        if ids is None:
-            ids = [uuid.uuid4().hex for _ in range(n)]
-        else:
-            ids = self._check_ids(ids)
-            if len(ids) != n:
-                raise ValueError(f"got {len(ids)} ids for {n} texts")
-            seen = set()
-            for i, value in enumerate(ids):
-                if value in seen:
-                    raise ValueError(f"id {value!r} at index {i} appears more than once in this batch")
-                seen.add(value)
-        return metadatas, ids
-
-    @staticmethod
-    def _check_metadata(metadata, i: int) -> dict:
-        if metadata is None:
-            return {}
-        if not isinstance(metadata, dict):
-            raise TypeError(f"metadata at index {i} must be a dict, got {type(metadata).__name__}")
-        try:
-            text = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
-        for value in _strings(metadata):
-            check_string(value, f"metadata at index {i}")
-        restored = json.loads(text)
-        if restored != metadata:
-            raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, no tuples)")
-        return restored
-
-
-def check_string(value: str, what: str) -> None:
-    """Refuse what some backend cannot store: NUL characters and lone surrogates (not valid UTF-8)."""
-    nul = value.find("\x00")
-    if nul >= 0:
-        raise ValueError(f"{what} contains a NUL character at position {nul}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
-
-
-def _strings(obj):
-    """Every key and string value inside a JSON-like object."""
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield key
-            yield from _strings(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            yield from _strings(value)
+        return validation.batch(n, metadatas, ids)
 
 
 def dumps(metadata: dict) -> str:

@@ -1,0 +1,107 @@
+"""Input checks shared by every store: ids, texts, metadata and vectors. Each error names the position
+of the bad value, and nothing is written before every check passes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+
+from .chunking import SEP
+
+
+def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:
+    """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
+    if embeddings is None:
+        raise TypeError("embeddings must be an array of shape [n, dim], got None")
+    array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise ValueError(f"embeddings must have shape [n, {dimension}], got {list(array.shape)}")
+    if n is not None and array.shape[0] != n:
+        raise ValueError(f"got {array.shape[0]} embeddings for {n} texts")
+    norms = np.sqrt(np.einsum("ij,ij->i", array, array))
+    if np.isfinite(norms).all() and norms.all():
+        return array / norms[:, None]
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
+    norms = np.linalg.norm(array.astype(np.float64), axis=1)  # a float32 norm of 3e38 overflows
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
+    return (array / norms[:, None]).astype(np.float32)
+
+
+def ids(values) -> list[str]:
+    if isinstance(values, str) or values is None or isinstance(values, dict):
+        raise TypeError(f"ids must be a list of str, got {type(values).__name__}")
+    values = list(values)
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
+        check_string(value, f"id at index {i}")
+        if SEP in value:
+            raise ValueError(f"id at index {i} contains \\x1f, which joins a document id to its chunk numbers")
+    return values
+
+
+def batch(n: int, metadatas, doc_ids) -> tuple[list[dict], list[str]]:
+    """The metadatas and ids of ``n`` texts: checked, defaulted ({} and random ids), none twice."""
+    if metadatas is None:
+        metadatas = [{} for _ in range(n)]
+    elif isinstance(metadatas, dict) or len(metadatas) != n:
+        raise ValueError(f"metadatas must be a list of {n} dicts")
+    metadatas = [metadata(m, i) for i, m in enumerate(metadatas)]
+    if doc_ids is None:
+        return metadatas, [uuid.uuid4().hex for _ in range(n)]
+    doc_ids = ids(doc_ids)
+    if len(doc_ids) != n:
+        raise ValueError(f"got {len(doc_ids)} ids for {n} texts")
+    seen = set()
+    for i, value in enumerate(doc_ids):
+        if value in seen:
+            raise ValueError(f"id {value!r} at index {i} appears more than once in this batch")
+        seen.add(value)
+    return metadatas, doc_ids
+
+
+def metadata(value, i: int) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"metadata at index {i} must be a dict, got {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
+    for part in _strings(value):
+        check_string(part, f"metadata at index {i}")
+    restored = json.loads(text)
+    if restored != value:
+        raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, no tuples)")
+    return restored
+
+
+def check_string(value: str, what: str) -> None:
+    """Refuse what some backend cannot store: NUL characters and lone surrogates (not valid UTF-8)."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise ValueError(f"{what} contains a NUL character at position {nul}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+
+
+def _strings(obj):
+    """Every key and string value inside a JSON-like object."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
