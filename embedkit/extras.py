@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-EXTRAS = {"langchain": "langchain_core", "onnx": ("onnxruntime", "onnx"), "postgres": ("psycopg", "pgvector")}
+EXTRAS = {
+    "langchain": "langchain_core",
+    "onnx": ("onnxruntime", "onnx"),
+    "postgres": ("psycopg", "pgvector"),
+    "ray": ("ray", "pyarrow"),
+}
 
 
 def missing(module: str, extra: str, feature: str) -> ImportError:

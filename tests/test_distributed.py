@@ -1,0 +1,132 @@
+"""Ray Data on a real local cluster (2 CPUs, CPU actors): parity with encode, Parquet, pgvector and FAISS
+outputs that answer searches, every row once after an actor is killed, and the failing row's id."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")  # the ray extra; installed by the dev extra, so CI runs these
+
+from embedkit import SentenceTransformer  # noqa: E402
+from embedkit.distributed import embed_dataset  # noqa: E402
+from integrations import FaissIndex, SQLIndex  # noqa: E402
+from integrations.ray_writers import StoredVectors, load_parquet, write_pgvector  # noqa: E402
+
+TEXTS = [f"document {i} about {['cats', 'bonds', 'soup', 'stars', 'rain'][i % 5]} number {i * 7}" for i in range(120)]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path):
+    return SentenceTransformer(minilm_path, device="cpu")
+
+
+def dataset(texts=TEXTS, blocks: int = 6):
+    rows = [{"id": f"d{i:03d}", "text": t, "group": i % 3} for i, t in enumerate(texts)]
+    return ray.data.from_items(rows).repartition(blocks)
+
+
+def arrow(ds):
+    import pyarrow as pa
+
+    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+
+
+def collect(ds) -> tuple[list[str], np.ndarray]:
+    table = arrow(ds)
+    ids = table.column("id").to_pylist()
+    vectors = np.asarray(table.column("embedding").combine_chunks().flatten().to_numpy(), np.float32)
+    return ids, vectors.reshape(len(ids), -1)
+
+
+def test_parity_with_single_process_encode(cluster, minilm_path, minilm):
+    ids, vectors = collect(embed_dataset(dataset(), minilm_path, role="document", batch_size=32, concurrency=2))
+    assert sorted(ids) == [f"d{i:03d}" for i in range(120)]
+    order = np.argsort(ids)
+    expected = minilm.encode_document(TEXTS)
+    np.testing.assert_allclose(vectors[order], expected, atol=1e-5)
+
+
+def test_precision_and_columns(cluster, minilm_path, minilm):
+    ds = embed_dataset(dataset(TEXTS[:10], 2), minilm_path, precision="int8", output_column="vec", concurrency=1)
+    table = arrow(ds)
+    assert set(table.column_names) == {"id", "text", "group", "vec"}
+    values = table.column("vec").combine_chunks().flatten().to_numpy()
+    assert values.dtype == np.int8 and len(values) == 10 * 384
+
+
+def test_parquet_then_faiss_answers_searches(cluster, minilm_path, minilm, tmp_path):
+    embed_dataset(dataset(), minilm_path, role="document", concurrency=2).write_parquet(str(tmp_path / "out"))
+    with FaissIndex(minilm, path=str(tmp_path / "faiss")) as index:
+        assert load_parquet(index, str(tmp_path / "out"), metadata_columns=["group"]) == 120
+        assert len(index) == 120
+        hit = index.search(TEXTS[42], k=1)[0]
+        assert (hit.id, hit.text, hit.metadata) == ("d042", TEXTS[42], {"group": 0})
+
+
+def test_pgvector_load_builds_hnsw_once_and_answers_searches(cluster, minilm_path, minilm, pg_url):
+    import sqlalchemy as sa
+
+    url = pg_url[0]
+    ds = embed_dataset(dataset(), minilm_path, role="document", concurrency=2)
+    assert write_pgvector(ds, url, minilm.model_name, table="ray_docs", metadata_columns=["group"]) == 120
+    with SQLIndex(minilm, url, table="ray_docs") as index:
+        assert len(index) == 120
+        hit = index.search(TEXTS[7], k=1, filter={"group": 1})[0]
+        assert (hit.id, hit.text) == ("d007", TEXTS[7])
+    with sa.create_engine(url).connect() as conn:
+        indexes = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE tablename = 'ray_docs'").scalars().all()
+    assert sum("USING hnsw" in i for i in indexes) == 1
+
+
+def test_an_embedding_actor_killed_mid_run(cluster, minilm_path):
+    """kill -9 on an embedding actor while the job runs: Ray restarts it and retries its batches."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    texts = [f"{t} variant {n}" for n in range(10) for t in TEXTS]
+    result: dict = {}
+    ds = embed_dataset(dataset(texts, 12), minilm_path, concurrency=2, batch_size=10)
+    job = threading.Thread(target=lambda: result.update(out=collect(ds)))
+    job.start()
+    killed, deadline = None, time.monotonic() + 120
+    while killed is None and job.is_alive() and time.monotonic() < deadline:
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any("Embedder" in part for part in process.info["cmdline"] or []):
+                time.sleep(1.0)  # let it start working
+                os.kill(process.info["pid"], signal.SIGKILL)
+                killed = process.info["pid"]
+                break
+        time.sleep(0.05)
+    job.join(600)
+    assert killed is not None, "no embedding actor was found to kill"
+    ids, vectors = result["out"]
+    assert sorted(ids) == sorted(f"d{i:03d}" for i in range(len(texts))) and len(vectors) == len(texts)
+
+
+def test_a_bad_row_fails_the_job_with_its_id(cluster, minilm_path):
+    rows = [{"id": "ok", "text": "fine"}, {"id": "row-17", "text": None}]
+    with pytest.raises(Exception, match="row with id='row-17': 'text' holds null, not a string"):
+        embed_dataset(ray.data.from_items(rows), minilm_path, concurrency=1).materialize()
+
+
+def test_bad_arguments(cluster, minilm_path):
+    with pytest.raises(ValueError, match="the dataset has no column 'body'"):
+        embed_dataset(dataset(), minilm_path, text_column="body")
+    with pytest.raises(ValueError, match="role must be None, 'query' or 'document'"):
+        embed_dataset(dataset(), minilm_path, role="passage")
+    with pytest.raises(TypeError, match="computed elsewhere"):
+        StoredVectors("m", 4).encode_query(["q"])
