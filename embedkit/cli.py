@@ -37,6 +37,11 @@ def load_model(name: str, device: str | None = None, quiet: bool = False):
 
 
 def cmd_encode(args: argparse.Namespace, load) -> None:
+    if args.ray is not None:
+        return store_command("cmd_encode_ray")(args, load)
+    if len(args.input) != 1:
+        raise ValueError(f"encode takes one input (or several with --ray), got {len(args.input)}")
+    args.input = args.input[0]
     from .records import iter_texts
 
     # A first pass counts the texts for the progress bar and finds a bad record before any encoding.
@@ -80,8 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     enc = sub.add_parser("encode", parents=[common], help="embed the lines or records of a file into a .npy file")
-    enc.add_argument("input", help="a text file (one text per line), a .jsonl or .csv file, or - for stdin")
-    enc.add_argument("-o", "--output", default="embeddings.npy", help="the .npy file to write")
+    enc.add_argument(
+        "input",
+        nargs="*",
+        help="a text file (a text per line), .jsonl or .csv, or - for stdin; with --ray: files, folders, globs",
+    )
+    enc.add_argument(
+        "-o",
+        "--output",
+        default="embeddings.npy",
+        help="the .npy file; with --ray a Parquet folder or a PostgreSQL URL",
+    )
+    enc.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="encode on a Ray cluster (ADDRESS, e.g. ray://head:10001; default: a local one)",
+    )
     enc.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
     enc.add_argument("--role", choices=["query", "document", "none"], default="none", help="apply a prompt")
     enc.add_argument("--batch-size", type=int, default=32)

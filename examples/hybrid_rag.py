@@ -41,9 +41,8 @@ def main() -> None:
             SentenceTransformer(args.model), f"sqlite:///{tmp}/rag.db", chunk_tokens=32, chunk_overlap=8
         ) as index:
             index.add(list(docs.values()), [{"topic": t} for t in docs], ids=list(docs))
-            print(
-                f"{len(index)} articles, {sum(len(s or [None]) for s in index.chunker.spans(list(docs.values())))} chunks\n"
-            )
+            chunks = sum(len(spans or [None]) for spans in index.chunker.spans(list(docs.values())))
+            print(f"{len(index)} articles, {chunks} chunks\n")
             hits = index.search(args.question, k=args.k, mode="hybrid")
 
     print(f"Hybrid search for: {args.question}")

@@ -3,7 +3,9 @@ arguments and calls these; they raise ValueError (or ImportError for a missing e
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -107,6 +109,36 @@ def cmd_search(args, load_model: Callable) -> None:
         print(json.dumps(rows, ensure_ascii=False))
     else:
         print(format_hits(args.query, hits, filter))
+
+
+def cmd_encode_ray(args, load_model: Callable) -> None:
+    """``embedkit encode --ray``: the inputs (read here, with the ids of ``embedkit add``) are embedded on a
+    Ray cluster into a Parquet folder or, for a PostgreSQL URL, a pgvector table (``documents``)."""
+    from embedkit.distributed import embed_dataset
+    from embedkit.extras import require
+
+    require("ray", "embedkit encode --ray")
+    import ray
+
+    if os.path.exists(args.ray) or glob.has_magic(args.ray):  # --ray took an input for its address
+        args.input, args.ray = [args.ray, *args.input], "local"
+    if not args.input:
+        raise ValueError("encode --ray needs at least one input file, folder or glob")
+    files = read_paths(args.input, args.field)
+    rows = [{"id": d.id, "text": d.text, "source": d.metadata.get("source")} for f in files for d in f.documents]
+    ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
+    role = None if args.role == "none" else args.role
+    options = {"precision": args.precision, "normalize_embeddings": args.normalize, "truncate_dim": args.truncate_dim}
+    ds = embed_dataset(ray.data.from_items(rows), args.model, role=role, batch_size=args.batch_size, **options)
+    if "://" in args.output:
+        from .ray_writers import write_pgvector
+
+        written = write_pgvector(ds, args.output, args.model, metadata_columns=["source"])
+    else:  # a relative folder means this machine's working folder, not the workers'
+        ds.write_parquet(os.path.abspath(args.output))
+        written = len(rows)
+    if not args.quiet:
+        print(f"embedded {written} documents into {args.output}", file=sys.stderr)
 
 
 def demo_corpus() -> list[Document]:

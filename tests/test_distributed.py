@@ -130,3 +130,19 @@ def test_bad_arguments(cluster, minilm_path):
         embed_dataset(dataset(), minilm_path, role="passage")
     with pytest.raises(TypeError, match="computed elsewhere"):
         StoredVectors("m", 4).encode_query(["q"])
+
+
+def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, monkeypatch):
+    import pyarrow.dataset as pads
+
+    from embedkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("cats sleep on warm mats\n\nbond yields rose\n")
+    (tmp_path / "docs" / "b.md").write_text("# Soup\n\nTomato soup needs salt.\n")
+    main(["encode", "--ray", "docs", "-o", "out", "-m", minilm_path, "-q"])
+    table = pads.dataset("out", format="parquet").to_table()
+    rows = dict(zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()))
+    assert set(rows) == {"docs/a.txt:1", "docs/a.txt:3", "docs/b.md:1", "docs/b.md:3"}
+    np.testing.assert_allclose(rows["docs/a.txt:3"], minilm.encode("bond yields rose"), atol=1e-5)
