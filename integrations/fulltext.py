@@ -47,13 +47,15 @@ def create_sqlite(conn, table: str, key: str) -> None:
 
 
 def create_postgres(conn, table: str, index_name: str) -> None:
-    """A generated tsvector column with a GIN index (adding it to an existing table rewrites the table once)."""
-    conn.execute(
-        sa.text(
-            f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS tsv tsvector '
-            f"GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}', text)) STORED"
+    """A generated tsvector column with a GIN index (adding it to an existing table rewrites the table once;
+    the ALTER runs only then, as it locks the table against readers)."""
+    if "tsv" not in {column["name"] for column in sa.inspect(conn).get_columns(table)}:
+        conn.execute(
+            sa.text(
+                f'ALTER TABLE "{table}" ADD COLUMN tsv tsvector '
+                f"GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}', text)) STORED"
+            )
         )
-    )
     conn.execute(sa.text(f'CREATE INDEX IF NOT EXISTS "{index_name}" ON "{table}" USING gin (tsv)'))
 
 

@@ -86,6 +86,8 @@ class SQLIndex(Index):
     # ----------------------------------------------------------------- schema
     def _open(self) -> None:
         with self._begin() as conn:
+            if self.dialect == "postgresql":  # processes opening one table set it up one at a time
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"embedkit:{self.table_name}"))))
             self._meta.create(conn, checkfirst=True)
             meta = self._meta.c
             row = conn.execute(
