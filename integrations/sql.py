@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 META_TABLE = "embedkit_meta"
 FORMAT = 2  # 2: metadata stored with non-ASCII characters as they are (SQLite's JSON paths need that)
-CHUNK = 500  # ids per IN (...) clause
 
 
 class SQLIndex(Index):
@@ -312,9 +311,8 @@ class SQLIndex(Index):
         c = self.table.c
         found = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                for row in conn.execute(sa.select(c.id, c.embedding).where(c.id.in_(chunk))):
-                    found[row.id] = self._load_vector(row)
+            for row in conn.execute(sa.select(c.id, c.embedding).where(self._in(c.id, ids))):
+                found[row.id] = self._load_vector(row)
         return found
 
     def _load_vector(self, row) -> np.ndarray:
@@ -416,13 +414,8 @@ class SQLIndex(Index):
 
     def _get_in(self, conn, ids) -> list[Record]:
         c = self.table.c
-        out = []
-        for chunk in _chunks(ids):
-            out += [
-                Record(r.id, r.text, self._load_metadata(r))
-                for r in conn.execute(sa.select(c.id, c.text, c.metadata).where(c.id.in_(chunk)))
-            ]
-        return out
+        rows = conn.execute(sa.select(c.id, c.text, c.metadata).where(self._in(c.id, ids)))
+        return [Record(r.id, r.text, self._load_metadata(r)) for r in rows]
 
     def _where(self, node: Node | None):
         from .sql_filters import compile_filter
@@ -433,8 +426,3 @@ class SQLIndex(Index):
         if not self.closed:
             self.engine.dispose()
         super().close()
-
-
-def _chunks(items: list, size: int = CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
