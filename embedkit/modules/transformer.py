@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ..checks import check_positive_int
-from ..prefixes import encode_truncated, word_local
+from ..tokenizing import TruncatingTokenizer
 
 CONFIG_NAMES = [
     "sentence_bert_config.json",
@@ -86,8 +86,8 @@ class Transformer(nn.Module):
         """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs.
 
         Fast tokenizers run through their ``tokenizers`` backend directly (all cores, no per-text Python
-        work beyond reading the ids), over only what survives truncation where that gives the same ids
-        (``embedkit.prefixes``); the attention mask is left to ``pad_to_tensors``.
+        work beyond reading the ids), with the shortcuts of ``embedkit.tokenizing`` where they give the same
+        ids; the attention mask is left to ``pad_to_tensors``.
         """
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
@@ -100,9 +100,10 @@ class Transformer(nn.Module):
             backend.enable_truncation(self.max_seq_length, direction=side)
         if backend.padding is not None:
             backend.no_padding()
-        if getattr(self, "_word_local", None) is None:
-            self._word_local = word_local(backend)
-        encodings = encode_truncated(backend, texts, self.max_seq_length, self._word_local and side == "right")
+        fast = getattr(self, "_fast", None)
+        if fast is None or fast.backend is not backend:
+            fast = self._fast = TruncatingTokenizer(backend)
+        encodings = fast.encode(texts)
         features: dict[str, Any] = {"input_ids": [e.ids for e in encodings]}
         if "token_type_ids" in self.tokenizer.model_input_names:
             features["token_type_ids"] = [e.type_ids for e in encodings]

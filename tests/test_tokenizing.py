@@ -1,5 +1,6 @@
-"""Tokenizing only what survives truncation gives the ids of a full ``tokenizer(..., truncation=True)`` call,
-on WordPiece, SentencePiece-style Unigram and byte-level BPE tokenizers; others fall back to the full text."""
+"""embedkit's truncating tokenization gives the ids of a full ``tokenizer(..., truncation=True)`` call, on
+WordPiece, SentencePiece-style Unigram and byte-level BPE tokenizers: prefixes are cut only on word-local
+tokenizers, and ASCII texts are normalized in Python only under character-local normalizers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from embedkit.prefixes import encode_truncated, prefix, word_local
+from embedkit.tokenizing import TruncatingTokenizer, prefix, word_local
 
 CORPUS = pathlib.Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
 
@@ -65,29 +66,85 @@ def test_prefix_ids_equal_a_full_call(minilm_path, kind, max_length):
     backend.enable_truncation(max_length)
     backend.no_padding()
     docs = texts()
-    ours = [e.ids for e in encode_truncated(backend, docs, max_length, local=True)]
+    ours = [e.ids for e in TruncatingTokenizer(backend).encode(docs)]
     backend.no_truncation()
     expected = tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
     assert ours == expected
 
 
-def test_the_prefix_is_what_gets_tokenized(minilm_path):
+class Recording:
+    """A tokenizer that notes the length of every text it encodes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.seen = tokenizer, []
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def encode_batch_fast(self, batch):
+        self.seen.extend(batch)
+        return self.tokenizer.encode_batch_fast(batch)
+
+
+def test_the_prefix_is_what_gets_tokenized_and_ascii_skips_the_normalizer(minilm_path):
     backend = AutoTokenizer.from_pretrained(minilm_path).backend_tokenizer
     backend.enable_truncation(64)
     backend.no_padding()
-    seen = []
-
-    class Recording:
-        def to_str(self):
-            return backend.to_str()
-
-        def encode_batch(self, batch):
-            seen.extend(len(t) for t in batch)
-            return backend.encode_batch(batch)
-
+    tokenizer = TruncatingTokenizer(backend)
+    tokenizer.backend, tokenizer.bare = Recording(backend), Recording(tokenizer.bare)
     docs = texts()
-    encode_truncated(Recording(), docs, 64, local=True)
-    assert sum(seen) < 0.5 * sum(len(t) for t in docs)  # most of the characters were never tokenized
+    tokenizer.encode(docs)
+    seen = tokenizer.backend.seen + tokenizer.bare.seen
+    assert sum(map(len, seen)) < 0.5 * sum(map(len, docs))  # most of the characters were never tokenized
+    assert tokenizer.bare.seen and all(t.isascii() for t in tokenizer.bare.seen)
+    assert all(not t.isascii() for t in tokenizer.backend.seen)
+    assert len(tokenizer.bare.seen) > len(tokenizer.backend.seen)
+
+
+EDGES = [
+    "".join(map(chr, range(128))),  # every ASCII character: controls are dropped, \t\n\r become spaces
+    "Mixed CASE with\x0bvertical\x0cform\x1cfile\x7fdel\x00nul and\ttabs\r\nlines",
+    "a [MASK] token, [CLS] and [SEP] inside, and [mask] in lower case",
+    "[Mask] and [UNK]ed and [PAD][PAD]",
+    "Héllo wörld, ascii after" + " word" * 300,
+    "x" * 5000,
+    "",
+]
+
+
+def lowercase_wordpiece() -> PreTrainedTokenizerFast:
+    """A WordPiece under a Sequence of character-local normalizers, with an added token that is normalized."""
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[UNK]", "[CLS]", "[SEP]", "<Mask>"])
+    raw.train_from_iterator(texts(60, seed=2), trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", mask_token="<Mask>")
+    tokenizer.add_tokens(["protein fold"])
+    return tokenizer
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "lowercase"])
+@pytest.mark.parametrize("max_length", [16, 512])
+def test_ascii_normalized_in_python_gives_the_same_ids(minilm_path, kind, max_length):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path) if kind == "wordpiece" else lowercase_wordpiece()
+    backend = tokenizer.backend_tokenizer
+    docs = EDGES + ["Protein Fold and <Mask> and <mask>", "protein   fold"] + texts(60)
+    backend.enable_truncation(max_length)
+    backend.no_padding()
+    fast = TruncatingTokenizer(backend)
+    assert fast.bare is not None
+    ours = [e.ids for e in fast.encode(docs)]
+    backend.no_truncation()
+    assert ours == tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
+
+
+def test_normalizers_that_are_not_character_local_keep_the_full_path():
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    assert TruncatingTokenizer(raw).bare is None  # nothing to skip
+    raw.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace("ab", "x")])
+    assert TruncatingTokenizer(raw).bare is None
 
 
 def test_tokenizers_that_are_not_word_local_fall_back():
