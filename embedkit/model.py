@@ -20,6 +20,7 @@ from .checks import check_positive_int, check_texts
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
+from .modules.transformer import BACKENDS
 from .ondisk import encode_to_file
 from .pool import EncodePool
 from .quantization import PRECISIONS, quantization_ranges, quantize_embeddings
@@ -27,7 +28,6 @@ from .similarity import PAIRWISE, SIMILARITY, SIMILARITY_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
@@ -70,6 +70,8 @@ class SentenceTransformer(nn.Sequential):
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "onnx" and device not in (None, "cpu"):
+            raise ValueError(f"the onnx backend runs on the CPU; got device={device!r}")
         saved: dict[str, Any] = {}
         if model_name_or_path is not None:
             if modules is not None:
@@ -84,6 +86,7 @@ class SentenceTransformer(nn.Sequential):
                 model_kwargs={**(model_kwargs or {}), **extra},
                 tokenizer_kwargs={**(tokenizer_kwargs or {}), **extra},
                 config_kwargs={**(config_kwargs or {}), **extra},
+                backend=backend,
             )
         elif modules is None:
             raise ValueError("SentenceTransformer needs a model_name_or_path or a list of modules")
@@ -105,18 +108,13 @@ class SentenceTransformer(nn.Sequential):
         self.quantization_ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
         # On CPU, run batches side by side, one torch thread each (see batching.in_parallel); False turns it off.
         self.parallel_batches = True
-        self.backend = backend
-        if backend == "onnx":
-            if device not in (None, "cpu"):
-                raise ValueError(f"the onnx backend runs on the CPU; got device={device!r}")
-            from .extras import require
-            from .onnx_backend import onnx_model
-
-            require("onnx", "backend='onnx'")
-
-            device = "cpu"
-            self.transformer.runtime = onnx_model(self.transformer)
-        self.to(device or default_device())
+        self.backend = getattr(next(iter(self), None), "backend", "torch")  # the Transformer module's
+        if self.backend != backend:
+            raise ValueError(
+                f"backend={backend!r} but the Transformer module was built with backend={self.backend!r}; "
+                "pass backend= to Transformer(...)"
+            )
+        self.to("cpu" if self.backend == "onnx" else device or default_device())
 
     # ----------------------------------------------------------------- properties
     @property

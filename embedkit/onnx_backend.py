@@ -1,10 +1,13 @@
 """The ``onnx`` backend: the Transformer runs in ONNX Runtime on CPU, with int8 weights.
 
-The Hugging Face model is exported once with ``torch.onnx.export``, fused by ONNX Runtime's transformer
-optimizer, its MatMul and Attention weights quantized to int8 per channel with ONNX Runtime's dynamic
-quantization, and the result cached in embedkit's own cache (``$EMBEDKIT_HOME/onnx/``, by default
-``~/.cache/embedkit/onnx/``), never in the model's folder. Pooling, Dense and Normalize stay in torch.
-Needs the ``onnx`` extra.
+``Transformer(path, backend="onnx")`` owns the runtime (``transformer.runtime``). The Hugging Face model is
+exported once with ``torch.onnx.export``, fused by ONNX Runtime's transformer optimizer, its MatMul and
+Attention weights quantized to int8 per channel with ONNX Runtime's dynamic quantization, and the result
+cached in embedkit's own cache (``$EMBEDKIT_HOME/onnx/``, by default ``~/.cache/embedkit/onnx/``), never
+written into the folder it was loaded from. Saving the model writes the graph into the saved folder
+(``onnx/embedkit_qint8.onnx``), where a later load with this backend finds it, as long as the weights
+beside it are the ones it was exported from. Pooling, Dense and Normalize stay in torch. Needs the
+``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -25,6 +29,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 FILE = "model_qint8.onnx"
+SAVED = os.path.join("onnx", "embedkit_qint8.onnx")  # in a saved model folder
+STAMP = "embedkit_onnx.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXPORT_VERSION = 2  # bump when the export changes, so cached files are rebuilt
 # ONNX Runtime's session-level SkipLayerNormalization fusion runs about 5x slower on CPU than the
@@ -96,17 +102,29 @@ class _Export(nn.Module):
 
 
 def onnx_model(transformer) -> OnnxModel:
-    """The cached int8 ONNX model for ``transformer``, exported and quantized on first use."""
-    folder = cache_folder(transformer.source_path)
+    """The int8 ONNX model for ``transformer``: the one saved in its folder, else the cached one, exported
+    and quantized on first use."""
+    source = transformer.source_path
+    stamp = _fingerprint(source)
+    saved = os.path.join(source, SAVED)
+    if os.path.exists(saved) and _read(os.path.join(os.path.dirname(saved), STAMP)) == stamp:
+        return OnnxModel(saved)
+    folder = cache_folder(source)
     path = os.path.join(folder, FILE)
-    stamp = _fingerprint(transformer.source_path)
-    stamp_file = os.path.join(folder, "embedkit_onnx.json")
-    if not (os.path.exists(path) and _read(stamp_file) == stamp):
-        logger.info("Exporting %s to ONNX with int8 weights into %s", transformer.source_path, folder)
+    if not (os.path.exists(path) and _read(os.path.join(folder, STAMP)) == stamp):
+        logger.info("Exporting %s to ONNX with int8 weights into %s", source, folder)
         export_int8(transformer, path)
-        with open(stamp_file, "w") as f:
-            json.dump(stamp, f)
+        _write(os.path.join(folder, STAMP), stamp)
     return OnnxModel(path)
+
+
+def save_onnx(runtime: OnnxModel, folder: str) -> None:
+    """Copy ``runtime``'s graph into the model ``folder`` just saved, stamped with the weights saved there."""
+    target = os.path.join(folder, SAVED)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.realpath(runtime.path) != os.path.realpath(target):
+        shutil.copyfile(runtime.path, target)
+    _write(os.path.join(os.path.dirname(target), STAMP), _fingerprint(folder))
 
 
 def export_int8(transformer, path: str) -> None:
@@ -207,6 +225,11 @@ def _fingerprint(source: str) -> dict:
         f: [os.path.getsize(os.path.join(source, f)), int(os.path.getmtime(os.path.join(source, f)))] for f in files
     }
     return {"export_version": EXPORT_VERSION, **stamp}
+
+
+def _write(file: str, stamp: dict) -> None:
+    with open(file, "w") as f:
+        json.dump(stamp, f)
 
 
 def _read(file: str):

@@ -42,15 +42,15 @@ class EncodePool:
     """Worker processes that each hold a copy of a model. Use as a context manager, or call ``stop()``."""
 
     def __init__(self, model, target_devices: list[str] | None = None):
-        onnx_path = getattr(model.transformer.runtime, "path", None)  # the onnx backend's exported file
+        backend = model.backend
         if target_devices is None:
-            if torch.cuda.is_available() and onnx_path is None:
+            if torch.cuda.is_available() and backend == "torch":
                 target_devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
             else:
                 target_devices = ["cpu"] * max(1, min(MAX_CPU_WORKERS, os.cpu_count() or 1))
         if not target_devices:
             raise ValueError("target_devices must name at least one device")
-        if onnx_path is not None and any(not str(d).startswith("cpu") for d in target_devices):
+        if backend == "onnx" and any(not str(d).startswith("cpu") for d in target_devices):
             raise ValueError(f"the onnx backend runs on the CPU; got target_devices={list(target_devices)}")
         cpu_workers = sum(str(d).startswith("cpu") for d in target_devices)
         threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))  # split the cores, never oversubscribe
@@ -61,7 +61,7 @@ class EncodePool:
         self._inputs, self._outputs = ctx.Queue(), ctx.Queue()
         self._processes = [
             ctx.Process(
-                target=_work, args=(self._folder, d, threads, onnx_path, self._inputs, self._outputs), daemon=True
+                target=_work, args=(self._folder, d, threads, backend, self._inputs, self._outputs), daemon=True
             )
             for d in self.devices
         ]
@@ -174,18 +174,14 @@ def _quiet_save(model, folder: str) -> None:
             hf_logging.enable_progress_bar()
 
 
-def _work(folder: str, device: str, threads: int, onnx_path: str | None, inputs, outputs) -> None:
-    """The worker loop: load the model once, then encode chunks until told to stop. An onnx-backend
-    model's workers run the parent's exported file rather than exporting it again."""
+def _work(folder: str, device: str, threads: int, backend: str, inputs, outputs) -> None:
+    """The worker loop: load the model folder with its backend once, then encode chunks until told to stop.
+    An onnx-backend model's folder holds its graph, so workers never export it again."""
     try:
         torch.set_num_threads(threads)
         from .model import SentenceTransformer
 
-        model = SentenceTransformer(folder, device=device)
-        if onnx_path is not None:
-            from .onnx_backend import OnnxModel
-
-            model.backend, model.transformer.runtime = "onnx", OnnxModel(onnx_path)
+        model = SentenceTransformer(folder, device=device, backend=backend)
     except BaseException:
         outputs.put(("error", 0, None, traceback.format_exc()))
         return

@@ -1,4 +1,5 @@
-"""The onnx backend: int8 ONNX Runtime inference, exported once and cached next to the model."""
+"""The onnx backend: int8 ONNX Runtime inference owned by the Transformer module, exported once and cached
+in embedkit's cache, and saved with the model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from helpers import TEXTS, cosines
 
 from embedkit import SentenceTransformer
-from embedkit.onnx_backend import cache_folder
+from embedkit.modules import Pooling, Transformer
+from embedkit.onnx_backend import SAVED, cache_folder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -93,3 +95,37 @@ def test_onnx_backend_arguments(model_copy):
         SentenceTransformer(model_copy, backend="onnx", device="cuda")
     with pytest.raises(ValueError, match=r"backend must be one of \('torch', 'onnx'\)"):
         SentenceTransformer(model_copy, backend="openvino")
+
+
+def test_the_transformer_module_owns_the_runtime(model_copy):
+    module = Transformer(model_copy, backend="onnx")
+    assert module.backend == "onnx" and module.runtime.path.startswith(cache_folder(model_copy))
+    model = SentenceTransformer(modules=[module, Pooling(module.get_word_embedding_dimension())], backend="onnx")
+    assert model.backend == "onnx" and model.device.type == "cpu"
+    whole = SentenceTransformer(model_copy, backend="onnx")  # the folder adds Normalize
+    assert cosines(model.encode(TEXTS[1:]), whole.encode(TEXTS[1:])).min() > 0.99999
+    with pytest.raises(ValueError, match=r"backend='torch' but the Transformer module was built with backend='onnx'"):
+        SentenceTransformer(modules=[module, Pooling(module.get_word_embedding_dimension())])
+    with pytest.raises(ValueError, match=r"backend must be one of \('torch', 'onnx'\), got 'tensorrt'"):
+        Transformer(model_copy, backend="tensorrt")
+
+
+def test_a_saved_onnx_model_carries_its_graph(model_copy, tmp_path):
+    """Saving writes the graph beside the weights; loading that folder runs it without a new export; the
+    folder still loads in sentence-transformers with the torch weights; new weights make it stale."""
+    from sentence_transformers import SentenceTransformer as Reference
+
+    model = SentenceTransformer(model_copy, backend="onnx")
+    saved = str(tmp_path / "saved")
+    model.save(saved)
+    assert os.path.exists(os.path.join(saved, SAVED))
+    again = SentenceTransformer(saved, backend="onnx")
+    assert again.transformer.runtime.path == os.path.join(saved, SAVED)
+    assert not os.path.exists(cache_folder(saved))  # nothing exported for the saved folder
+    np.testing.assert_array_equal(again.encode(TEXTS), model.encode(TEXTS))  # the very same graph
+    reference = Reference(saved, device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(SentenceTransformer(model_copy, device="cpu").encode(TEXTS), reference, atol=1e-5)
+    weights = os.path.join(saved, "model.safetensors")
+    os.utime(weights, (os.path.getmtime(weights) + 100,) * 2)  # the weights changed after the save
+    stale = SentenceTransformer(saved, backend="onnx")
+    assert stale.transformer.runtime.path.startswith(cache_folder(saved))

@@ -113,9 +113,11 @@ def test_spawned_script_with_main_guard(tmp_path, prompt_model_dir):
     assert out.stdout.strip() == "True (15, 32)"
 
 
-def test_onnx_backend_pool_runs_the_exported_graph(prompt_model_dir, tmp_path):
-    """Workers of an onnx-backend model run its int8 graph (not float32 torch), and only on CPUs."""
+def test_onnx_backend_pool_runs_the_exported_graph(prompt_model_dir, tmp_path, monkeypatch):
+    """Workers of an onnx-backend model load its folder with its backend and run its int8 graph (not float32
+    torch, and without exporting it again), and only on CPUs."""
     pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path / "home"))
     folder = shutil.copytree(prompt_model_dir, tmp_path / "model")
     model = SentenceTransformer(str(folder), backend="onnx")
     with pytest.raises(ValueError, match=r"the onnx backend runs on the CPU; got target_devices=\['cuda:0'\]"):
@@ -123,5 +125,6 @@ def test_onnx_backend_pool_runs_the_exported_graph(prompt_model_dir, tmp_path):
     expected, fp32 = model.encode(TEXTS), SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
     with model.start_multi_process_pool(["cpu", "cpu"]) as pool:
         got = model.encode(TEXTS, pool=pool, chunk_size=20)
+    assert len(os.listdir(tmp_path / "home" / "onnx")) == 1  # the parent's export only
     assert cosines(got, expected).min() > 0.999  # activations are quantized per run, and the pool's runs differ
     assert not np.allclose(got, fp32, atol=1e-6)

@@ -26,8 +26,14 @@ CONFIG_NAMES = [
 ]
 
 
+BACKENDS = ("torch", "onnx")
+
+
 class Transformer(nn.Module):
-    """Runs a Hugging Face ``AutoModel`` and writes ``token_embeddings`` into the features dict."""
+    """Runs a Hugging Face ``AutoModel`` and writes ``token_embeddings`` into the features dict.
+
+    ``backend="onnx"`` runs it as an int8 ONNX Runtime graph on the CPU instead (``embedkit.onnx_backend``).
+    """
 
     def __init__(
         self,
@@ -38,8 +44,11 @@ class Transformer(nn.Module):
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         tokenizer_name_or_path: str | None = None,
+        backend: str = "torch",
     ):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         model_kwargs = dict(model_kwargs or {})
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         config_kwargs = dict(config_kwargs or {})
@@ -48,7 +57,7 @@ class Transformer(nn.Module):
             if not kwargs.get("trust_remote_code"):
                 kwargs.pop("trust_remote_code", None)
         self.source_path = model_name_or_path
-        self.runtime = None  # set to an ONNX Runtime model by the onnx backend
+        self.backend = backend
         self.config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
         self.auto_model = AutoModel.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path or model_name_or_path, **tokenizer_kwargs)
@@ -67,6 +76,14 @@ class Transformer(nn.Module):
             or getattr(self.config, "sliding_window", None)
             or any(getattr(module, "is_causal", False) for module in self.auto_model.modules())
         )
+        self.runtime = None
+        if backend == "onnx":
+            from ..extras import require
+
+            require("onnx", "backend='onnx'")
+            from ..onnx_backend import onnx_model
+
+            self.runtime = onnx_model(self)
 
     @property
     def max_seq_length(self) -> int:
@@ -170,6 +187,10 @@ class Transformer(nn.Module):
         self.tokenizer.save_pretrained(path)
         with open(os.path.join(path, "sentence_bert_config.json"), "w", encoding="utf8") as f:
             json.dump({"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}, f, indent=4)
+        if self.runtime is not None:
+            from ..onnx_backend import save_onnx
+
+            save_onnx(self.runtime, path)
 
     @classmethod
     def load(cls, path: str, **kwargs) -> "Transformer":
