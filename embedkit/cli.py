@@ -41,6 +41,8 @@ def cmd_encode(args: argparse.Namespace, load) -> None:
         return store_command("cmd_encode_ray")(args, load)
     if len(args.input) != 1:
         raise ValueError(f"encode takes one input (or several with --ray), got {len(args.input)}")
+    if args.chunk_tokens != 0:
+        raise ValueError("encode --chunk-tokens needs --ray (a .npy file holds a row per text)")
     args.input = args.input[0]
     from .records import iter_texts
 
@@ -110,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])
     enc.add_argument("--truncate-dim", type=int, default=None)
     enc.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output file")
+    enc.add_argument(
+        "--chunk-tokens",
+        type=lambda v: None if v == "auto" else int(v),
+        default=0,
+        help="with --ray: a row per chunk of at most N tokens ('auto': the model's limit; default 0: a row per text)",
+    )
+    enc.add_argument("--chunk-overlap", type=int, default=32, help="tokens that consecutive chunks share, at most")
     enc.set_defaults(func=cmd_encode)
 
     add = sub.add_parser(

@@ -1,104 +1,16 @@
-"""Token-aware chunking: long texts are split into chunks measured in the model's own tokens, so that no
-text is cut silently by the encoder.
-
-``Chunker(encoder, chunk_tokens, chunk_overlap)``:
-- ``chunk_tokens=None`` (the default): a text that fits the model is one chunk; a longer one is split
-  into chunks as long as the model takes, after its passage prompt and special tokens.
-- ``chunk_tokens=N``: texts longer than N tokens are split into chunks of at most N tokens.
-- ``chunk_tokens=0``: no chunking; the encoder truncates long texts (and warns).
-- ``chunk_overlap``: tokens that consecutive chunks share, at most (the next chunk starts at the first word
-  start in that range).
-
-Boundaries fall on word starts taken from the tokenizer's offsets, and each chunk's character span runs
-to the start of the token after it, so every character of a text, whitespace included, lies in some
-chunk. A chunk that starts at a word start re-tokenizes to the tokens it was measured with. Only a word
-longer than a whole chunk is split between tokens; the piece that starts inside it may re-tokenize a
-token or two longer (and the encoder then cuts that chunk's end, with its warning).
-"""
+"""How the stores keep chunks (the splitting itself is ``embedkit.chunking.Chunker``): a document's first
+chunk is stored under its id with the whole text, chunk n >= 1 under ``id + SEP + n`` with an empty text,
+its document and its character span."""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
-Span = tuple[int, int]
-
-
-class Chunker:
-    def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32):
-        if chunk_tokens is not None and (not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool)):
-            raise TypeError(f"chunk_tokens must be None or an int, got {chunk_tokens!r}")
-        if not isinstance(chunk_overlap, int) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
-            raise ValueError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
-        if chunk_tokens is not None and chunk_tokens < 0:
-            raise ValueError(f"chunk_tokens must be None, 0 (off) or a positive int, got {chunk_tokens}")
-        self.tokenizer = getattr(encoder, "tokenizer", None)
-        limit = getattr(encoder, "max_seq_length", None)
-        self.size = 0
-        if chunk_tokens == 0 or self.tokenizer is None or not isinstance(limit, int):
-            if chunk_tokens:
-                raise ValueError(
-                    f"chunk_tokens={chunk_tokens} needs an encoder with a tokenizer and max_seq_length "
-                    f"(an embedkit SentenceTransformer); {type(encoder).__name__} has none"
-                )
-            return
-        room = limit - self._tokens(getattr(encoder, "document_prompt", "") or "") - self._specials()
-        if chunk_tokens is not None and chunk_tokens > room:
-            raise ValueError(
-                f"chunk_tokens={chunk_tokens} is more than the {room} tokens the model takes after its prompt"
-            )
-        self.size = chunk_tokens or room
-        if chunk_overlap >= self.size:
-            raise ValueError(f"chunk_overlap={chunk_overlap} must be less than the chunk size of {self.size} tokens")
-        self.overlap = chunk_overlap
-
-    def spans(self, texts: list[str]) -> list[list[Span] | None]:
-        """Per text: None when it is one chunk, else the character spans of its chunks."""
-        if not self.size or not texts:
-            return [None] * len(texts)
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        out = []
-        for i, text in enumerate(texts):
-            offsets = encoded["offset_mapping"][i]
-            if len(offsets) <= self.size:
-                out.append(None)
-                continue
-            words = encoded.word_ids(i)
-            starts = [t for t in range(len(offsets)) if t == 0 or words[t] is None or words[t] != words[t - 1]]
-            out.append([self._span(text, offsets, a, b) for a, b in self._windows(len(offsets), starts)])
-        return out
-
-    def _windows(self, n: int, starts: list[int]) -> list[Span]:
-        """Token ranges [a, b) of at most ``size`` tokens, cut at word starts where a word allows."""
-        windows, a, last = [], 0, 0
-        while True:
-            if n - a <= self.size:
-                windows.append((a, n))
-                return windows
-            end = a + self.size
-            at = bisect.bisect_right(starts, end) - 1  # the last word start at or before end
-            b = starts[at] if at >= 0 and starts[at] > max(a, last) else end  # and past the last chunk
-            windows.append((a, b))
-            last = b
-            at = bisect.bisect_left(starts, max(b - self.overlap, a + 1))  # the overlap, to a word start
-            a = starts[at] if at < len(starts) and starts[at] < b else b
-
-    @staticmethod
-    def _span(text: str, offsets, a: int, b: int) -> Span:
-        start = 0 if a == 0 else offsets[a][0]
-        end = len(text) if b >= len(offsets) else offsets[b][0]
-        return start, end
-
-    def _tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else 0
-
-    def _specials(self) -> int:
-        return len(self.tokenizer("", add_special_tokens=True)["input_ids"])
-
+from embedkit.chunking import Span
 
 SEP = "\x1f"  # joins a document id and a chunk number: the row id of a document's chunk n >= 1
 

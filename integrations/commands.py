@@ -129,6 +129,7 @@ def cmd_encode_ray(args, load_model: Callable) -> None:
     ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
     role = None if args.role == "none" else args.role
     options = {"precision": args.precision, "normalize_embeddings": args.normalize, "truncate_dim": args.truncate_dim}
+    options |= {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
     ds = embed_dataset(ray.data.from_items(rows), args.model, role=role, batch_size=args.batch_size, **options)
     if "://" in args.output:
         from .ray_writers import write_pgvector

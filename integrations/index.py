@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
+from embedkit.chunking import Chunker
 
 from . import validation
-from .chunking import Chunker, Rows, chunk_rows, documents
+from .chunking import Rows, chunk_rows, documents
 from .encoders import as_encoder, encoder_info
 from .filters import Node, parse_filter
 from .keywords import MODES, fuse

@@ -99,6 +99,18 @@ def copy_upsert(conn, table: str, dimension: int, rows) -> None:
         cursor.execute("DROP TABLE embedkit_staging")
 
 
+def delete_chunks_beyond(conn, table: str, heads: list[tuple[str, int]]) -> None:
+    """Remove chunks n >= count of each (document id, count): what an earlier load left and this one will not
+    write (so writers of one load, each holding part of a document's chunks, never delete each other's)."""
+    if heads:
+        docs, counts = map(list, zip(*heads))
+        conn.exec_driver_sql(
+            f'DELETE FROM "{table}" AS t USING unnest(%(docs)s::text[], %(counts)s::int[]) AS h(doc, n) '
+            "WHERE t.doc = h.doc AND substr(t.id, length(h.doc) + 2)::int >= h.n",
+            {"docs": docs, "counts": counts},
+        )
+
+
 class Searcher:
     """Searches one pgvector table. Each search is one round trip in autocommit (a single SELECT is its own
     read-only snapshot), with its statement compiled once per (filter, k).

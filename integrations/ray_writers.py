@@ -7,6 +7,9 @@
   ``ds.write_parquet`` wrote, in batches, without the model.
 
 Parquet output needs nothing from here: ``embed_dataset(...).write_parquet(path)`` is Ray's own writer.
+Chunk rows (``embed_dataset(..., chunk_tokens=...)``: columns ``chunk``, ``chunks``, ``span``) are stored as
+``Index(chunk_tokens=...)`` stores them, and a document's chunks from an earlier load that the new one
+does not have are removed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 
 from embedkit.extras import require
 
+from . import validation
+from .chunking import SEP, Rows
 from .index import Index
 
 
@@ -83,15 +88,19 @@ class _PgWriter:
         import pyarrow as pa
 
         from . import postgres
+        from .chunking import dump_span
         from .index import dumps
         from .validation import unit_vectors
 
-        ids, texts, vectors, metadatas = _rows(batch, *self.columns)
-        vectors = unit_vectors(vectors, self.dimension, len(ids))
+        rows, counts = _rows(batch, *self.columns)
+        vectors = unit_vectors(rows.vectors, self.dimension, len(rows.ids))
+        values = zip(rows.ids, rows.texts, rows.metadatas, vectors, rows.docs, rows.spans)
+        copied = ((i, t, dumps(m), v, d, dump_span(s)) for i, t, m, v, d, s in values)
+        heads = [(i, n) for i, d, n in zip(rows.ids, rows.docs, counts) if d is None]
         with self.engine.begin() as conn:
-            rows = ((i, t, dumps(m), v, None, None) for i, t, m, v in zip(ids, texts, metadatas, vectors))
-            postgres.copy_upsert(conn, self.table, self.dimension, rows)
-        return pa.table({"written": [len(ids)]})
+            postgres.copy_upsert(conn, self.table, self.dimension, copied)
+            postgres.delete_chunks_beyond(conn, self.table, heads)
+        return pa.table({"written": [len(rows.ids)]})
 
 
 def load_parquet(
@@ -103,25 +112,51 @@ def load_parquet(
     metadata_columns: list[str] | None = None,
     batch_size: int = 10_000,
 ) -> int:
-    """Add the rows of the Parquet files under ``path`` to ``index`` with their vectors; returns the count."""
+    """Add the rows of the Parquet files under ``path`` to ``index`` with their vectors; returns the number of
+    rows read. A document is written once all its chunks have been read, whatever their order; a document
+    whose chunks the files do not all hold fails the load, naming it, after the complete ones are stored."""
     require("ray", "integrations.ray_writers.load_parquet")
     import pyarrow.dataset as pads
 
-    written = 0
+    index._check_open()
+    read, waiting = 0, {}  # document id -> [its chunk count, its rows read so far]
     for batch in pads.dataset(path, format="parquet").to_batches(batch_size=batch_size):
-        ids, texts, vectors, metadatas = _rows(batch, id_column, text_column, embedding_column, metadata_columns or [])
-        index.add_embeddings(vectors, texts, metadatas, ids)
-        written += len(ids)
-    return written
+        rows, counts = _rows(batch, id_column, text_column, embedding_column, metadata_columns or [])
+        vectors = index._check_vectors(rows.vectors, len(rows.ids))
+        read += len(rows.ids)
+        ready = []
+        for row in zip(rows.ids, rows.texts, rows.metadatas, vectors, rows.docs, rows.spans, counts):
+            doc = row[4] or row[0]
+            group = waiting.setdefault(doc, [row[6], []])
+            group[1].append(row[:6])
+            if len(group[1]) == group[0]:
+                ready.extend(waiting.pop(doc)[1])
+        if ready:
+            ids, texts, metadatas, vectors, docs, spans = map(list, zip(*ready))
+            index._write(Rows(ids, texts, metadatas, docs, spans, [], np.stack(vectors)))
+    if waiting:
+        missing = ", ".join(repr(doc) for doc in list(waiting)[:5])
+        raise ValueError(
+            f"{path}: the chunks of {len(waiting)} documents are incomplete ({missing}); nothing of them was stored"
+        )
+    return read
 
 
-def _rows(batch, id_column, text_column, embedding_column, metadata_columns):
-    """(ids, texts, vectors, metadatas) of an Arrow batch."""
+def _rows(batch, id_column, text_column, embedding_column, metadata_columns) -> tuple[Rows, list[int]]:
+    """An Arrow batch as store rows (chunk n >= 1 under ``id + SEP + n``), with each row's document's chunk
+    count."""
     column = batch.column(embedding_column)
     flat = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     vectors = np.asarray(flat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(batch), -1)
-    ids = [str(i) for i in batch.column(id_column).to_pylist()]
+    doc_ids = validation.ids([str(i) for i in batch.column(id_column).to_pylist()])
     texts = batch.column(text_column).to_pylist()
     extra = {name: batch.column(name).to_pylist() for name in metadata_columns}
-    metadatas = [{name: values[i] for name, values in extra.items()} for i in range(len(ids))]
-    return ids, texts, vectors, metadatas
+    metadatas = [validation.metadata({k: v[i] for k, v in extra.items()}, i) for i in range(len(doc_ids))]
+    if "chunk" in batch.column_names:
+        numbers, counts = batch.column("chunk").to_pylist(), batch.column("chunks").to_pylist()
+        spans = [None if span is None else tuple(span) for span in batch.column("span").to_pylist()]
+    else:
+        numbers, counts, spans = [0] * len(doc_ids), [1] * len(doc_ids), [None] * len(doc_ids)
+    ids = [d if n == 0 else f"{d}{SEP}{n}" for d, n in zip(doc_ids, numbers)]
+    docs = [None if n == 0 else d for d, n in zip(doc_ids, numbers)]
+    return Rows(ids, texts, metadatas, docs, spans, [], vectors), counts

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_stores import Backend
 
+from embedkit.chunking import Chunker
 from integrations import FaissIndex, SQLIndex
-from integrations.chunking import Chunker
 
 BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
 

@@ -146,3 +146,98 @@ def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, 
     rows = dict(zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()))
     assert set(rows) == {"docs/a.txt:1", "docs/a.txt:3", "docs/b.md:1", "docs/b.md:3"}
     np.testing.assert_allclose(rows["docs/a.txt:3"], minilm.encode("bond yields rose"), atol=1e-5)
+    (tmp_path / "docs" / "long.txt").write_text(LONG[2] + "\n")
+    main(["encode", "--ray", "docs/long.txt", "-o", "long", "-m", minilm_path, "-q", "--chunk-tokens", "48"])
+    table = pads.dataset("long", format="parquet").to_table()
+    assert table.column("chunk").to_pylist() == list(range(len(table))) and len(table) > 1
+    with pytest.raises(SystemExit, match="encode --chunk-tokens needs --ray"):
+        main(["encode", "docs/long.txt", "-o", "x.npy", "-m", minilm_path, "--chunk-tokens", "48"])
+
+
+LONG = [
+    " ".join(f"{w} sentence {i}.{n} on {w}s" for n in range(4 + 9 * (i % 3)))
+    for i, w in enumerate(["cat", "bond", "soup", "star", "rain", "kite"] * 2)
+]
+
+
+def chunked(table) -> dict[str, list[dict]]:
+    rows = sorted(table.to_pylist(), key=lambda r: (r["id"], r["chunk"]))
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["id"], []).append(row)
+    return out
+
+
+def test_chunking_gives_the_rows_an_index_stores(cluster, minilm_path, minilm, tmp_path, pg_url):
+    """A row per chunk with the Index's own spans and vectors; Parquet into FAISS and COPY into pgvector
+    answer searches exactly as an Index filled by add(); a re-load drops chunks the new load lacks."""
+    from embedkit.chunking import Chunker
+
+    ds = embed_dataset(dataset(LONG, 4), minilm_path, role="document", chunk_tokens=48, chunk_overlap=8, concurrency=2)
+    table = arrow(ds)
+    assert {"chunk", "chunks", "span"} <= set(table.column_names)
+    spans = Chunker(minilm, 48, 8).spans(LONG)
+    assert sum(len(s or [None]) for s in spans) == len(table) > len(LONG)
+    for i, (text, expected) in enumerate(zip(LONG, spans)):
+        rows = chunked(table)[f"d{i:03d}"]
+        assert [r["chunk"] for r in rows] == list(range(len(expected or [None])))
+        assert {r["chunks"] for r in rows} == {len(rows)}
+        assert [r["span"] and tuple(r["span"]) for r in rows] == (expected or [None])
+        assert [r["text"] for r in rows] == [text] + [""] * (len(rows) - 1)
+        pieces = [text] if expected is None else [text[a:b] for a, b in expected]
+        got = np.array([r["embedding"] for r in rows], np.float32)
+        np.testing.assert_allclose(got, minilm.encode_document(pieces), atol=1e-5)
+
+    ids = [f"d{i:03d}" for i in range(len(LONG))]
+    reference = SQLIndex(minilm, f"sqlite:///{tmp_path / 'ref.db'}", chunk_tokens=48, chunk_overlap=8)
+    reference.add(LONG, ids=ids)
+    queries = ["soup sentence 3.7", "kite", "a bond on stars"]
+    expected = [[(h.id, h.span, round(h.score, 4)) for h in reference.search(q, k=5)] for q in queries]
+
+    ds.write_parquet(str(tmp_path / "out"))
+    with FaissIndex(minilm, path=str(tmp_path / "faiss"), chunk_tokens=48, chunk_overlap=8) as index:
+        assert load_parquet(index, str(tmp_path / "out"), batch_size=3) == len(table)  # documents span batches
+        assert len(index) == len(LONG)
+        for query, want in zip(queries, expected):
+            assert [(h.id, h.span, round(h.score, 4)) for h in index.search(query, k=5)] == want
+        assert [d.text for d in index.get(ids)] == LONG
+
+    url = pg_url[0]
+    finer = embed_dataset(dataset(LONG, 4), minilm_path, role="document", chunk_tokens=24, chunk_overlap=0)
+    write_pgvector(finer, url, minilm.model_name, table="ray_chunks")  # more chunks per document
+    assert write_pgvector(ds, url, minilm.model_name, table="ray_chunks") == len(table)
+    with SQLIndex(minilm, url, table="ray_chunks", chunk_tokens=48, chunk_overlap=8) as index:
+        for query, want in zip(queries, expected):
+            assert [(h.id, h.span, round(h.score, 4)) for h in index.search(query, k=5)] == want
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM ray_chunks").scalar() == len(table)  # none left over
+
+
+def test_incomplete_chunks_fail_the_load_naming_the_document(minilm, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vector = minilm.encode_document(["x"])[0].tolist()
+    rows = {
+        "id": ["whole", "part", "done", "done"],
+        "text": ["a whole one", "first of two", "first", ""],
+        "embedding": [vector] * 4,
+        "chunk": [0, 0, 0, 1],
+        "chunks": [1, 2, 2, 2],
+        "span": [None, [0, 5], [0, 3], [2, 5]],
+    }
+    (tmp_path / "out").mkdir()
+    pq.write_table(pa.table(rows), tmp_path / "out" / "part.parquet")
+    with FaissIndex(minilm, path=str(tmp_path / "faiss")) as index:
+        with pytest.raises(ValueError, match=r"the chunks of 1 documents are incomplete \('part'\)"):
+            load_parquet(index, str(tmp_path / "out"))
+        assert sorted(d.id for d in index.get()) == ["done", "whole"]  # the complete ones are stored
+
+
+def test_chunking_arguments(cluster, minilm_path):
+    with pytest.raises(ValueError, match=r"chunking adds the columns \('chunk', 'chunks', 'span'\)"):
+        embed_dataset(dataset().add_column("span", lambda df: df["group"]), minilm_path, chunk_tokens=None)
+    with pytest.raises(ValueError, match="backend='onnx' runs on CPU actors"):
+        embed_dataset(dataset(), minilm_path, backend="onnx", num_gpus=1)
