@@ -8,6 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
+FIRST_CHUNK = 1024  # on accelerators, the first chunk: the device waits only for its tokenization
+
+
+def text_chunks(texts: list[str], ramp: bool) -> list[list[str]]:
+    """``texts`` in slices that are tokenized and length-sorted together, ``TOKENIZE_CHUNK`` each. With
+    ``ramp`` (accelerators, where the next slice is tokenized while this one runs) the slices start at
+    ``FIRST_CHUNK`` and double, so the device starts early and tokenization stays ahead of it."""
+    chunks, start, size = [], 0, FIRST_CHUNK if ramp else TOKENIZE_CHUNK
+    while start < len(texts):
+        chunks.append(texts[start : start + size])
+        start, size = start + size, min(2 * size, TOKENIZE_CHUNK)
+    return chunks
+
 
 def tokenized_chunks(transformer, chunks: list[list[str]], prefetch: bool):
     """(offset, features) per chunk; with ``prefetch`` the next chunk is tokenized while this one runs."""

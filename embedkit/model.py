@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .batching import in_parallel, token_batches, token_lengths, tokenized_chunks
+from .batching import in_parallel, text_chunks, token_batches, token_lengths, tokenized_chunks
 from .checks import check_positive_int, check_texts
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
-TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
 
 
 def default_device() -> str:
@@ -374,7 +373,8 @@ class SentenceTransformer(nn.Sequential):
         prompt_length = self._prompt_length(prompt) if prompt else None
         if prompt:
             texts = [prompt + t for t in texts]
-        chunks = [texts[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
+        accelerated = self.device.type != "cpu"
+        chunks = text_chunks(texts, ramp=accelerated)
         pinned = self.device.type == "cuda"
         truncated = []
         workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
@@ -383,7 +383,7 @@ class SentenceTransformer(nn.Sequential):
             batch_size = min(batch_size, -(-len(texts) // workers))
 
         def jobs():
-            for offset, features in tokenized_chunks(transformer, chunks, prefetch=self.device.type != "cpu"):
+            for offset, features in tokenized_chunks(transformer, chunks, prefetch=accelerated):
                 truncated.append(features.pop("num_truncated"))
                 lengths = token_lengths(features)
                 for idx in token_batches(lengths, batch_size, max_batch_tokens):

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from embedkit.batching import token_batches, tokenized_chunks
+from embedkit.batching import FIRST_CHUNK, TOKENIZE_CHUNK, text_chunks, token_batches, tokenized_chunks
 
 TEXTS = [f"document {i}: " + "some words " * (i % 11) for i in range(103)]
 
@@ -128,6 +128,18 @@ def test_prefetch_tokenizes_the_next_chunk_during_this_one(tiny_model):
         prefetched.append(item)
     assert [offset for offset, _ in prefetched] == [offset for offset, _ in plain] == [0, 3, 5]
     assert [features for _, features in prefetched] == [features for _, features in plain]
+
+
+def test_chunks_ramp_up_on_accelerators():
+    """On an accelerator the first chunk is small (the device waits only for it) and the chunks double up to
+    the usual size; on CPU every chunk has the usual size. Either way they cover the texts once, in order."""
+    texts = [str(i) for i in range(FIRST_CHUNK * 40)]
+    ramped, flat = text_chunks(texts, ramp=True), text_chunks(texts, ramp=False)
+    sizes = [len(c) for c in ramped]
+    assert sizes[:5] == [FIRST_CHUNK, 2 * FIRST_CHUNK, 4 * FIRST_CHUNK, 8 * FIRST_CHUNK, 16 * FIRST_CHUNK]
+    assert max(sizes) == TOKENIZE_CHUNK and [len(c) for c in flat][:-1] == [TOKENIZE_CHUNK] * (len(flat) - 1)
+    assert sum(ramped, []) == sum(flat, []) == texts
+    assert text_chunks([], ramp=True) == [] and text_chunks(["a"], ramp=True) == [["a"]]
 
 
 def test_max_batch_tokens_keeps_results(tiny_model):
