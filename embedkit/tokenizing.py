@@ -2,25 +2,31 @@
 
 Two shortcuts, each taken only where it provably gives the same ids:
 
-- **Prefixes.** A truncated text keeps only its beginning, yet a plain call tokenizes all of it. Where a
-  tokenizer splits text into words before its model runs and normalizes characters locally
-  (``word_local``), a word's tokens depend on that word alone, so the tokens of a prefix cut at whitespace
-  equal the first tokens of the whole text. The prefix is enough whenever its own tokens overflow
-  ``max_length``; a text whose prefix does not overflow, or that has nowhere to cut, is tokenized whole.
+- **Only what survives truncation.** A truncated text keeps only its beginning, yet a plain call tokenizes
+  all of it. Where a tokenizer splits text into words before its model runs and normalizes characters
+  locally (``word_local``), a word's tokens depend on that word alone, so pieces of a text cut at whitespace
+  tokenize to consecutive runs of the whole text's tokens. A text is tokenized a piece at a time, from its
+  beginning, until the kept tokens are known; the special tokens are then put around them as the
+  tokenizer's post-processor does. Where pieces after the first would differ (a ``Prepend`` normalizer), a
+  text whose first piece falls short is tokenized whole instead.
 - **ASCII normalization.** Where the normalizer maps each character on its own (``CHAR_LOCAL``), an ASCII
   text is normalized by ``str.translate`` with a table read from the normalizer itself, and tokenized by a
   copy of the tokenizer without a normalizer: a third of the work of a WordPiece tokenizer is its
   normalizer. A text that holds an added token's content, before or after normalization, keeps the full path.
+
+Any other tokenizer, or truncation from the left, takes one plain call.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
-CHARS_PER_TOKEN = 6  # the prefix, in characters per kept token: English runs 4 to 5 per WordPiece token
+CHARS_PER_TOKEN = 6  # a piece, in characters per token still wanted: English runs 4 to 5 per WordPiece token
+FIRST_CHARS_PER_TOKEN = 4.5  # the first piece: a shortfall costs only another piece
 
 WORD_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace"}
 FURTHER_SPLITTERS = {"Digits", "Punctuation", "UnicodeScripts"}  # they only cut words further
@@ -59,50 +65,120 @@ def _splits_words(part) -> bool:
     return part["type"] in WORD_SPLITTERS
 
 
-def prefix(text: str, chars: int) -> str:
-    """``text`` cut before the last whitespace at or before ``chars`` characters (the text itself when it is
-    short or has no whitespace there)."""
-    if len(text) <= chars:
-        return text
-    at = max(text.rfind(c, 0, chars + 1) for c in " \n\t\r")
-    return text[:at] if at > 0 else text
+def cut(text: str, start: int, chars: int) -> int:
+    """Where a piece of ``text`` from ``start`` of about ``chars`` characters ends: before the last whitespace
+    in reach, or at the end of the text when it is within reach or there is no whitespace to cut at."""
+    end = start + chars
+    if end >= len(text):
+        return len(text)
+    at = max(text.rfind(c, start + 1, end + 1) for c in " \n\t\r")
+    return at if at > 0 else len(text)
+
+
+@dataclass
+class Tokens:
+    """Tokenizer output, unpadded: ids and type ids per text, and how many texts were cut."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+    truncated: int
 
 
 class TruncatingTokenizer:
-    """Encodes texts with ``backend`` (its truncation and padding already set) through both shortcuts."""
+    """Tokenizes with ``backend`` (a ``tokenizers.Tokenizer``, its truncation set) through the shortcuts.
+    ``stale()`` says when the backend was changed since (tokens added, parts replaced)."""
 
     def __init__(self, backend):
         spec = json.loads(backend.to_str())
-        self.backend = backend
-        self.word_local = word_local(backend)
+        self.backend, self.fingerprint = backend, _fingerprint(backend)
+        plain = dict(spec, truncation=None, padding=None)
+        self.plain = Tokenizer.from_str(json.dumps(plain))
+        try:
+            self.template = self._template()
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot encode the probes takes the plain path
+            self.template = None
+        self.pieces = word_local(backend) and self.template is not None
+        self.continues = "Prepend" not in {n["type"] for n in _normalizers(spec)}
         self.bare = self.table = self.added = None
         normalizers = _normalizers(spec)
         if normalizers and all(n["type"] in CHAR_LOCAL for n in normalizers):
             self.table = {c: backend.normalizer.normalize_str(chr(c)) for c in range(128)}
-            spec.update(normalizer=None, truncation=None, padding=None)
-            self.bare = Tokenizer.from_str(json.dumps(spec))
+            self.bare = Tokenizer.from_str(json.dumps(dict(plain, normalizer=None)))
             contents = [t.content for t in backend.get_added_tokens_decoder().values()]
             self.added = re.compile("|".join(map(re.escape, contents))) if contents else None
 
-    def encode(self, texts: list[str]) -> list:
-        """The encodings of ``texts`` under the backend's truncation; prefixes are cut when it keeps the
-        beginning."""
-        truncation = self.backend.truncation
-        if not self.word_local or truncation is None or truncation["direction"] != "right":
-            return self._encode(texts)
-        cut = [prefix(text, truncation["max_length"] * CHARS_PER_TOKEN) for text in texts]
-        encodings = self._encode(cut)
-        whole = [
-            i for i, (text, part, e) in enumerate(zip(texts, cut, encodings)) if part is not text and not e.overflowing
-        ]
-        for i, encoding in zip(whole, self._encode([texts[i] for i in whole]) if whole else []):
-            encodings[i] = encoding
-        return encodings
+    def stale(self) -> bool:
+        return _fingerprint(self.backend) != self.fingerprint
 
-    def _encode(self, texts: list[str]) -> list:
-        full = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+    def encode(self, texts: list[str]) -> Tokens:
+        truncation = self.backend.truncation
+        if (
+            not self.pieces
+            or truncation is None
+            or truncation["direction"] != "right"
+            or truncation["strategy"] not in ("longest_first", "only_first")
+        ):
+            encodings = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)(texts)
+            return Tokens(
+                [e.ids for e in encodings], [e.type_ids for e in encodings], sum(1 for e in encodings if e.overflowing)
+            )
+        return self._by_pieces(texts, truncation["max_length"])
+
+    def _by_pieces(self, texts: list[str], max_length: int) -> Tokens:
+        head, head_types, content_type, tail, tail_types = self.template
+        keep = max(0, max_length - len(head) - len(tail))  # content tokens kept
+        parts: list[list[list[int]]] = [[] for _ in texts]
+        counts, ends = [0] * len(texts), [0] * len(texts)
+        todo, chars = list(range(len(texts))), [int(keep * FIRST_CHARS_PER_TOKEN)] * len(texts)
+        while todo:
+            starts = [ends[i] if self.continues else 0 for i in todo]
+            stops = [cut(texts[i], start, chars[i]) for i, start in zip(todo, starts)]
+            encoded = self._plain([texts[i][a:b] for i, a, b in zip(todo, starts, stops)])
+            left = []
+            for i, stop, encoding in zip(todo, stops, encoded):
+                if self.continues:
+                    parts[i].append(encoding.ids)
+                    counts[i] += len(encoding.ids)
+                else:
+                    parts[i], counts[i] = [encoding.ids], len(encoding.ids)
+                ends[i] = stop
+                if counts[i] <= keep and stop < len(texts[i]):
+                    chars[i] = (keep + 1 - counts[i]) * CHARS_PER_TOKEN if self.continues else len(texts[i])
+                    left.append(i)
+            todo = left
+        ids, type_ids = [], []
+        for pieces, count in zip(parts, counts):
+            content = pieces[0] if len(pieces) == 1 else [t for piece in pieces for t in piece]
+            content = content[:keep]
+            ids.append(head + content + tail)
+            type_ids.append(head_types + [content_type] * len(content) + tail_types)
+        return Tokens(ids, type_ids, sum(count > keep for count in counts))
+
+    def _template(self):
+        """(head ids, head type ids, content type id, tail ids, tail type ids) that the post-processor puts
+        around a single text, or None when it does anything else."""
+        found, types = set(), set()
+        for text in ("a b c", "d"):
+            content = self.plain.encode(text, add_special_tokens=False)
+            full = self.plain.post_process(content)
+            ids, n = full.ids, len(content.ids)
+            at = next((i for i in range(len(ids) - n + 1) if ids[i : i + n] == content.ids), None)
+            if not n or at is None:
+                return None
+            types.update(full.type_ids[at : at + n])
+            found.add((*map(tuple, (ids[:at], full.type_ids[:at], ids[at + n :], full.type_ids[at + n :])),))
+        empty = self.plain.post_process(self.plain.encode("", add_special_tokens=False))
+        if len(found) != 1 or len(types) != 1:
+            return None
+        head, head_types, tail, tail_types = map(list, found.pop())
+        if (empty.ids, empty.type_ids) != (head + tail, head_types + tail_types):
+            return None
+        return head, head_types, types.pop(), tail, tail_types
+
+    def _plain(self, texts: list[str]) -> list:
+        """Encodings of ``texts`` without special tokens or truncation, through the ASCII shortcut."""
         if self.bare is None:
-            return full(texts)
+            return self.plain.encode_batch_fast(texts, add_special_tokens=False)
         normalized = [t.translate(self.table) if t.isascii() else None for t in texts]
         if self.added is not None:
             for i, (text, norm) in enumerate(zip(texts, normalized)):
@@ -110,16 +186,18 @@ class TruncatingTokenizer:
                     normalized[i] = None
         fast = [i for i, norm in enumerate(normalized) if norm is not None]
         slow = [i for i, norm in enumerate(normalized) if norm is None]
-        truncation = self.backend.truncation
-        if truncation is None:
-            self.bare.no_truncation()
-        elif self.bare.truncation != truncation:
-            self.bare.enable_truncation(**truncation)
         encodings = [None] * len(texts)
-        for indices, encoded in (
-            (fast, self.bare.encode_batch_fast([normalized[i] for i in fast]) if fast else []),
-            (slow, full([texts[i] for i in slow]) if slow else []),
+        for indices, tokenizer, batch in (
+            (fast, self.bare, [normalized[i] for i in fast]),
+            (slow, self.plain, [texts[i] for i in slow]),
         ):
-            for i, encoding in zip(indices, encoded):
+            for i, encoding in zip(
+                indices, tokenizer.encode_batch_fast(batch, add_special_tokens=False) if batch else []
+            ):
                 encodings[i] = encoding
         return encodings
+
+
+def _fingerprint(backend) -> tuple:
+    parts = (backend.normalizer, backend.pre_tokenizer, backend.post_processor)
+    return (backend.get_vocab_size(with_added_tokens=True), *(p and p.__getstate__() for p in parts))

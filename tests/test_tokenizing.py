@@ -1,6 +1,7 @@
 """embedkit's truncating tokenization gives the ids of a full ``tokenizer(..., truncation=True)`` call, on
-WordPiece, SentencePiece-style Unigram and byte-level BPE tokenizers: prefixes are cut only on word-local
-tokenizers, and ASCII texts are normalized in Python only under character-local normalizers."""
+WordPiece, SentencePiece-style Unigram and byte-level BPE tokenizers: texts are tokenized a piece at a time
+only on word-local tokenizers, and ASCII texts are normalized in Python only under character-local
+normalizers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from embedkit.tokenizing import TruncatingTokenizer, prefix, word_local
+from embedkit.tokenizing import TruncatingTokenizer, cut, word_local
 
 CORPUS = pathlib.Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
 
@@ -66,7 +67,7 @@ def test_prefix_ids_equal_a_full_call(minilm_path, kind, max_length):
     backend.enable_truncation(max_length)
     backend.no_padding()
     docs = texts()
-    ours = [e.ids for e in TruncatingTokenizer(backend).encode(docs)]
+    ours = TruncatingTokenizer(backend).encode(docs).ids
     backend.no_truncation()
     expected = tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
     assert ours == expected
@@ -81,9 +82,9 @@ class Recording:
     def __getattr__(self, name):
         return getattr(self.tokenizer, name)
 
-    def encode_batch_fast(self, batch):
+    def encode_batch_fast(self, batch, **kwargs):
         self.seen.extend(batch)
-        return self.tokenizer.encode_batch_fast(batch)
+        return self.tokenizer.encode_batch_fast(batch, **kwargs)
 
 
 def test_the_prefix_is_what_gets_tokenized_and_ascii_skips_the_normalizer(minilm_path):
@@ -91,14 +92,14 @@ def test_the_prefix_is_what_gets_tokenized_and_ascii_skips_the_normalizer(minilm
     backend.enable_truncation(64)
     backend.no_padding()
     tokenizer = TruncatingTokenizer(backend)
-    tokenizer.backend, tokenizer.bare = Recording(backend), Recording(tokenizer.bare)
+    tokenizer.plain, tokenizer.bare = Recording(tokenizer.plain), Recording(tokenizer.bare)
     docs = texts()
     tokenizer.encode(docs)
-    seen = tokenizer.backend.seen + tokenizer.bare.seen
+    seen = tokenizer.plain.seen + tokenizer.bare.seen
     assert sum(map(len, seen)) < 0.5 * sum(map(len, docs))  # most of the characters were never tokenized
     assert tokenizer.bare.seen and all(t.isascii() for t in tokenizer.bare.seen)
-    assert all(not t.isascii() for t in tokenizer.backend.seen)
-    assert len(tokenizer.bare.seen) > len(tokenizer.backend.seen)
+    assert all(not t.isascii() for t in tokenizer.plain.seen)
+    assert len(tokenizer.bare.seen) > len(tokenizer.plain.seen)
 
 
 EDGES = [
@@ -134,7 +135,7 @@ def test_ascii_normalized_in_python_gives_the_same_ids(minilm_path, kind, max_le
     backend.no_padding()
     fast = TruncatingTokenizer(backend)
     assert fast.bare is not None
-    ours = [e.ids for e in fast.encode(docs)]
+    ours = fast.encode(docs).ids
     backend.no_truncation()
     assert ours == tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
 
@@ -159,11 +160,45 @@ def test_tokenizers_that_are_not_word_local_fall_back():
     assert not word_local(raw)
 
 
-def test_prefix_cuts_before_whitespace():
-    assert prefix("short", 10) == "short"
-    assert prefix("alpha beta gamma", 12) == "alpha beta"
-    assert prefix("alpha\nbeta gamma", 7) == "alpha"
-    assert prefix("x" * 50, 10) == "x" * 50  # nowhere to cut
+def test_pieces_end_before_whitespace():
+    assert cut("short", 0, 10) == 5
+    assert cut("alpha beta gamma", 0, 12) == len("alpha beta")
+    assert cut("alpha\nbeta gamma", 0, 7) == len("alpha")
+    assert cut("alpha beta gamma delta", 5, 8) == len("alpha beta")  # a later piece: from its start
+    assert cut("x" * 50, 0, 10) == 50  # nowhere to cut: the rest of the text
+
+
+def prepending() -> PreTrainedTokenizerFast:
+    """A normalizer that prepends to whatever it is given: pieces after the first would tokenize differently."""
+    raw = Tokenizer(models.WordLevel({"[UNK]": 0, "xa": 1, "b": 2, "xb": 3, "a": 4}, unk_token="[UNK]"))
+    raw.normalizer = normalizers.Prepend("x")
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+
+
+def test_a_prepending_normalizer_tokenizes_short_first_pieces_whole():
+    tokenizer = prepending()
+    backend = tokenizer.backend_tokenizer
+    docs = ["a b " * n + "b" for n in range(1, 40)] + ["b" * 30 + " a"]
+    backend.enable_truncation(6)
+    fast = TruncatingTokenizer(backend)
+    assert fast.pieces and not fast.continues
+    ours = fast.encode(docs).ids
+    backend.no_truncation()
+    assert ours == tokenizer(docs, truncation=True, max_length=6)["input_ids"]
+    assert ours[0][0] == 1  # "xa": the prepended text's first word
+
+
+def test_a_changed_tokenizer_is_noticed(minilm_path):
+    from embedkit import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path, device="cpu")
+    docs = ["the protein fold of Protein Folds", "plain words"]
+    model.transformer.tokenize(docs)
+    model.tokenizer.add_tokens(["protein fold"])
+    expected = model.tokenizer(docs, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    assert model.tokenizer.convert_tokens_to_ids("protein fold") in expected[0]  # the change matters
+    assert model.transformer.tokenize(docs)["input_ids"] == expected
 
 
 def test_the_encoder_uses_it_and_counts_truncations(minilm_path):

@@ -118,13 +118,13 @@ class Transformer(nn.Module):
         if backend.padding is not None:
             backend.no_padding()
         fast = getattr(self, "_fast", None)
-        if fast is None or fast.backend is not backend:
+        if fast is None or fast.backend is not backend or fast.stale():
             fast = self._fast = TruncatingTokenizer(backend)
-        encodings = fast.encode(texts)
-        features: dict[str, Any] = {"input_ids": [e.ids for e in encodings]}
+        tokens = fast.encode(texts)
+        features: dict[str, Any] = {"input_ids": tokens.ids}
         if "token_type_ids" in self.tokenizer.model_input_names:
-            features["token_type_ids"] = [e.type_ids for e in encodings]
-        features["num_truncated"] = sum(1 for e in encodings if e.overflowing)
+            features["token_type_ids"] = tokens.type_ids
+        features["num_truncated"] = tokens.truncated
         return features
 
     def _tokenize_slow(self, texts: list[str]) -> dict[str, Any]:
