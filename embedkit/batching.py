@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("embedkit.model")  # the warnings of encode()
 
 TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
 FIRST_CHUNK = 1024  # on accelerators, the first chunk: the device waits only for its tokenization
@@ -75,3 +82,87 @@ def token_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | 
         batches.append(order[start:end])
         start = end
     return batches
+
+
+@torch.inference_mode()
+def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress):
+    """``model``'s encode: tokenize, sort by token length, run the modules batch by batch.
+
+    Returns the sentence embeddings as one tensor in input order, or a per-input list for the
+    other output values.
+    """
+    model.eval()
+    transformer = model.transformer
+    prompt_length = prompt_length_of(model, prompt) if prompt else None
+    if prompt:
+        texts = [prompt + t for t in texts]
+    accelerated = model.device.type != "cpu"
+    chunks = text_chunks(texts, ramp=accelerated)
+    pinned = model.device.type == "cuda"
+    truncated = []
+    workers = torch.get_num_threads() if model.device.type == "cpu" and model.parallel_batches else 1
+    workers = min(workers, len(texts))
+    if workers > 1:  # a few texts still make one batch per core
+        batch_size = min(batch_size, -(-len(texts) // workers))
+
+    def jobs():
+        for offset, features in tokenized_chunks(transformer, chunks, prefetch=accelerated):
+            truncated.append(features.pop("num_truncated"))
+            lengths = token_lengths(features)
+            for idx in token_batches(lengths, batch_size, max_batch_tokens):
+                yield offset, idx, features, lengths
+
+    def forward(job):
+        offset, idx, features, lengths = job
+        batch = transformer.pad_to_tensors(features, idx, lengths, model.device, pinned)
+        if prompt_length is not None:
+            batch["prompt_length"] = prompt_length
+        with torch.inference_mode():
+            return offset, idx, model(batch)
+
+    parts, positions, items = [], [], [None] * len(texts)
+    external = hasattr(progress, "update")  # a bar of the caller's (encode_to_file) moves per batch
+    bar_context = (
+        contextlib.nullcontext(progress)
+        if external
+        else tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress)
+    )
+    with bar_context as bar:
+        for offset, idx, out in in_parallel(forward, jobs(), workers):
+            if output_value == "sentence_embedding":
+                parts.append(out["sentence_embedding"])
+                positions.append(torch.from_numpy(idx + offset))
+            else:
+                for j, i in enumerate(idx):
+                    items[offset + i] = _select(out, j, output_value)
+            bar.update(len(idx))
+    if sum(truncated):
+        logger.warning(
+            "%d of %d inputs were longer than max_seq_length=%d tokens and were truncated",
+            sum(truncated),
+            len(texts),
+            transformer.max_seq_length,
+        )
+    if output_value != "sentence_embedding":
+        return items
+    if not parts:
+        return None
+    emb = torch.cat(parts)
+    ordered = torch.empty_like(emb)
+    ordered[torch.cat(positions).to(emb.device)] = emb
+    return ordered
+
+
+def prompt_length_of(model, prompt: str) -> int:
+    """Tokens of the prompt alone, without a trailing special token (used by include_prompt=False)."""
+    ids = model.transformer.tokenize([prompt])["input_ids"][0]
+    special = set(model.tokenizer.all_special_ids)
+    return len(ids) - 1 if ids and ids[-1] in special else len(ids)
+
+
+def _select(out: dict[str, Any], j: int, output_value):
+    """Row ``j`` of a batch for the per-input outputs (token embeddings, or everything as a dict)."""
+    if output_value == "token_embeddings":
+        return out["token_embeddings"][j][out["attention_mask"][j].bool()]
+    n = out["input_ids"].shape[0]
+    return {k: v[j] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n else v for k, v in out.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -12,10 +11,9 @@ import numpy as np
 import torch
 import transformers
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from . import __version__
-from .batching import in_parallel, text_chunks, token_batches, token_lengths, tokenized_chunks
+from .batching import run, token_lengths
 from .checks import check_positive_int, check_texts
 from .folder import load_folder, save_folder
 from .hub import resolve_model_path
@@ -289,7 +287,7 @@ class SentenceTransformer(nn.Sequential):
                 if own_pool is not None:
                     own_pool.stop()
         else:
-            emb = self._run(texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar)
+            emb = run(self, texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar)
             if output_value != "sentence_embedding":
                 return emb[0] if single else emb
             if emb is not None and truncate_dim is not None:
@@ -361,80 +359,6 @@ class SentenceTransformer(nn.Sequential):
             ranges = ranges[:, : emb.shape[1]]
         return quantize_embeddings(emb, precision, ranges=ranges)
 
-    @torch.inference_mode()
-    def _run(self, texts, prompt, batch_size, max_batch_tokens, output_value, progress):
-        """Tokenize, sort by token length, run the modules batch by batch.
-
-        Returns the sentence embeddings as one tensor in input order, or a per-input list for the
-        other output values.
-        """
-        self.eval()
-        transformer = self.transformer
-        prompt_length = self._prompt_length(prompt) if prompt else None
-        if prompt:
-            texts = [prompt + t for t in texts]
-        accelerated = self.device.type != "cpu"
-        chunks = text_chunks(texts, ramp=accelerated)
-        pinned = self.device.type == "cuda"
-        truncated = []
-        workers = torch.get_num_threads() if self.device.type == "cpu" and self.parallel_batches else 1
-        workers = min(workers, len(texts))
-        if workers > 1:  # a few texts still make one batch per core
-            batch_size = min(batch_size, -(-len(texts) // workers))
-
-        def jobs():
-            for offset, features in tokenized_chunks(transformer, chunks, prefetch=accelerated):
-                truncated.append(features.pop("num_truncated"))
-                lengths = token_lengths(features)
-                for idx in token_batches(lengths, batch_size, max_batch_tokens):
-                    yield offset, idx, features, lengths
-
-        def forward(job):
-            offset, idx, features, lengths = job
-            batch = transformer.pad_to_tensors(features, idx, lengths, self.device, pinned)
-            if prompt_length is not None:
-                batch["prompt_length"] = prompt_length
-            with torch.inference_mode():
-                return offset, idx, self(batch)
-
-        parts, positions, items = [], [], [None] * len(texts)
-        external = hasattr(progress, "update")  # a bar of the caller's (encode_to_file) moves per batch
-        bar_context = (
-            contextlib.nullcontext(progress)
-            if external
-            else tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress)
-        )
-        with bar_context as bar:
-            for offset, idx, out in in_parallel(forward, jobs(), workers):
-                if output_value == "sentence_embedding":
-                    parts.append(out["sentence_embedding"])
-                    positions.append(torch.from_numpy(idx + offset))
-                else:
-                    for j, i in enumerate(idx):
-                        items[offset + i] = _select(out, j, output_value)
-                bar.update(len(idx))
-        if sum(truncated):
-            logger.warning(
-                "%d of %d inputs were longer than max_seq_length=%d tokens and were truncated",
-                sum(truncated),
-                len(texts),
-                transformer.max_seq_length,
-            )
-        if output_value != "sentence_embedding":
-            return items
-        if not parts:
-            return None
-        emb = torch.cat(parts)
-        ordered = torch.empty_like(emb)
-        ordered[torch.cat(positions).to(emb.device)] = emb
-        return ordered
-
-    def _prompt_length(self, prompt: str) -> int:
-        """Tokens of the prompt alone, without a trailing special token (used by include_prompt=False)."""
-        ids = self.transformer.tokenize([prompt])["input_ids"][0]
-        special = set(self.tokenizer.all_special_ids)
-        return len(ids) - 1 if ids and ids[-1] in special else len(ids)
-
     # ----------------------------------------------------------------- similarity
     def similarity(self, embeddings1, embeddings2) -> Tensor:
         """Matrix of scores between all pairs, with ``similarity_fn_name``."""
@@ -486,14 +410,6 @@ class SentenceTransformer(nn.Sequential):
         save_folder(list(self), path, config)
 
     save_pretrained = save
-
-
-def _select(out: dict[str, Any], j: int, output_value):
-    """Row ``j`` of a batch for the per-input outputs (token embeddings, or everything as a dict)."""
-    if output_value == "token_embeddings":
-        return out["token_embeddings"][j][out["attention_mask"][j].bool()]
-    n = out["input_ids"].shape[0]
-    return {k: v[j] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n else v for k, v in out.items()}
 
 
 def _to_numpy(t: Tensor) -> np.ndarray:
