@@ -29,9 +29,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from . import keywords
 from .chunking import load_span
-from .fulltext import TOKENIZE
+from .fulltext import TOKENIZE, fts5_select
 from .index import CorruptIndexError
 from .matches import int_keys
 from .sql_filters import compile_filter
@@ -55,7 +54,6 @@ FTS = [
 ]
 DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"), sa.column("doc"))
 BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
-FTS_TABLE = sa.table("fts", sa.column("rowid"))
 BATCH = 20_000  # rows per read when streaming the whole table
 
 
@@ -144,14 +142,8 @@ class DocStore:
 
     # ----------------------------------------------------------------- writes (inside write())
     def fids_of(self, ids: list[str]) -> np.ndarray:
-        """The fids of every chunk of the documents ``ids``."""
-        arg = json.dumps(ids)
-        rows = self.conn.execute(
-            "SELECT fid FROM docs WHERE id IN (SELECT value FROM json_each(?)) "
-            "UNION SELECT fid FROM docs WHERE doc IN (SELECT value FROM json_each(?))",
-            (arg, arg),
-        )
-        return np.sort(int_keys(rows))
+        """The fids of every chunk of the documents ``ids`` (SQLite serves the OR from both indexes)."""
+        return self.fids_where(None, ids)
 
     def documents_among(self, fids: np.ndarray) -> int:
         """How many of ``fids`` are documents' first rows."""
@@ -254,15 +246,10 @@ class DocStore:
 
     def keyword(self, query: str, node, k: int) -> list[tuple[int, float]]:
         """(fid, relevance) of the ``k`` best keyword matches of ``query`` that satisfy ``node``."""
-        match = keywords.fts5_query(query)
-        if match is None:
+        found = fts5_select("fts", DOCS, DOCS.c.fid, [DOCS.c.fid], query)
+        if found is None:
             return []
-        rank = sa.literal_column("bm25(fts)")
-        statement = (
-            sa.select(DOCS.c.fid, (-rank).label("score"))
-            .select_from(FTS_TABLE.join(DOCS, DOCS.c.fid == FTS_TABLE.c.rowid))
-            .where(sa.literal_column("fts").op("MATCH")(match))
-        )
+        statement, rank = found
         statement = self._where(statement, node, None).order_by(rank, DOCS.c.fid).limit(k)
         return [(fid, score) for fid, score in self._execute(statement)]
 

@@ -62,17 +62,30 @@ def create_postgres(conn, table: str, index_name: str) -> None:
 def search(conn, table: sa.Table, key: str, query: str, where, k: int) -> list:
     """Rows (id, text, metadata, score) of the ``k`` best FTS5 matches of ``query`` that satisfy ``where``
     (SQLite; PostgreSQL goes through ``PostgresBM25``)."""
+    c = table.c
+    found = fts5_select(
+        fts_name(key), table, sa.literal_column(f'"{table.name}".rowid'), [c.id, c.text, c.metadata], query
+    )
+    if found is None:
+        return []
+    statement, rank = found
+    return conn.execute(statement.where(where).order_by(rank, c.id).limit(k)).all()
+
+
+def fts5_select(fts: str, table, rowid, columns: list, query: str):
+    """(a SELECT of ``columns`` and ``score`` over ``table``'s rows that the FTS5 table ``fts`` matches with
+    ``query``, joined on ``rowid``; its bm25 rank to order by), or None for a query without words."""
     match = keywords.fts5_query(query)
     if match is None:
-        return []
-    c, fts = table.c, sa.table(fts_name(key), sa.column("rowid"))
-    rank = sa.literal_column(f'bm25("{fts_name(key)}")')
+        return None
+    index = sa.table(fts, sa.column("rowid"))
+    rank = sa.literal_column(f'bm25("{fts}")')
     statement = (
-        sa.select(c.id, c.text, c.metadata, (-rank).label("score"))
-        .select_from(fts.join(table, sa.literal_column(f'"{table.name}".rowid') == fts.c.rowid))
-        .where(sa.literal_column(f'"{fts_name(key)}"').op("MATCH")(match))
+        sa.select(*columns, (-rank).label("score"))
+        .select_from(index.join(table, rowid == index.c.rowid))
+        .where(sa.literal_column(f'"{fts}"').op("MATCH")(match))
     )
-    return conn.execute(statement.where(where).order_by(rank, c.id).limit(k)).all()
+    return statement, rank
 
 
 class PostgresBM25:
