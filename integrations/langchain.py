@@ -141,7 +141,8 @@ class EmbedkitVectorStore(VectorStore):
         self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[Document]:
         """``mode``: ``"vector"``, ``"keyword"`` or ``"hybrid"`` (see ``Index.search``); ``rrf_k`` and
-        ``candidates`` pass through. ``as_retriever(search_kwargs={"mode": "hybrid"})`` is a hybrid retriever."""
+        ``candidates`` pass through. ``as_retriever(search_kwargs={"mode": "hybrid"})`` is a hybrid retriever.
+        A document stored in chunks comes back as its best chunk, with ``metadata["span"]``."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, mode=mode, **kwargs)]
 
     def similarity_search_with_score(
@@ -256,4 +257,13 @@ class EmbedkitVectorStore(VectorStore):
 
 
 def _document(record: Record) -> Document:
-    return Document(page_content=record.text, metadata=record.metadata, id=record.id)
+    """A search hit on a chunk of a long document carries that chunk as its content, and its characters in
+    the document as ``metadata["span"]``: a retriever hands an LLM the passage that matched, and
+    ``get_by_ids`` gives the whole document."""
+    span = getattr(record, "span", None)
+    if span is None:
+        return Document(page_content=record.text, metadata=record.metadata, id=record.id)
+    start, end = span
+    return Document(
+        page_content=record.text[start:end], metadata={**record.metadata, "span": [start, end]}, id=record.id
+    )

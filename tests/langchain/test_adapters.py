@@ -157,3 +157,33 @@ def test_langchain_core_stays_optional():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "optional"
+
+
+@pytest.mark.parametrize("backend", ["faiss", "sql"])
+def test_a_chunked_document_comes_back_as_its_best_chunk(minilm_path, tmp_path, backend):
+    """A retriever hands over the passage that matched (the Index's own best chunk and span), not a whole
+    long document; get_by_ids gives the whole document back."""
+    from embedkit import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path, device="cpu")
+    parts = ["Cats purr when content.", "Bond yields fell sharply.", "Soup needs salt and pepper."] * 6
+    long_text = " ".join(f"{p} Note {i}." for i, p in enumerate(parts))
+    url = f"sqlite:///{tmp_path}/c.db"
+    index = (
+        FaissIndex(model, chunk_tokens=24, chunk_overlap=4)
+        if backend == "faiss"
+        else SQLIndex(model, url, chunk_tokens=24, chunk_overlap=4)
+    )
+    store = EmbedkitVectorStore(index)
+    store.add_texts([long_text, "A short note on tea."], [{"kind": "long"}, {"kind": "short"}], ids=["long", "tea"])
+    hit = index.search("bond yields", k=1)[0]
+    doc = store.similarity_search("bond yields", k=1)[0]
+    assert hit.span is not None and doc.id == "long"
+    assert doc.page_content == long_text[hit.span[0] : hit.span[1]] and "Bond yields" in doc.page_content
+    assert doc.metadata == {"kind": "long", "span": list(hit.span)}
+    assert store.as_retriever(search_kwargs={"k": 1}).invoke("bond yields") == [doc]
+    assert store.get_by_ids(["long"])[0].page_content == long_text and store.get_by_ids(["long"])[0].metadata == {
+        "kind": "long"
+    }
+    tea = store.similarity_search("tea", k=1, filter={"kind": "short"})[0]
+    assert (tea.page_content, tea.metadata) == ("A short note on tea.", {"kind": "short"})  # one chunk: no span
