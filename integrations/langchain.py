@@ -184,10 +184,10 @@ class EmbedkitVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         query = np.asarray(embedding, dtype=np.float32)
-        candidates = self.index.search_by_vector(query, k=max(fetch_k, k), filter=filter)
+        candidates = self.index.search_by_vector(query, k=max(fetch_k, k), filter=filter, include_vectors=True)
         if not candidates:
             return []
-        vectors = self.index.get_vectors([h.id for h in candidates])
+        vectors = np.stack([h.vector for h in candidates])  # a chunked document's best chunk's, as it scored
         chosen = maximal_marginal_relevance(
             query / max(np.linalg.norm(query), 1e-12), vectors, lambda_mult=lambda_mult, k=k
         )
