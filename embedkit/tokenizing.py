@@ -97,14 +97,18 @@ class TruncatingTokenizer:
             self.template = self._template()
         except Exception:  # noqa: BLE001 - a tokenizer that cannot encode the probes takes the plain path
             self.template = None
-        self.pieces = word_local(backend) and self.template is not None
+        added = list(backend.get_added_tokens_decoder().values())
+        # An added token is found in the whole text before words are split: one holding whitespace could span
+        # a cut, and one that swallows the whitespace after it (rstrip) would see a piece end instead.
+        spans_words = any(t.rstrip or any(c.isspace() for c in t.content) for t in added)
+        self.pieces = word_local(backend) and self.template is not None and not spans_words
         self.continues = "Prepend" not in {n["type"] for n in _normalizers(spec)}
         self.bare = self.table = self.added = None
         normalizers = _normalizers(spec)
         if normalizers and all(n["type"] in CHAR_LOCAL for n in normalizers):
             self.table = {c: backend.normalizer.normalize_str(chr(c)) for c in range(128)}
             self.bare = Tokenizer.from_str(json.dumps(dict(plain, normalizer=None)))
-            contents = [t.content for t in backend.get_added_tokens_decoder().values()]
+            contents = [t.content for t in added]
             self.added = re.compile("|".join(map(re.escape, contents))) if contents else None
 
     def stale(self) -> bool:

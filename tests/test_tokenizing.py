@@ -211,3 +211,23 @@ def test_the_encoder_uses_it_and_counts_truncations(minilm_path):
     expected = model.tokenizer(docs, truncation=True, max_length=32)["input_ids"]
     assert features["input_ids"] == expected
     assert features["num_truncated"] == sum(len(ids) > 32 for ids in model.tokenizer(docs)["input_ids"])
+
+
+def test_added_tokens_that_could_span_a_cut_take_the_plain_path(minilm_path):
+    """An added token with whitespace inside, or one that swallows the whitespace after it, is matched on the
+    whole text: pieces are not cut for such tokenizers, and the ids still equal a full call."""
+    from tokenizers import AddedToken
+
+    for token in ["protein fold", AddedToken("<m>", rstrip=True)]:
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+        assert TruncatingTokenizer(tokenizer.backend_tokenizer).pieces
+        tokenizer.add_tokens([token])
+        backend = tokenizer.backend_tokenizer
+        backend.enable_truncation(16)
+        backend.no_padding()
+        fast = TruncatingTokenizer(backend)
+        assert not fast.pieces
+        docs = [" ".join(["the protein fold <m> of"] * n) for n in range(1, 30)]
+        ours = fast.encode(docs).ids
+        backend.no_truncation()
+        assert ours == tokenizer(docs, truncation=True, max_length=16)["input_ids"]
