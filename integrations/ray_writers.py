@@ -150,6 +150,12 @@ def _rows(batch, id_column, text_column, embedding_column, metadata_columns) -> 
     vectors = np.asarray(flat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(batch), -1)
     doc_ids = validation.ids([str(i) for i in batch.column(id_column).to_pylist()])
     texts = batch.column(text_column).to_pylist()
+    for doc_id, text in zip(doc_ids, texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"row with {id_column}={doc_id!r}: {text_column!r} holds {type(text).__name__}, not a string"
+            )
+        validation.check_string(text, f"the text of {doc_id!r}")
     extra = {name: batch.column(name).to_pylist() for name in metadata_columns}
     metadatas = [validation.metadata({k: v[i] for k, v in extra.items()}, i) for i in range(len(doc_ids))]
     if "chunk" in batch.column_names:

@@ -234,6 +234,11 @@ def test_incomplete_chunks_fail_the_load_naming_the_document(minilm, tmp_path):
         with pytest.raises(ValueError, match=r"the chunks of 1 documents are incomplete \('part'\)"):
             load_parquet(index, str(tmp_path / "out"))
         assert sorted(d.id for d in index.get()) == ["done", "whole"]  # the complete ones are stored
+    pq.write_table(pa.table({"id": ["x"], "text": [None], "embedding": [vector]}), tmp_path / "out" / "part.parquet")
+    with FaissIndex(minilm, path=str(tmp_path / "faiss")) as index:
+        with pytest.raises(TypeError, match="row with id='x': 'text' holds NoneType, not a string"):
+            load_parquet(index, str(tmp_path / "out"))
+        assert len(index) == 2
 
 
 def test_chunking_arguments(cluster, minilm_path):
