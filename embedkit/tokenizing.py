@@ -77,10 +77,11 @@ def cut(text: str, start: int, chars: int) -> int:
 
 @dataclass
 class Tokens:
-    """Tokenizer output, unpadded: ids and type ids per text, and how many texts were cut."""
+    """Tokenizer output, unpadded: ids and type ids per text (None where every type id is 0), and how many
+    texts were cut."""
 
     ids: list[list[int]]
-    type_ids: list[list[int]]
+    type_ids: list[list[int]] | None
     truncated: int
 
 
@@ -150,12 +151,10 @@ class TruncatingTokenizer:
                     chars[i] = (keep + 1 - counts[i]) * CHARS_PER_TOKEN if self.continues else len(texts[i])
                     left.append(i)
             todo = left
-        ids, type_ids = [], []
-        for pieces, count in zip(parts, counts):
-            content = pieces[0] if len(pieces) == 1 else [t for piece in pieces for t in piece]
-            content = content[:keep]
-            ids.append(head + content + tail)
-            type_ids.append(head_types + [content_type] * len(content) + tail_types)
+        ids = [head + (p[0] if len(p) == 1 else [t for piece in p for t in piece])[:keep] + tail for p in parts]
+        type_ids = None
+        if any(head_types) or content_type or any(tail_types):
+            type_ids = [head_types + [content_type] * (len(i) - len(head) - len(tail)) + tail_types for i in ids]
         return Tokens(ids, type_ids, sum(count > keep for count in counts))
 
     def _template(self):

@@ -100,7 +100,8 @@ class Transformer(nn.Module):
         self.tokenizer.model_max_length = value
 
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
-        """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs.
+        """Tokenize without padding, truncated to ``max_seq_length``; ``num_truncated`` counts the cut inputs,
+        and ``token_type_ids`` may be None, meaning all 0.
 
         Fast tokenizers run through their ``tokenizers`` backend directly (all cores, no per-text Python
         work beyond reading the ids), with the shortcuts of ``embedkit.tokenizing`` where they give the same
@@ -141,9 +142,14 @@ class Transformer(nn.Module):
         rows_length = lengths[idx]
         width = int(rows_length.max())
         left = self.tokenizer.padding_side == "left"
+        positions = np.arange(width)
+        mask = positions >= width - rows_length[:, None] if left else positions < rows_length[:, None]
         fills = {"input_ids": self.tokenizer.pad_token_id or 0, "token_type_ids": self.tokenizer.pad_token_type_id}
         arrays = {}
         for key, rows in features.items():
+            if rows is None:  # every type id is 0: no rows to copy
+                arrays[key] = np.where(mask, 0, fills.get(key, 0)).astype(np.int64)
+                continue
             array = arrays[key] = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
             for r, i in enumerate(idx):
                 row = rows[i]
@@ -151,8 +157,6 @@ class Transformer(nn.Module):
                     array[r, width - len(row) :] = row
                 else:
                     array[r, : len(row)] = row
-        positions = np.arange(width)
-        mask = positions >= width - rows_length[:, None] if left else positions < rows_length[:, None]
         arrays["attention_mask"] = mask.astype(np.int64)
         batch: dict[str, Any] = {}
         for key, array in arrays.items():
