@@ -2,7 +2,8 @@
 
 Every backend keeps a keyword index beside its rows, updated in the same transaction as the rows:
 SQLite FTS5 (``porter unicode61``, ranked by bm25) for SQLIndex on SQLite and for FaissIndex's docstore,
-and a generated ``tsvector`` column with a GIN index (ranked by ``ts_rank_cd``) on PostgreSQL.
+and a generated ``tsvector`` column with a GIN index (ranked by BM25 computed in SQL,
+``fulltext.PostgresBM25``) on PostgreSQL.
 
 A query never reaches a keyword engine as syntax: it is cut into words (letters and digits), and the
 words are OR-ed, each quoted where the engine has quoting. So quotes, ``*``, ``-``, ``NEAR``, parentheses

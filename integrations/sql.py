@@ -285,8 +285,10 @@ class SQLIndex(Index):
             return conn.execute(count).scalar_one()
 
     def _get(self, ids) -> list[Record]:
+        c = self.table.c
         with self.engine.connect() as conn:
-            found = {r.id: r for r in self._get_in(conn, ids)}
+            rows = conn.execute(sa.select(c.id, c.text, c.metadata).where(self._in(c.id, ids)))
+            found = {r.id: Record(r.id, r.text, self._load_metadata(r)) for r in rows}
         return [found[i] for i in ids if i in found]
 
     def _select(self, node: Node | None, ids, limit, offset, after=None) -> list[Record]:
@@ -411,11 +413,6 @@ class SQLIndex(Index):
         rowid = sqlite_log.ROWID
         rows = conn.execute(sa.select(rowid.label("key"), *columns).where(rowid.in_(sqlite_log.json_ints(keys))))
         return {r.key: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
-
-    def _get_in(self, conn, ids) -> list[Record]:
-        c = self.table.c
-        rows = conn.execute(sa.select(c.id, c.text, c.metadata).where(self._in(c.id, ids)))
-        return [Record(r.id, r.text, self._load_metadata(r)) for r in rows]
 
     def _where(self, node: Node | None):
         from .sql_filters import compile_filter
