@@ -23,6 +23,11 @@ import bisect
 Span = tuple[int, int]
 
 
+def piece(text: str, span: Span | None) -> str:
+    """The characters of ``text`` that ``span`` covers (all of it for None)."""
+    return text if span is None else text[span[0] : span[1]]
+
+
 class Chunker:
     def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32):
         if chunk_tokens is not None and (not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool)):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .chunking import Chunker, piece
 from .extras import require
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -115,7 +116,6 @@ class Embedder:
     ):
         import torch
 
-        from .chunking import Chunker
         from .model import SentenceTransformer
 
         kwargs = {"model_kwargs": {"dtype": getattr(torch, dtype)}} if dtype else {}
@@ -159,7 +159,7 @@ class Embedder:
                 numbers.append(n)
                 counts.append(len(chunks or [None]))
                 spans.append(None if span is None else list(span))
-                pieces.append(text if span is None else text[span[0] : span[1]])
+                pieces.append(piece(text, span))
                 heads.append(text if n == 0 else "")
         out = batch.take(pa.array(rows, pa.int64()))
         out = out.set_column(out.column_names.index(self.text_column), self.text_column, pa.array(heads, pa.string()))

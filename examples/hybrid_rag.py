@@ -51,7 +51,7 @@ def main() -> None:
         print(
             f"  [{hit.id}] fused {hit.score:.4f}, ranks {hit.ranks}, chunk {start}-{end} of {len(hit.text)} characters"
         )
-    context = "\n".join(f"[{h.id}] {h.text[slice(*(h.span or (0, len(h.text))))].strip()}" for h in hits)
+    context = "\n".join(f"[{h.id}] {h.passage.strip()}" for h in hits)
     print("\nPrompt for the LLM:\n")
     print("Answer the question using only the context below. Cite the article ids.\n")
     print(f"Context:\n{context}\n\nQuestion: {args.question}")

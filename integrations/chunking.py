@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedkit.chunking import Span
+from embedkit.chunking import Span, piece
 
 SEP = "\x1f"  # joins a document id and a chunk number: the row id of a document's chunk n >= 1
 
@@ -44,7 +44,7 @@ def chunk_rows(ids, texts, metadatas, spans, vectors=None) -> Rows:
             rows.metadatas.append(metadata)
             rows.docs.append(None if n == 0 else doc_id)
             rows.spans.append(span)
-            rows.pieces.append(text if span is None else text[span[0] : span[1]])
+            rows.pieces.append(piece(text, span))
     return rows
 
 

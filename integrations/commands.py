@@ -78,7 +78,7 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
     if not hits:
         lines.append("   (no match)")
     for rank, hit in enumerate(hits, 1):
-        text = " ".join((hit.text if hit.span is None else hit.text[hit.span[0] : hit.span[1]]).split())  # the chunk
+        text = " ".join(hit.passage.split())
         text = text if len(text) <= 100 else text[:97] + "..."
         lines.append(f"  {rank}. {hit.score:.3f}  {hit.id:<10} {text}")
         if hit.metadata:

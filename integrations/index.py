@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
-from embedkit.chunking import Chunker
+from embedkit.chunking import Chunker, piece
 
 from . import validation
 from .chunking import Rows, chunk_rows, documents
@@ -50,6 +50,11 @@ class Hit(Record):
     score: float = 0.0
     span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
     ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
+
+    @property
+    def passage(self) -> str:
+        """The text of the best chunk (``text[span]``), or the whole text of a document stored whole."""
+        return piece(self.text, self.span)
 
 
 PAGE = 1000  # documents per query when iterating over an index

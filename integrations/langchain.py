@@ -263,7 +263,4 @@ def _document(record: Record) -> Document:
     span = getattr(record, "span", None)
     if span is None:
         return Document(page_content=record.text, metadata=record.metadata, id=record.id)
-    start, end = span
-    return Document(
-        page_content=record.text[start:end], metadata={**record.metadata, "span": [start, end]}, id=record.id
-    )
+    return Document(page_content=record.passage, metadata={**record.metadata, "span": list(span)}, id=record.id)

@@ -154,10 +154,11 @@ def test_the_best_chunk_speaks_for_its_document(chunked):
         assert [h.id for h in hits].count("long") == 1 and len(hits) == 4
         top = hits[0]
         assert (top.id, top.span, top.text) == ("long", span, text)
+        assert top.passage == text[span[0] : span[1]]
         if chunked.__class__.__name__ == "SQLIndex" or chunked.precision == "float32":
             assert top.score == pytest.approx(1.0, abs=1e-4)
     short = chunked.search_by_vector(chunk_vector(chunked, "tiny note one", (0, 13)), k=1)[0]
-    assert (short.id, short.span) == ("s1", None)
+    assert (short.id, short.span, short.passage) == ("s1", None, "tiny note one")
 
 
 def test_k_stays_exact_when_one_document_crowds_the_top(chunked):
