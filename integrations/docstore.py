@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from .chunking import load_span
-from .fulltext import TOKENIZE, fts5_select
+from .fulltext import create_sqlite, fts5_select
 from .index import CorruptIndexError
 from .matches import int_keys
 from .sql_filters import compile_filter
@@ -43,15 +43,6 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
-FTS = [
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, content='bodies', content_rowid='fid', "
-    f"tokenize='{TOKENIZE}')",
-    # empty texts (a document's later chunks) stay out, so they do not skew bm25's statistics
-    "CREATE TRIGGER IF NOT EXISTS bodies_ai AFTER INSERT ON bodies WHEN new.text != '' BEGIN "
-    "INSERT INTO fts (rowid, text) VALUES (new.fid, new.text); END",
-    "CREATE TRIGGER IF NOT EXISTS bodies_ad AFTER DELETE ON bodies WHEN old.text != '' BEGIN "
-    "INSERT INTO fts (fts, rowid, text) VALUES ('delete', old.fid, old.text); END",
-]
 DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"), sa.column("doc"))
 BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
 BATCH = 20_000  # rows per read when streaming the whole table
@@ -73,11 +64,8 @@ class DocStore:
                     if name not in columns:
                         self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
                 self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
-                new = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fts'").fetchone() is None
-                for statement in FTS:
-                    self.conn.execute(statement)
-                if new:  # a docstore written before keyword search: index its rows once
-                    self.conn.execute("INSERT INTO fts (rowid, text) SELECT fid, text FROM bodies WHERE text != ''")
+                # keyword search over the bodies (a docstore written before it gets its rows indexed once)
+                create_sqlite(self.conn.execute, "fts", "bodies", "fid", "bodies")
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
 

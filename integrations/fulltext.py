@@ -24,26 +24,29 @@ def fts_name(key: str) -> str:
     return f"embedkit_fts_{key}"
 
 
-def create_sqlite(conn, table: str, key: str) -> None:
-    """An external-content FTS5 table over ``table``'s text, kept in step by triggers; built from the
-    existing rows when it is new. ``key`` is a checked identifier, so it can sit in the SQL."""
-    fts = fts_name(key)
-    exists = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).first()
-    conn.exec_driver_sql(
-        f'CREATE VIRTUAL TABLE IF NOT EXISTS "{fts}" USING fts5(text, content="{table}", tokenize="{TOKENIZE}")'
+def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str) -> None:
+    """An external-content FTS5 table ``fts`` over the ``text`` of ``table``, keyed by ``rowid`` and kept in
+    step by the triggers ``<triggers>_ai/_ad/_au``; built from the existing rows when it is new. ``execute``
+    runs SQL with qmark parameters (a sqlite3 or SQLAlchemy connection's); the names are checked
+    identifiers, so they can sit in the SQL."""
+    exists = execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone()
+    execute(
+        f'CREATE VIRTUAL TABLE IF NOT EXISTS "{fts}" USING '
+        f'fts5(text, content="{table}", content_rowid="{rowid}", tokenize="{TOKENIZE}")'
     )
     # Empty texts (a document's later chunks) stay out, so they do not skew bm25's statistics.
     delete = (
-        f"INSERT INTO \"{fts}\" (\"{fts}\", rowid, text) SELECT 'delete', old.rowid, old.text WHERE old.text != '';"
+        f"INSERT INTO \"{fts}\" (\"{fts}\", rowid, text) SELECT 'delete', old.{rowid}, old.text WHERE old.text != '';"
     )
-    insert = f"INSERT INTO \"{fts}\" (rowid, text) SELECT new.rowid, new.text WHERE new.text != '';"
-    triggers = (("ai", "INSERT", insert), ("ad", "DELETE", delete), ("au", "UPDATE OF text", delete + insert))
-    for name, event, body in triggers:
-        conn.exec_driver_sql(
-            f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_fts_{name}" AFTER {event} ON "{table}" BEGIN {body} END'
-        )
+    insert = f"INSERT INTO \"{fts}\" (rowid, text) SELECT new.{rowid}, new.text WHERE new.text != '';"
+    for name, event, body in (
+        ("ai", "INSERT", insert),
+        ("ad", "DELETE", delete),
+        ("au", "UPDATE OF text", delete + insert),
+    ):
+        execute(f'CREATE TRIGGER IF NOT EXISTS "{triggers}_{name}" AFTER {event} ON "{table}" BEGIN {body} END')
     if not exists:
-        conn.exec_driver_sql(f'INSERT INTO "{fts}" (rowid, text) SELECT rowid, text FROM "{table}" WHERE text != \'\'')
+        execute(f'INSERT INTO "{fts}" (rowid, text) SELECT {rowid}, text FROM "{table}" WHERE text != \'\'')
 
 
 def create_postgres(conn, table: str, index_name: str) -> None:

@@ -122,7 +122,8 @@ class SQLIndex(Index):
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
                 sqlite_log.create_log(conn, self.table_name, self._key)
-                fulltext.create_sqlite(conn, self.table_name, self._key)
+                fts = fulltext.fts_name(self._key)
+                fulltext.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
                 if stored.get("format", 1) < FORMAT:
                     sqlite_log.migrate_metadata(conn, self.table, self._load_metadata)
                     stored["format"] = FORMAT
