@@ -43,8 +43,8 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS bodies (fid INTEGER PRIMARY KEY, text TEXT NOT NULL, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTEGER NOT NULL);
 """
-DOCS = sa.table("docs", sa.column("fid"), sa.column("id"), sa.column("metadata"), sa.column("doc"))
-BODIES = sa.table("bodies", sa.column("fid"), sa.column("text"))
+DOCS = sa.table("docs", *map(sa.column, ("fid", "id", "metadata", "doc", "span")))
+BODIES = sa.table("bodies", *map(sa.column, ("fid", "text", "code")))
 BATCH = 20_000  # rows per read when streaming the whole table
 
 
@@ -216,13 +216,11 @@ class DocStore:
     def by_id(self, ids: list[str], chunks: bool = False) -> list[tuple]:
         """(id, fid, text, metadata, code, doc, span) of the live rows among ``ids``, and with ``chunks``
         of the later chunks of those documents."""
-        arg = json.dumps(ids)
-        later = " OR doc IN (SELECT value FROM json_each(?))" if chunks else ""
-        return self.conn.execute(
-            "SELECT id, fid, text, metadata, code, doc, span FROM docs JOIN bodies USING (fid) "
-            f"WHERE id IN (SELECT value FROM json_each(?)){later}",
-            (arg, arg) if chunks else (arg,),
-        ).fetchall()
+        d, b = DOCS.c, BODIES.c
+        query = sa.select(d.id, d.fid, b.text, d.metadata, b.code, d.doc, d.span).join_from(
+            DOCS, BODIES, d.fid == b.fid
+        )
+        return self._execute(self._where(query, None, ids, chunks=chunks)).fetchall()
 
     def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
         """Fids of the rows that match ``node``: all of them, or those above ``after`` or in ``touched``."""
