@@ -134,12 +134,11 @@ def cmd_encode_ray(args, load_model: Callable) -> None:
     if "://" in args.output:
         from .ray_writers import write_pgvector
 
-        written = write_pgvector(ds, args.output, args.model, metadata_columns=["source"])
+        write_pgvector(ds, args.output, args.model, metadata_columns=["source"])
     else:  # a relative folder means this machine's working folder, not the workers'
         ds.write_parquet(os.path.abspath(args.output))
-        written = len(rows)
-    if not args.quiet:
-        print(f"embedded {written} documents into {args.output}", file=sys.stderr)
+    if not args.quiet:  # documents, whether or not they were stored in chunks
+        print(f"embedded {len(rows)} documents into {args.output}", file=sys.stderr)
 
 
 def demo_corpus() -> list[Document]:
