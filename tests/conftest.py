@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 
 import pytest
 import torch
 from helpers import oracle_model
+from store_workers import HashEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
@@ -82,3 +84,23 @@ def tiny_model(prompt_model_dir):
     from embedkit import SentenceTransformer
 
     return SentenceTransformer(prompt_model_dir, device="cpu")
+
+
+STORES = ["faiss-flat", "faiss-hnsw-int8", "faiss-flat-ubinary", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=STORES)
+def make(request, tmp_path):
+    """Opens (and reopens) one backend over the same storage, with the torch-free HashEncoder; keyword
+    arguments go to the index."""
+    from integrations import open_index
+
+    name = request.param
+    if name.startswith("faiss"):
+        kind, *precision = name.split("-")[1:]
+        where, options = str(tmp_path / "f"), {"kind": kind, "precision": precision[0] if precision else "float32"}
+    elif name == "sqlite":
+        where, options = f"sqlite:///{tmp_path}/d.db", {}
+    else:
+        where, options = request.getfixturevalue("pg_url")[0], {"table": f"t_{uuid.uuid4().hex[:12]}"}
+    return lambda encoder=None, **kwargs: open_index(where, encoder or HashEncoder(), **options, **kwargs)

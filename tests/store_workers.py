@@ -5,7 +5,9 @@ Kept free of torch imports so that spawned processes start in about a second.
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import time
 import zlib
 
@@ -34,6 +36,41 @@ class HashEncoder:
 
 def text_of(doc_id: str) -> str:
     return f"text of {doc_id}"
+
+
+def fill(index, n=30, metadata=lambda i: {"i": i}) -> list[str]:
+    """Adds documents d0 .. d{n-1} with ``metadata(i)``."""
+    ids = [f"d{i}" for i in range(n)]
+    index.add([text_of(i) for i in ids], [metadata(i) for i in range(n)], ids=ids)
+    return ids
+
+
+def write_v1_folder(folder, names=("a", "b", "c")):
+    """A FaissIndex folder exactly as embedkit 0.1 saved it (flat, float32), its second row dead; document
+    ``names[i]`` has metadata ``{"größe": i + 1}``. Returns the generation folder."""
+    import faiss
+
+    gen = folder / "gen-000000000003-0a0b0c0d"
+    gen.mkdir(parents=True)
+    (folder / "CURRENT").write_text(gen.name)
+    vectors = HashEncoder().encode_document([text_of(n) for n in names])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    fids = np.arange(len(names), dtype=np.int64)
+    fids[1] = -1
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    index.add_with_ids(vectors, np.arange(len(names)))
+    faiss.write_index(index, str(gen / "index.faiss"))
+    np.save(gen / "store.npy", vectors)
+    np.save(gen / "fids.npy", fids)
+    db = sqlite3.connect(gen / "docs.sqlite")
+    db.execute("CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT)")
+    rows = [(i, n, text_of(n), json.dumps({"größe": i + 1})) for i, n in enumerate(names) if i != 1]
+    db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    meta = {"model": "hash-encoder", "dimension": DIM, "prompts": {}, "kind": "flat", "precision": "float32"}
+    (gen / "meta.json").write_text(json.dumps(dict(meta, next_fid=len(names), trained_on=len(names), ranges=None)))
+    return gen
 
 
 def open_target(target: str, options: dict):
@@ -65,6 +102,15 @@ def reader(target: str, options: dict, seconds: float, errors) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         errors.put(f"{type(exc).__name__}: {exc}")
     index.close()
+
+
+def open_at_once(folders: list[str], barrier, results) -> None:
+    """Opens each folder together with the other processes at the barrier; reports (folder, documents)."""
+    for folder in folders:
+        barrier.wait(timeout=120)
+        index = open_index(folder, HashEncoder())
+        results.put((folder, len(index)))
+        index.close()
 
 
 def crasher(target: str, options: dict, saves: bool, started) -> None:

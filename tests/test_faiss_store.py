@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -10,7 +9,7 @@ import threading
 import faiss
 import numpy as np
 import pytest
-from store_workers import HashEncoder, text_of
+from store_workers import HashEncoder, text_of, write_v1_folder
 
 from integrations import CorruptIndexError, FaissIndex
 
@@ -108,32 +107,8 @@ def test_heavy_deletes_compact_and_ivf_retrains_as_it_grows(tmp_path, kind):
         assert reopened.search(text_of(name), k=1)[0].id == name
 
 
-def _write_v1_folder(folder, dimension=32):
-    """A FaissIndex folder exactly as embedkit 0.1 saved it (flat, float32), with one dead row."""
-    gen = folder / "gen-000000000003-0a0b0c0d"
-    gen.mkdir(parents=True)
-    (folder / "CURRENT").write_text(gen.name)
-    vectors = HashEncoder().encode_document([text_of(n) for n in ("a", "b", "c")])
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    fids = np.array([0, -1, 2], dtype=np.int64)
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-    index.add_with_ids(vectors, np.arange(3))
-    faiss.write_index(index, str(gen / "index.faiss"))
-    np.save(gen / "store.npy", vectors)
-    np.save(gen / "fids.npy", fids)
-    db = sqlite3.connect(gen / "docs.sqlite")
-    db.execute("CREATE TABLE docs (fid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT)")
-    db.execute("INSERT INTO docs VALUES (0, 'a', ?, ?)", (text_of("a"), json.dumps({"größe": 1})))
-    db.execute("INSERT INTO docs VALUES (2, 'c', ?, ?)", (text_of("c"), json.dumps({"größe": 3})))
-    db.commit()
-    db.close()
-    meta = {"model": "hash-encoder", "dimension": dimension, "prompts": {}, "kind": "flat", "precision": "float32"}
-    (gen / "meta.json").write_text(json.dumps(dict(meta, next_fid=3, trained_on=3, ranges=None)))
-    return gen
-
-
 def test_folders_written_by_embedkit_0_1_open_and_keep_their_documents(tmp_path):
-    gen = _write_v1_folder(tmp_path / "old")
+    gen = write_v1_folder(tmp_path / "old")
     before = {p.name: p.read_bytes() for p in gen.iterdir()}
     index = FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
     assert len(index) == 2 and index.get(["a", "b", "c"])[1].metadata == {"größe": 3}
@@ -154,7 +129,7 @@ def test_folders_written_by_embedkit_0_1_open_and_keep_their_documents(tmp_path)
     ],
 )
 def test_a_damaged_0_1_folder_is_reported(tmp_path, damage, message):
-    damage(_write_v1_folder(tmp_path / "old"))
+    damage(write_v1_folder(tmp_path / "old"))
     with pytest.raises(CorruptIndexError, match=message):
         FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
     assert not (tmp_path / "old" / "docs.sqlite").exists()

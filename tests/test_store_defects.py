@@ -11,31 +11,9 @@ import uuid
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from store_workers import HashEncoder, text_of
+from store_workers import HashEncoder, fill, text_of
 
-from integrations import CorruptIndexError, FaissIndex, FilterError, SQLIndex, open_index
-
-BACKENDS = ["faiss-flat", "faiss-hnsw-int8", "faiss-flat-ubinary", "sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def make(request, tmp_path):
-    """Opens (and reopens) one backend over the same storage, with the torch-free HashEncoder."""
-    name = request.param
-    if name.startswith("faiss"):
-        kind, *precision = name.split("-")[1:]
-        where, options = str(tmp_path / "f"), {"kind": kind, "precision": precision[0] if precision else "float32"}
-    elif name == "sqlite":
-        where, options = f"sqlite:///{tmp_path}/d.db", {}
-    else:
-        where, options = request.getfixturevalue("pg_url")[0], {"table": f"t_{uuid.uuid4().hex[:12]}"}
-    return lambda: open_index(where, HashEncoder(), **options)
-
-
-def fill(index, n=30, metadata=lambda i: {"i": i}):
-    ids = [f"d{i}" for i in range(n)]
-    index.add([text_of(i) for i in ids], [metadata(i) for i in range(n)], ids=ids)
-    return ids
+from integrations import CorruptIndexError, FaissIndex, FilterError, SQLIndex
 
 
 def test_every_backend_has_the_same_lifecycle(make):
