@@ -2,8 +2,10 @@
 upgrade of tables written before metadata kept non-ASCII keys as they are.
 
 Triggers append the rowid of every updated or deleted row to ``embedkit_log`` in the writer's own
-transaction, whoever the writer is. Inserted rows need no log: they get rowids above the highest one a
-cache has seen (a reused rowid belongs to a deleted row, which the log names).
+transaction, whoever the writer is. Inserted rows mostly need no log: they get rowids above the highest
+one a cache has seen. But SQLite hands out the rowid of a deleted newest row again, under the high-water
+mark of every cache that saw it; so the highest rowid ever deleted is kept in ``embedkit_log_top``, and an
+insert at or below it is logged too.
 """
 
 from __future__ import annotations
@@ -27,14 +29,27 @@ def create_log(conn, table: str, key: str) -> None:
         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
     )
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
-    conn.exec_driver_sql(
-        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}_floor (table_name TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-    )
+    for name, column in (("floor", "seq"), ("top", "top")):
+        conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}_{name} (table_name TEXT PRIMARY KEY, {column} INTEGER NOT NULL)"
+        )
     for event in ("UPDATE", "DELETE"):  # the key is a checked identifier, so it can sit in the SQL
         conn.exec_driver_sql(
             f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_{event.lower()}" AFTER {event} ON "{table}" '
             f"BEGIN INSERT INTO {LOG_TABLE} (table_name, rid) VALUES ('{key}', old.rowid); END"
         )
+    top = f"(SELECT top FROM {LOG_TABLE}_top WHERE table_name = '{key}')"
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}_top (table_name TEXT PRIMARY KEY, top INTEGER NOT NULL)"
+    )
+    conn.exec_driver_sql(
+        f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_top" AFTER DELETE ON "{table}" '
+        f"BEGIN INSERT OR REPLACE INTO {LOG_TABLE}_top VALUES ('{key}', max(old.rowid, coalesce({top}, 0))); END"
+    )
+    conn.exec_driver_sql(
+        f'CREATE TRIGGER IF NOT EXISTS "{key}_embedkit_reuse" AFTER INSERT ON "{table}" WHEN new.rowid <= {top} '
+        f"BEGIN INSERT INTO {LOG_TABLE} (table_name, rid) VALUES ('{key}', new.rowid); END"
+    )
 
 
 def prune(conn, key: str) -> None:
