@@ -25,8 +25,10 @@ def compile_filter(node: Node, column, dialect: str):
 
 def _compile(node: Node, column, leaf):
     op = node[0]
-    if op in ("and", "or"):
-        return _balanced(sa.and_ if op == "and" else sa.or_, [_compile(n, column, leaf) for n in node[1]])
+    if op == "and":
+        return _balanced(sa.and_, [_compile(n, column, leaf) for n in node[1]])
+    if op == "or":
+        return _balanced(sa.or_, [_compile(n, column, leaf) for n in _merge_equalities(node[1])])
     if op == "not":
         return sa.not_(_compile(node[1], column, leaf))
     _, field, value = node
@@ -39,6 +41,27 @@ def _compile(node: Node, column, leaf):
         any_of = _balanced(sa.or_, [leaf("$in", column, field, vs) for vs in groups.values()])
         return any_of if op == "$in" else sa.not_(any_of)
     return leaf(op, column, field, value)
+
+
+def _merge_equalities(nodes: list[Node]) -> list[Node]:
+    """The branches of an ``$or``, with two or more ``$eq``/``$in`` leaves on one field as one ``$in``: the
+    same rows (``$in`` keeps ``$eq``'s type rules), but SQL tests one set instead of n comparisons."""
+    values: dict[str, list] = {}
+    for n in nodes:
+        if n[0] in ("$eq", "$in"):
+            values.setdefault(n[1], []).append(n)
+    merged = {
+        field: [v for n in leaves for v in (n[2] if n[0] == "$in" else [n[2]])] for field, leaves in values.items()
+    }
+    out, done = [], set()
+    for n in nodes:
+        field = n[1] if n[0] in ("$eq", "$in") else None
+        if field is None or len(values[field]) == 1:
+            out.append(n)
+        elif field not in done:
+            done.add(field)
+            out.append(("$in", field, merged[field]))
+    return out
 
 
 def _balanced(combine, exprs: list):
