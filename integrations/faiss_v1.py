@@ -11,12 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 
 import numpy as np
 
+from . import snapshots
 from .docstore import DocStore
 from .index import CorruptIndexError, dumps
+
+FILES = ("meta.json", "store.npy", "fids.npy", "docs.sqlite")
+OLD_TEMPORARY = ("docs.sqlite.migrating", "docs.sqlite.migrating-wal", "docs.sqlite.migrating-shm")
+LEFTOVER = re.compile(r"docs\.sqlite\.migrating-(\d+)-[0-9a-f]+(?:-wal|-shm|-journal)?")
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +33,8 @@ def is_v1(path: str) -> bool:
 
 def migrate(path: str, dimension: int) -> None:
     """Write ``path/docs.sqlite`` from the 0.1 generation that ``CURRENT`` names."""
+    folder = _generation(path)
     try:
-        with open(os.path.join(path, "CURRENT")) as f:
-            folder = os.path.join(path, f.read().strip())
         with open(os.path.join(folder, "meta.json")) as f:
             meta = json.load(f)
         store = np.load(os.path.join(folder, "store.npy"), allow_pickle=False)
@@ -45,20 +50,58 @@ def migrate(path: str, dimension: int) -> None:
     row_of = {int(f): r for r, f in enumerate(fids) if f >= 0}
     if {r[0] for r in rows} != set(row_of):
         raise CorruptIndexError(f"{path}: the embedkit 0.1 index's vectors and docstore disagree")
+    metadatas = [_metadata(path, r[1], r[3]) for r in rows]
     target = os.path.join(path, "docs.sqlite")
-    for leftover in ("", "-wal", "-shm"):  # of a migration that crashed
-        if os.path.exists(target + ".migrating" + leftover):
-            os.remove(target + ".migrating" + leftover)
-    tmp = DocStore(target + ".migrating")
-    with tmp.write():
-        tmp.set_info("config", {k: meta[k] for k in ("model", "dimension", "prompts", "kind", "precision")})
-        if meta.get("ranges") is not None:
-            tmp.set_info("ranges", meta["ranges"])
-        codes = store[[row_of[r[0]] for r in rows]] if rows else store[:0]
-        metadatas = [dumps(json.loads(r[3])) for r in rows]
-        fids = [r[0] + 1 for r in rows]  # 0.1 counted from 0; the docstore counts from 1
-        tmp.insert([r[1] for r in rows], [r[2] for r in rows], metadatas, codes, fids)
-    tmp.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    tmp.close()
-    os.replace(target + ".migrating", target)
+    _remove_leftovers(path)
+    tmp = f"{target}.migrating-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        docstore = DocStore(tmp)
+        with docstore.write():
+            docstore.set_info("config", {k: meta[k] for k in ("model", "dimension", "prompts", "kind", "precision")})
+            if meta.get("ranges") is not None:
+                docstore.set_info("ranges", meta["ranges"])
+            codes = store[[row_of[r[0]] for r in rows]] if rows else store[:0]
+            new_fids = [r[0] + 1 for r in rows]  # 0.1 counted from 0; the docstore counts from 1
+            docstore.insert([r[1] for r in rows], [r[2] for r in rows], metadatas, codes, new_fids)
+        docstore.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        docstore.close()
+        try:
+            os.link(tmp, target)  # never replaces: a docstore another process linked first stays
+        except FileExistsError:
+            return
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            snapshots.remove(tmp + suffix)
     logger.info("%s: moved %d documents of an embedkit 0.1 index into docs.sqlite", path, len(rows))
+
+
+def _generation(path: str) -> str:
+    """The generation folder that ``CURRENT`` names, inside ``path`` and holding no links."""
+    try:
+        with open(os.path.join(path, "CURRENT")) as f:
+            name = f.read().strip()
+    except OSError as exc:
+        raise CorruptIndexError(f"{path}: the embedkit 0.1 index cannot be read ({exc})") from None
+    folder = os.path.join(path, name)
+    inside = name not in ("", ".", "..") and os.sep not in name and "/" not in name and not os.path.isabs(name)
+    if not inside or os.path.islink(folder) or any(os.path.islink(os.path.join(folder, f)) for f in FILES):
+        raise CorruptIndexError(f"{path}: CURRENT names {name!r}, not a generation folder inside the index folder")
+    return folder
+
+
+def _metadata(path: str, doc_id: str, text: str) -> str:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise CorruptIndexError(f"{path}: the metadata of document {doc_id!r} is not a JSON object")
+    return dumps(value)
+
+
+def _remove_leftovers(path: str) -> None:
+    """Files of migrations whose process is gone (and of earlier versions' single temporary name)."""
+    for name in os.listdir(path):
+        found = LEFTOVER.fullmatch(name)
+        if name in OLD_TEMPORARY or found and not snapshots.alive(int(found.group(1))):
+            snapshots.remove(os.path.join(path, name))
