@@ -1,12 +1,13 @@
 """Vector stores over embedkit (or any) encoders: Index, Hit, FaissIndex, SQLIndex, open_index, and the
-errors FilterError and CorruptIndexError (both ValueErrors).
+errors FilterError, CorruptIndexError and NotAnIndexError (ValueErrors) and ReadOnlyIndexError (a
+PermissionError).
 
 FAISS and SQLAlchemy are imported only when FaissIndex, SQLIndex or open_index is first used.
 """
 
 from .encoders import Encoder
 from .filters import FilterError
-from .index import CorruptIndexError, Hit, Index, Record
+from .index import CorruptIndexError, Hit, Index, NotAnIndexError, ReadOnlyIndexError, Record
 
 __all__ = [
     "CorruptIndexError",
@@ -15,6 +16,8 @@ __all__ = [
     "FilterError",
     "Hit",
     "Index",
+    "NotAnIndexError",
+    "ReadOnlyIndexError",
     "Record",
     "SQLIndex",
     "open_index",

@@ -50,14 +50,13 @@ def chunk_rows(ids, texts, metadatas, spans, vectors=None) -> Rows:
 
 def documents(hits: list) -> list:
     """Hits on rows as hits on documents, best first: a document's first (best) chunk speaks for it, under
-    the document's id; a hit on a later chunk has no text yet (None)."""
+    the document's id (the backends give a hit on a later chunk its document's text)."""
     seen, out = set(), []
     for hit in hits:
         doc_id = hit.id.split(SEP, 1)[0]
         if doc_id not in seen:
             seen.add(doc_id)
-            later = doc_id != hit.id
-            out.append(dataclasses.replace(hit, id=doc_id, text=None if later else hit.text) if later else hit)
+            out.append(hit if doc_id == hit.id else dataclasses.replace(hit, id=doc_id))
     return out
 
 

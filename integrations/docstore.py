@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
+from . import snapshots, sqlite_files
 from .chunking import load_span
 from .fulltext import create_sqlite, fts5_select
-from .index import CorruptIndexError
+from .index import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
 from .matches import int_keys
 from .sql_filters import compile_filter
 from .sqlite_log import json_ints, json_values
@@ -49,44 +51,88 @@ BATCH = 20_000  # rows per read when streaming the whole table
 
 
 class DocStore:
-    def __init__(self, file: str | None):
+    """``expect_rows``: the folder holds snapshots, so a docstore without tables was lost, not new."""
+
+    def __init__(self, file: str | None, expect_rows: bool = False):
         self.file = file or ":memory:"
         self.writing = False
+        self.read_only = file is not None and sqlite_files.on_read_only_storage(file)
+        connect = sqlite_files.connect_read_only if self.read_only else sqlite3.connect
+        self.conn = None
         try:
-            self.conn = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            with self.write():
-                for statement in SCHEMA.split(";")[:-1]:
-                    self.conn.execute(statement)
-                columns = {row[1] for row in self.conn.execute("PRAGMA table_info(docs)")}
-                for name in ("doc", "span"):  # a docstore from before chunking: every row is a whole document
-                    if name not in columns:
-                        self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
-                self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
-                # keyword search over the bodies (a docstore written before it gets its rows indexed once)
-                create_sqlite(self.conn.execute, "fts", "bodies", "fid", "bodies")
-        except sqlite3.DatabaseError as exc:
-            raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
+            self.conn = connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
+            self._check_owner(expect_rows)
+            if not self.read_only:
+                self._set_up()
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
+            raise
+
+    def _check_owner(self, expect_rows: bool) -> None:
+        """Refuse a database that is not a docstore, before anything is written to it."""
+        found = sqlite_files.tables(self.conn)
+        if not found and expect_rows:
+            raise NotAnIndexError(
+                f"{self.file} is empty, but the folder holds snapshot files: its documents are lost "
+                "(restore docs.sqlite from a backup); nothing was written"
+            )
+        if found and not sqlite_files.is_docstore(self.conn):
+            hint = " (it is a SQLIndex database: open it with SQLIndex)" if "embedkit_meta" in found else ""
+            raise NotAnIndexError(f"{self.file} is not a FaissIndex docstore{hint}; nothing was written")
+
+    def _set_up(self) -> None:
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        with self.write():
+            for statement in SCHEMA.split(";")[:-1]:
+                self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA application_id = {sqlite_files.DOCSTORE_ID}")
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(docs)")}
+            for name in ("doc", "span"):  # a docstore from before chunking: every row is a whole document
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
+            self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
+            # keyword search over the bodies (a docstore written before it gets its rows indexed once)
+            create_sqlite(self.conn.execute, "fts", "bodies", "fid", "bodies")
 
     def close(self) -> None:
         self.conn.close()
 
     def config(self, default: dict) -> dict:
         """The index's settings, recorded from ``default`` when the store is new."""
-        with self.write():
-            config = self.get_info("config")
-            if config is None:
-                config = default
-                self.set_info("config", config)
+        config = self.get_info("config")
+        if config is None:
+            with self.write():
+                config = self.get_info("config")
+                if config is None:
+                    config = default
+                    self.set_info("config", config)
         if not isinstance(config, dict) or "kind" not in config or "precision" not in config:
             raise CorruptIndexError(f"{self.file}: the index settings are damaged")
         return config
+
+    def snapshot(self) -> dict | None:
+        """The current snapshot's entry, checked: it must name a snapshot file in the folder, not a link."""
+        snap = self.get_info("snapshot")
+        if snap is None:
+            return None
+        name = snap.get("file") if isinstance(snap, dict) else None
+        plain = isinstance(name, str) and snapshots.NAME.fullmatch(name)
+        if not plain or os.path.islink(os.path.join(os.path.dirname(self.file), name)):
+            raise CorruptIndexError(f"{self.file}: the snapshot entry {name!r} is not a snapshot file in its folder")
+        if not all(isinstance(snap.get(key), int) for key in ("fid", "seq", "floor", "trained_on")):
+            raise CorruptIndexError(f"{self.file}: the snapshot entry {name!r} is damaged")
+        return snap
 
     # ----------------------------------------------------------------- transactions
     @contextlib.contextmanager
     def write(self):
         """A write transaction: writers from every process queue here."""
+        if self.read_only:
+            raise ReadOnlyIndexError(f"{self.file}: the index is read-only (its folder cannot be written)")
         self.conn.execute("BEGIN IMMEDIATE")
         self.writing = True
         try:
@@ -191,6 +237,10 @@ class DocStore:
     def dead_after(self, seq: int) -> np.ndarray:
         return int_keys(self.conn.execute("SELECT fid FROM dead WHERE seq > ?", (seq,)))
 
+    def fids_upto(self, fid: int) -> np.ndarray:
+        """The live fids up to ``fid``, ascending."""
+        return int_keys(self.conn.execute("SELECT fid FROM bodies WHERE fid <= ? ORDER BY fid", (fid,)))
+
     def count_after(self, fid: int) -> int:
         return self.conn.execute("SELECT count(*) FROM docs WHERE fid > ?", (fid,)).fetchone()[0]
 
@@ -203,12 +253,13 @@ class DocStore:
         return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
 
     def records(self, fids) -> dict[int, tuple[str, str, dict, tuple | None]]:
-        """fid -> (id, text, metadata, span) for the live rows among ``fids`` (a few: a parameter each)."""
-        fids = [int(f) for f in fids]
+        """fid -> (id, text, metadata, span) for the live rows among ``fids``, read in one statement: a later
+        chunk's text is its document's, of the same version as its span."""
         rows = self.conn.execute(
-            "SELECT fid, id, text, metadata, span FROM docs JOIN bodies USING (fid) "
-            f"WHERE fid IN ({','.join('?' * len(fids))})",
-            fids,
+            "SELECT d.fid, d.id, b.text, d.metadata, d.span FROM docs d "
+            "JOIN docs h ON h.id = coalesce(d.doc, d.id) JOIN bodies b ON b.fid = h.fid "
+            "WHERE d.fid IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(f) for f in fids]),),
         ).fetchall()
         metadatas = self.parse_metadatas([r[1] for r in rows], [r[3] for r in rows])
         return {r[0]: (r[1], r[2], md, load_span(r[4])) for r, md in zip(rows, metadatas)}
@@ -266,7 +317,8 @@ class DocStore:
     def _execute(self, query):
         """Run a SQLAlchemy query on the sqlite3 connection (bound parameters only)."""
         compiled = query.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
-        return self.conn.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup])
+        params = compiled.params  # built anew on every access
+        return self.conn.execute(str(compiled), [params[k] for k in compiled.positiontup])
 
     def code_array(self, rows, dtype, dim: int) -> np.ndarray:
         """The codes of ``rows`` of (fid, code) as one array; a code of the wrong size names its document."""

@@ -11,19 +11,43 @@ from sqlalchemy import event
 
 from embedkit.extras import require
 
-from . import postgres
+from . import postgres, sqlite_files
 
 logger = logging.getLogger(__name__)
 
 
+def parse_url(url: str) -> sa.engine.URL:
+    """``url`` parsed; ValueError unless it names a SQLite or PostgreSQL database."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"url must be a SQLAlchemy URL such as 'sqlite:///docs.db', got {url!r}")
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValueError(f"{url!r} is not a database URL (e.g. sqlite:///docs.db, postgresql+psycopg://...)") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"{parsed.get_backend_name()!r} is not a database this library opens: use sqlite:///docs.db, "
+            "postgresql+psycopg://..., or a folder path for a FAISS index"
+        )
+    return parsed
+
+
+def sqlite_file(parsed: sa.engine.URL) -> str | None:
+    """The file of a SQLite URL; None for other databases, in-memory ones and ``file:`` URIs."""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if parsed.database.startswith("file:") else parsed.database
+
+
 def check_exists(url: str, table: str = "documents") -> None:
     """FileNotFoundError unless the database at ``url`` exists and holds ``table``; creates nothing."""
-    parsed = sa.engine.make_url(url) if isinstance(url, str) and "://" in url else None
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        file = sqlite_file(parsed)
+        if file is None:
             raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
-        if not os.path.isfile(parsed.database):  # connecting would create it
-            raise FileNotFoundError(f"no index at {url!r}: {parsed.database} does not exist")
+        if not os.path.isfile(file):  # connecting would create it
+            raise FileNotFoundError(f"no index at {url!r}: {file} does not exist")
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -35,10 +59,13 @@ def check_exists(url: str, table: str = "documents") -> None:
 
 
 def make_engine(url: str, **kwargs) -> sa.Engine:
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"url must be a SQLAlchemy URL such as 'sqlite:///docs.db', got {url!r}")
-    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+    """An engine for ``url``; a SQLite file on read-only storage opens immutable (reads only)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
         require("postgres", "SQLIndex on PostgreSQL")
+    file = sqlite_file(parsed)
+    if file is not None and sqlite_files.on_read_only_storage(file):
+        kwargs.setdefault("creator", lambda: sqlite_files.connect_read_only(file, check_same_thread=False))
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

@@ -48,11 +48,11 @@ import numpy as np
 from embedkit.checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 
-from . import faiss_kinds, faiss_v1, snapshots
+from . import faiss_kinds, faiss_v1, snapshots, sqlite_files
 from .chunking import dump_span
 from .docstore import DocStore
 from .faiss_search import FaissSearch
-from .index import CorruptIndexError, Hit, Index, Record, dumps
+from .index import CorruptIndexError, Hit, Index, NotAnIndexError, Record, dumps, guarded
 from .matches import MatchCache
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,17 @@ class FaissIndex(FaissSearch, Index):
         self._dtype = np.float32 if precision == "float32" else np.int8
         self._lock = threading.RLock()
         self._matches = MatchCache()
-        self._store = self._open_store(path)
-        self._forget()
-        with self._lock:
-            self._sync()
+        self._rejected = None  # the snapshot file found damaged, which save() replaces
+        self._store = None
+        try:
+            with self._lock, self._guard():
+                self._store = self._open_store(path)
+                self._forget()
+                self._sync()
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+            raise
 
     @staticmethod
     def stored_settings(path: str) -> dict | None:
@@ -118,12 +125,15 @@ class FaissIndex(FaissSearch, Index):
     # ----------------------------------------------------------------- the docstore
     def _open_store(self, path: str | None) -> DocStore:
         if path is not None:
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise NotAnIndexError(f"{path} is a file, not a FaissIndex folder")
             if faiss_v1.is_v1(path):
                 faiss_v1.migrate(path, self.dimension)
             if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "docs.sqlite")):
                 raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no docs.sqlite)")
             os.makedirs(path, exist_ok=True)
-        store = DocStore(None if path is None else os.path.join(path, "docs.sqlite"))
+        file = None if path is None else os.path.join(path, "docs.sqlite")
+        store = DocStore(file, expect_rows=path is not None and any(map(snapshots.NAME.fullmatch, os.listdir(path))))
         try:
             config = store.config(dict(self.info, kind=self.kind, precision=self.precision))
             self.check_info(config, f"FAISS index at {path!r}")
@@ -184,25 +194,35 @@ class FaissIndex(FaissSearch, Index):
         return None if ranges is None else np.asarray(ranges, dtype=np.float32)
 
     def _load_snapshot(self, final: bool) -> None:
-        snap = self._store.get_info("snapshot")
+        snap = self._store.snapshot()
         if snap is None or self.path is None:
             return
-        file = os.path.join(self.path, str(snap.get("file")))
+        file = os.path.join(self.path, snap["file"])
         try:
-            index, base = faiss_kinds.read(file, self.precision == "ubinary")
+            index, base = snapshots.read(self.path, snap, self.precision == "ubinary")
             fids = faiss_kinds.fids_of(index)
-            if index.d != self.dimension or index.ntotal != len(fids) or len(fids) and fids.max() > snap["fid"]:
-                raise ValueError("it does not match the docstore")
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            dead = self._check_covers(index, fids, snap)
+        except (OSError, RuntimeError, ValueError) as exc:
             if not os.path.exists(file) and not final and not self._store.writing:
                 raise _SnapshotMoved from None
             logger.warning("FAISS snapshot %s cannot be used (%s); rebuilding it from docs.sqlite", file, exc)
+            self._rejected = snap["file"]
             return
         self._index, self._base = index, base
         self._fid_w, self._seq_w, self._floor = snap["fid"], snap["seq"], snap["floor"]
         self._trained_on = snap["trained_on"]
-        candidates = self._store.dead_after(self._floor)
-        self._dead = np.intersect1d(candidates, fids)
+        self._dead = dead
+
+    def _check_covers(self, index, fids: np.ndarray, snap: dict) -> np.ndarray:
+        """The snapshot's rows whose documents are gone since; ValueError unless it holds every live row it
+        should and nothing else (the rows up to its fid, and rows deleted after its floor)."""
+        if index.d != self.dimension or index.ntotal != len(fids) or len(np.unique(fids)) != len(fids):
+            raise ValueError("its shape does not match the docstore")
+        live = self._store.fids_upto(snap["fid"])
+        dead = np.setdiff1d(fids, live)
+        if len(np.setdiff1d(live, fids)) or len(np.setdiff1d(dead, self._store.dead_after(snap["floor"]))):
+            raise ValueError("the documents it holds are not the docstore's")
+        return dead
 
     # ----------------------------------------------------------------- the FAISS structure
     def _new_index(self, n: int):
@@ -320,7 +340,12 @@ class FaissIndex(FaissSearch, Index):
             self._forget()
             raise
 
+    def _translate(self, exc: Exception) -> Exception | None:
+        file = ":memory:" if self.path is None else os.path.join(self.path, "docs.sqlite")
+        return sqlite_files.damaged(file, exc) if sqlite_files.is_damage(exc) else None
+
     # ----------------------------------------------------------------- reads
+    @guarded
     def __len__(self) -> int:
         self._check_open()
         with self._lock:
@@ -355,6 +380,7 @@ class FaissIndex(FaissSearch, Index):
             return dict(zip((r[0] for r in rows), self._decode(codes)))
 
     # ----------------------------------------------------------------- snapshots and lifecycle
+    @guarded
     def save(self, path: str | None = None, force: bool = False) -> str:
         """Snapshot the FAISS structure so that reopening does not rebuild it (every write is already durable).
 
@@ -367,10 +393,13 @@ class FaissIndex(FaissSearch, Index):
                 self._move_to(path)
             if self.path is None:
                 raise ValueError("save() needs a path (none was given to FaissIndex)")
+            if self._store.read_only:
+                return self.path  # nothing was written, and nothing can be
             self._sync()
             with self._store.read():
-                snap = self._store.get_info("snapshot")
+                snap = self._store.snapshot()
                 changed = self._store.count_after(snap["fid"]) + self._seq_w - snap["seq"] if snap else None
+                force = force or snap is not None and snap["file"] == self._rejected
                 if changed is not None and changed < SNAPSHOT_AFTER and not force:
                     snapshots.clean(self.path, snap["file"])
                     return self.path
@@ -381,11 +410,11 @@ class FaissIndex(FaissSearch, Index):
         return self.path
 
     def _snapshot(self) -> None:
-        name = snapshots.write(self.path, self._index, self.precision == "ubinary")
+        name, sha256 = snapshots.write(self.path, self._index, self.precision == "ubinary")
         mine = {"file": name, "fid": self._fid_w, "seq": self._seq_w, "floor": self._floor}
-        mine["trained_on"] = self._trained_on
+        mine.update(trained_on=self._trained_on, sha256=sha256)
         with self._store.write():
-            current = self._store.get_info("snapshot")
+            current = self._store.snapshot()
             newer = current is not None and (current["fid"], current["seq"]) > (mine["fid"], mine["seq"])
             if not newer:
                 self._store.set_info("snapshot", mine)

@@ -6,6 +6,8 @@ Documents are embedded with the passage prompt on ``add`` and queries with the q
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -29,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 class CorruptIndexError(ValueError):
     """A store's files or rows are damaged; the message names the file or table."""
+
+
+class NotAnIndexError(CorruptIndexError):
+    """The path or database holds something other than this store's files: another store's database, a
+    plain file, an empty docstore beside snapshots. Nothing was written to it."""
+
+
+class ReadOnlyIndexError(PermissionError):
+    """A write to an index opened from read-only storage; searches and reads still work."""
 
 
 @dataclass
@@ -58,6 +69,18 @@ class Hit(Record):
 
 
 PAGE = 1000  # documents per query when iterating over an index
+MAX_ROWS = 2**31 - 1  # a larger k, limit or offset asks for more than any backend holds: it is clamped
+
+
+def guarded(method):
+    """``method`` with its backend's errors about damaged or read-only files as this library's own."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self._guard():
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 class Index(ABC):
@@ -83,16 +106,19 @@ class Index(ABC):
         self.closed = False
 
     # ----------------------------------------------------------------- public API
+    @guarded
     def add(self, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None) -> list[str]:
         """Embed ``texts`` with the document prompt and store them; an existing id is replaced."""
         return self._add("add()", texts, metadatas, ids, None, encode=True)
 
+    @guarded
     def add_embeddings(
         self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None
     ) -> list[str]:
         """Store precomputed document vectors (shape [n, dim]) with their texts."""
         return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
 
+    @guarded
     def search(
         self,
         query: str | list[str],
@@ -120,6 +146,7 @@ class Index(ABC):
         check_positive_int("candidates", candidates)
         self._check_open()
         check_positive_int("k", k)
+        k, candidates = min(k, MAX_ROWS), min(candidates, MAX_ROWS)
         node = parse_filter(filter)
         if not queries:
             return []
@@ -135,6 +162,7 @@ class Index(ABC):
             self._attach_vectors([hit for hits in results for hit in hits if hit.vector is None])
         return results[0] if isinstance(query, str) else results
 
+    @guarded
     def search_by_vector(
         self, vector, k: int = 10, filter: dict | None = None, include_vectors: bool = False
     ) -> list[Hit] | list[list[Hit]]:
@@ -143,6 +171,7 @@ class Index(ABC):
         single, queries = array.ndim == 1, array[None] if array.ndim == 1 else array
         return self._find(single, queries, k, filter, encode=False, include_vectors=include_vectors)
 
+    @guarded
     def get(
         self,
         ids: list[str] | None = None,
@@ -158,7 +187,9 @@ class Index(ABC):
         node = parse_filter(filter)
         if limit is not None:
             check_non_negative_int("limit", limit)
+            limit = min(limit, MAX_ROWS)
         check_non_negative_int("offset", offset)
+        offset = min(offset, MAX_ROWS)
         if ids is None:
             records = self._select(node, None, limit, offset) if limit != 0 else []
         else:
@@ -177,12 +208,14 @@ class Index(ABC):
         self._check_open()
         after = None
         while True:
-            page = self._select(None, None, PAGE, 0, after=after)
+            with self._guard():
+                page = self._select(None, None, PAGE, 0, after=after)
             yield from page
             if len(page) < PAGE:
                 return
             after = page[-1].id
 
+    @guarded
     def get_vectors(self, ids: list[str]) -> np.ndarray:
         """The stored (normalized) vectors of ``ids``, one row per id; a missing id is a KeyError."""
         self._check_open()
@@ -193,6 +226,7 @@ class Index(ABC):
             raise KeyError(f"unknown ids: {missing[:5]}")
         return np.stack([found[i] for i in ids]) if ids else np.zeros((0, self.dimension), np.float32)
 
+    @guarded
     def delete(self, ids: list[str] | None = None, *, filter: dict | None = None) -> int:
         """Delete ``ids`` (missing ids are ignored), or the documents matching ``filter``, or those of
         ``ids`` that match it, in one transaction. Returns how many were deleted."""
@@ -206,6 +240,7 @@ class Index(ABC):
                 return 0
         return self._delete(ids) if node is None else self._delete_where(node, ids)
 
+    @guarded
     def update_metadata(self, ids: list[str], metadatas: list[dict]) -> None:
         """Replace the metadata of ``ids`` without re-embedding, in one transaction; an unknown id is a
         KeyError and changes nothing."""
@@ -241,7 +276,9 @@ class Index(ABC):
         ``rows`` does not hold), all or nothing."""
 
     @abstractmethod
-    def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]: ...
+    def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
+        """The ``k`` best rows per query, best first, each read in one snapshot: a hit on a later chunk
+        carries its document's text from the same read as its span, so the two always belong together."""
 
     @abstractmethod
     def _keyword(self, queries: list[str], k: int, node: Node | None) -> list[list[Hit]]:
@@ -295,6 +332,7 @@ class Index(ABC):
     def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool, include_vectors: bool):
         self._check_open()
         check_positive_int("k", k)
+        k = min(k, MAX_ROWS)
         node = parse_filter(filter)
         if encode:
             if not queries:
@@ -316,11 +354,6 @@ class Index(ABC):
             if include_vectors:
                 self._attach_vectors(hits)
             results.append(documents(hits)[:k])
-        parted = [h for hits in results for h in hits if h.text is None]
-        if parted:  # hits on later chunks carry no text: take the document's
-            texts = {r.id: r.text for r in self._get(list({h.id for h in parted}))}
-            for hit in parted:
-                hit.text = texts.get(hit.id, "")
         return results
 
     def _attach_vectors(self, records: list[Record]) -> None:
@@ -330,6 +363,21 @@ class Index(ABC):
             record.vector = found.get(record.id)
 
     # ----------------------------------------------------------------- checks
+    @contextlib.contextmanager
+    def _guard(self):
+        try:
+            yield
+        except Exception as exc:
+            ours = self._translate(exc)
+            if ours is None:
+                raise
+            raise ours from None
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        """The error of this library's own that a backend's ``exc`` means (CorruptIndexError for damaged
+        files, ReadOnlyIndexError for a write to read-only storage), or None to let it through."""
+        return None
+
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError(f"this {type(self).__name__} is closed")

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 logger = logging.getLogger(__name__)
 
 COPY_ROWS = 1000
+MAX_ID_BYTES = 2048  # a btree entry holds at most about 2,700 bytes; this leaves room for a chunk's suffix
 EF_SEARCH = 100  # per connection; larger k raise it per query
 
 
@@ -92,7 +93,7 @@ def copy_upsert(conn, table: str, dimension: int, rows) -> None:
                 copy.write_row(row)
         cursor.execute(
             f'INSERT INTO "{table}" (id, text, metadata, embedding, doc, span) '
-            "SELECT id, text, metadata::jsonb, embedding, doc, span FROM embedkit_staging "
+            'SELECT id, text, metadata::jsonb, embedding, doc, span FROM embedkit_staging ORDER BY id COLLATE "C" '
             "ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
             "embedding = excluded.embedding, doc = excluded.doc, span = excluded.span"
         )
@@ -152,10 +153,14 @@ class Searcher:
         with self._lock:
             found = self._statements.get((key, k, exact))
         if found is None:
-            c = self.table.c
+            c, head = self.table.c, self.table.alias("head")
             distance = c.embedding.op("<=>")(sa.bindparam("q"))
             order = distance + 0 if exact else distance
-            query = sa.select(c.id, c.text, c.metadata, distance.label("distance"), c.span).where(where).order_by(order)
+            # a later chunk's text is its document's, from the same snapshot (this one statement)
+            text = sa.case(
+                (c.doc.is_(None), c.text), else_=sa.select(head.c.text).where(head.c.id == c.doc).scalar_subquery()
+            )
+            query = sa.select(c.id, text, c.metadata, distance.label("distance"), c.span).where(where).order_by(order)
             compiled = query.limit(k).compile(dialect=self.engine.dialect)
             found = str(compiled), dict(compiled.params)
             with self._lock:

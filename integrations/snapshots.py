@@ -1,34 +1,53 @@
-"""Snapshot files of a FaissIndex folder: written whole, then renamed; crashed writers' leftovers removed.
+"""Snapshot files of a FaissIndex folder: written whole, then renamed; checked when read; crashed writers'
+leftovers removed.
 
 A snapshot is ``snapshot-PID-RAND.faiss``; it is written as ``.tmp-PID-RAND.faiss``, synced, and renamed,
-so a reader never sees half a file. Which snapshot is current lives in the docstore, not in the folder.
+so a reader never sees half a file. Which snapshot is current lives in the docstore, not in the folder,
+with the SHA-256 of the file: a damaged or swapped file is refused when read (the caller then rebuilds).
+The docstore refuses an entry that names anything but a snapshot file in the folder (a path, a link).
 A file that is not current is removed only when the process named in it is gone (a crashed save), or by
 the process that has just made another snapshot current. Everything else in the folder is left alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
+import numpy as np
+
 from . import faiss_kinds
 
+NAME = re.compile(r"snapshot-(\d+)-[0-9a-f]+\.faiss")
 LEFTOVER = re.compile(r"^(?:\.tmp|snapshot)-(\d+)-[0-9a-f]+\.faiss$")
 
 
-def write(folder: str, index, binary: bool) -> str:
-    """Write ``index`` into ``folder`` and return the new snapshot's file name."""
+def write(folder: str, index, binary: bool) -> tuple[str, str]:
+    """Write ``index`` into ``folder``; return the new snapshot's file name and SHA-256."""
     tag = f"{os.getpid()}-{os.urandom(4).hex()}"
     tmp, name = os.path.join(folder, f".tmp-{tag}.faiss"), f"snapshot-{tag}.faiss"
+    data = faiss_kinds.serialize(index, binary)
     try:
-        faiss_kinds.write(index, tmp, binary)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(folder, name))
     except BaseException:
         remove(tmp)
         raise
-    return name
+    return name, hashlib.sha256(data).hexdigest()
+
+
+def read(folder: str, snap: dict, binary: bool):
+    """(the IDMap2 wrapper, the structure inside it) of the snapshot ``snap`` names; ValueError when its
+    SHA-256 differs from the recorded one (entries written before checksums have none)."""
+    with open(os.path.join(folder, snap["file"]), "rb") as f:
+        data = f.read()
+    if "sha256" in snap and hashlib.sha256(data).hexdigest() != snap["sha256"]:
+        raise ValueError("its checksum differs from the one recorded with it")
+    return faiss_kinds.deserialize(np.frombuffer(data, dtype=np.uint8), binary)
 
 
 def clean(folder: str, current: str | None) -> None:

@@ -22,11 +22,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import fulltext, postgres, sqlite_log
+from . import fulltext, postgres, sqlite_files, sqlite_log
 from .chunking import Rows, dump_span, load_span
 from .engines import check_exists, ensure_pgvector, make_engine
 from .filters import Node, filter_key
-from .index import CorruptIndexError, Hit, Index, Record, dumps
+from .index import CorruptIndexError, Hit, Index, NotAnIndexError, ReadOnlyIndexError, Record, dumps, guarded
 from .matches import MatchCache
 from .vector_cache import VectorCache
 
@@ -75,7 +75,12 @@ class SQLIndex(Index):
             sa.Column("info", sa.Text, nullable=False),
             sa.Column("version", sa.BigInteger, nullable=False),
         )
-        self._open()
+        try:
+            with self._guard():
+                self._open()
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._cache = VectorCache(self.dimension, self.where)
         self._matches = MatchCache()
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
@@ -87,6 +92,11 @@ class SQLIndex(Index):
         with self._begin() as conn:
             if self.dialect == "postgresql":  # processes opening one table set it up one at a time
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"embedkit:{self.table_name}"))))
+            elif sqlite_files.is_docstore(conn.connection.driver_connection):
+                raise NotAnIndexError(
+                    f"{self.engine.url.database} is a FaissIndex docstore; open its folder with FaissIndex "
+                    "(nothing was written)"
+                )
             self._meta.create(conn, checkfirst=True)
             meta = self._meta.c
             row = conn.execute(
@@ -162,6 +172,27 @@ class SQLIndex(Index):
         )
         conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table_name}" (doc)')
 
+    def _translate(self, exc: Exception) -> Exception | None:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        if self.dialect != "sqlite":
+            return None
+        if sqlite_files.is_damage(orig):
+            return sqlite_files.damaged(self.where, orig)
+        if sqlite_files.is_read_only(orig):
+            return ReadOnlyIndexError(f"{self.where}: the index is read-only (its database cannot be written)")
+        return None
+
+    def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
+        metadatas, ids = super()._check_batch(n, metadatas, ids)
+        if self.dialect == "postgresql":
+            for i, doc_id in enumerate(ids):
+                if len(doc_id.encode()) > postgres.MAX_ID_BYTES:
+                    raise ValueError(
+                        f"id at index {i} is {len(doc_id.encode())} bytes; PostgreSQL indexes ids of at most "
+                        f"{postgres.MAX_ID_BYTES} bytes"
+                    )
+        return metadatas, ids
+
     def _begin(self):
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
         self._check_open()
@@ -184,10 +215,15 @@ class SQLIndex(Index):
 
     # ----------------------------------------------------------------- writes
     def _write(self, rows: Rows) -> None:
+        """Rows go in id order, so that concurrent writers lock them in one order and never deadlock; a
+        document's head comes first, so a second writer of it waits there. Chunks the new version lacks
+        are deleted after, by a statement that sees every write committed meanwhile (deleting first would
+        leave a concurrent writer's extra chunks behind on PostgreSQL)."""
         c = self.table.c
-        values = zip(rows.ids, rows.texts, rows.metadatas, rows.vectors, rows.docs, rows.spans)
+        values = sorted(
+            zip(rows.ids, rows.texts, rows.metadatas, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
+        )
         with self._begin() as conn:
-            conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads)))  # chunks from before
             if self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
                 copy = ((i, t, dumps(m), v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
@@ -209,6 +245,7 @@ class SQLIndex(Index):
                     stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in columns}),
                     records,
                 )
+            conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads), sa.not_(self._in(c.id, rows.ids))))
             self._after_write(conn)
 
     def _delete(self, ids) -> int:
@@ -279,6 +316,7 @@ class SQLIndex(Index):
         return value
 
     # ----------------------------------------------------------------- reads
+    @guarded
     def __len__(self) -> int:
         self._check_open()
         with self.engine.connect() as conn:
@@ -353,6 +391,8 @@ class SQLIndex(Index):
         try:
             yield
         except sa.exc.DBAPIError as exc:
+            if self._translate(exc) is not None:
+                raise
             raise RuntimeError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
@@ -404,15 +444,18 @@ class SQLIndex(Index):
         )
 
     def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple]:
-        """key -> (id, text, metadata, span) for the cache's row keys."""
-        c = self.table.c
-        columns = (c.id, c.text, c.metadata, c.span)
+        """key -> (id, text, metadata, span) for the cache's row keys; a later chunk's text is its
+        document's, read in the caller's transaction."""
+        c, head = self.table.c, self.table.alias("head")
+        query = sa.select(c.id, head.c.text, c.metadata, c.span).join_from(
+            self.table, head, head.c.id == sa.func.coalesce(c.doc, c.id)
+        )
         if self.dialect != "sqlite":
             ids = {self._ids[k]: k for k in keys.tolist()}
-            rows = conn.execute(sa.select(*columns).where(self._in(c.id, list(ids))))
+            rows = conn.execute(query.where(self._in(c.id, list(ids))))
             return {ids[r.id]: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
-        rowid = sqlite_log.ROWID
-        rows = conn.execute(sa.select(rowid.label("key"), *columns).where(rowid.in_(sqlite_log.json_ints(keys))))
+        rowid = sa.literal_column(f'"{self.table_name}".rowid')
+        rows = conn.execute(query.add_columns(rowid.label("key")).where(rowid.in_(sqlite_log.json_ints(keys))))
         return {r.key: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
 
     def _where(self, node: Node | None):

@@ -10,6 +10,8 @@ import numpy as np
 
 from .chunking import SEP
 
+MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries recurse once per level
+
 
 def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:
     """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
@@ -71,6 +73,8 @@ def metadata(value, i: int) -> dict:
         return {}
     if not isinstance(value, dict):
         raise TypeError(f"metadata at index {i} must be a dict, got {type(value).__name__}")
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"metadata at index {i} nests more than {MAX_DEPTH} levels deep")
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
@@ -92,6 +96,17 @@ def check_string(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+
+
+def _depth(obj) -> int:
+    """How deep dicts and lists nest in ``obj``, counted without recursion."""
+    deepest, level = 0, [(obj, 1)]
+    while level:
+        value, depth = level.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            level.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _strings(obj):

@@ -1,0 +1,69 @@
+"""SQLite files as the stores meet them: whose they are, whether they are damaged, and opening them from
+read-only storage.
+
+- A FaissIndex docstore carries ``PRAGMA application_id = DOCSTORE_ID`` (docstores written before it are
+  recognized by their tables), so neither store mistakes the other's file for its own.
+- Damage (SQLITE_CORRUPT, SQLITE_NOTADB) is told apart from a busy or full database, so that it can be
+  reported as ``CorruptIndexError`` naming the file.
+- On read-only storage SQLite cannot create a WAL file's shared-memory index, so a database there is opened
+  ``immutable``: readable, and refused for writes. That is only sound when no WAL holds unapplied commits.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+
+from .index import CorruptIndexError
+
+DOCSTORE_ID = 0x656B6673  # "ekfs"
+DOCSTORE_TABLES = {"info", "docs", "bodies", "dead"}
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def is_docstore(conn: sqlite3.Connection) -> bool:
+    """Whether the database is a FaissIndex docstore (by its application id, or its tables if older)."""
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    return app_id == DOCSTORE_ID or (app_id == 0 and DOCSTORE_TABLES <= tables(conn))
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an sqlite3 error reports a damaged file (not a lock, a full disk or a bad statement)."""
+    return _reports(exc, ("SQLITE_CORRUPT", "SQLITE_NOTADB"), ("malformed", "not a database"))
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """Whether an sqlite3 error reports a write to a read-only database."""
+    return _reports(exc, ("SQLITE_READONLY",), ("readonly database",))
+
+
+def _reports(exc: BaseException, codes: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+; older ones only have the message
+    return name.startswith(codes) if name is not None else any(w in str(exc) for w in words)
+
+
+def damaged(where: str, exc: BaseException) -> CorruptIndexError:
+    return CorruptIndexError(f"{where}: the database is damaged ({exc})")
+
+
+def on_read_only_storage(file: str) -> bool:
+    """Whether ``file`` exists in a folder that cannot be written (a read-only mount, say)."""
+    return os.path.isfile(file) and not os.access(os.path.dirname(os.path.abspath(file)), os.W_OK)
+
+
+def connect_read_only(file: str, **kwargs) -> sqlite3.Connection:
+    """``file`` opened immutable, for reading from read-only storage."""
+    wal = file + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise CorruptIndexError(
+            f"{file}: the database is on read-only storage with commits still in its WAL file; "
+            "open it once where it can be written"
+        )
+    uri = "file:" + urllib.parse.quote(os.path.abspath(file)) + "?immutable=1"
+    return sqlite3.connect(uri, uri=True, **kwargs)
