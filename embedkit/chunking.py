@@ -1,5 +1,6 @@
 """Token-aware chunking: long texts are split into chunks measured in the model's own tokens, so that no
-text is cut silently by the encoder. The stores (``integrations.chunking``) and ``embedkit.distributed`` use it.
+text is cut silently by the encoder. The stores (``integrations._shared.chunk_rows``) and
+``embedkit.distributed`` use it.
 
 ``Chunker(encoder, chunk_tokens, chunk_overlap)``:
 - ``chunk_tokens=None`` (the default): a text that fits the model is one chunk; a longer one is split

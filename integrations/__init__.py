@@ -1,40 +1,52 @@
-"""Vector stores over embedkit (or any) encoders: Index, Hit, FaissIndex, SQLIndex, open_index, and the
-errors FilterError, CorruptIndexError and NotAnIndexError (ValueErrors) and ReadOnlyIndexError (a
-PermissionError).
+"""Vector stores over embedkit (or any) encoders: Index, Hit, Record, FaissIndex, SQLIndex, open_index,
+and the errors of ``integrations.errors`` (one tree under StoreError).
 
 FAISS and SQLAlchemy are imported only when FaissIndex, SQLIndex or open_index is first used.
 """
 
-from .encoders import Encoder
-from .filters import FilterError
-from .index import CorruptIndexError, Hit, Index, NotAnIndexError, ReadOnlyIndexError, Record
+from integrations.encoders import Encoder
+from integrations.errors import (
+    CorruptIndexError,
+    DimensionMismatchError,
+    FilterError,
+    IndexClosedError,
+    NotAnIndexError,
+    ReadOnlyIndexError,
+    SearchError,
+    StoreError,
+)
+from integrations.index import Hit, Index, Record
 
 __all__ = [
     "CorruptIndexError",
+    "DimensionMismatchError",
     "Encoder",
     "FaissIndex",
     "FilterError",
     "Hit",
     "Index",
+    "IndexClosedError",
     "NotAnIndexError",
     "ReadOnlyIndexError",
     "Record",
     "SQLIndex",
+    "SearchError",
+    "StoreError",
     "open_index",
 ]
 
 
 def __getattr__(name: str):
     if name == "FaissIndex":
-        from .faiss import FaissIndex
+        from integrations.faiss import FaissIndex
 
         return FaissIndex
     if name == "open_index":
-        from .open import open_index
+        from integrations.targets import open_index
 
         return open_index
     if name == "SQLIndex":
-        from .sql import SQLIndex
+        from integrations.sql import SQLIndex
 
         return SQLIndex
     raise AttributeError(f"module 'integrations' has no attribute {name!r}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,28 +17,15 @@ import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
 from embedkit.chunking import Chunker, piece
-
-from . import validation
-from .chunking import Rows, chunk_rows, documents
-from .encoders import as_encoder, encoder_info
-from .filters import Node, parse_filter
-from .keywords import MODES, fuse
-from .validation import check_string
+from integrations._shared import validation
+from integrations._shared.chunk_rows import Rows, chunk_rows, documents
+from integrations._shared.fusion import MODES, fuse
+from integrations._shared.validation import check_string
+from integrations.encoders import as_encoder, encoder_info
+from integrations.errors import DimensionMismatchError, IndexClosedError
+from integrations.filters.parse import Node, parse_filter
 
 logger = logging.getLogger(__name__)
-
-
-class CorruptIndexError(ValueError):
-    """A store's files or rows are damaged; the message names the file or table."""
-
-
-class NotAnIndexError(CorruptIndexError):
-    """The path or database holds something other than this store's files: another store's database, a
-    plain file, an empty docstore beside snapshots. Nothing was written to it."""
-
-
-class ReadOnlyIndexError(PermissionError):
-    """A write to an index opened from read-only storage; searches and reads still work."""
 
 
 @dataclass
@@ -380,12 +366,12 @@ class Index(ABC):
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ValueError(f"this {type(self).__name__} is closed")
+            raise IndexClosedError(f"this {type(self).__name__} is closed")
 
     def check_info(self, stored: dict[str, Any], where: str) -> None:
         """Refuse to open an index built for another dimension; warn if the model differs."""
         if stored.get("dimension") != self.dimension:
-            raise ValueError(
+            raise DimensionMismatchError(
                 f"{where} holds {stored.get('dimension')}-dimensional vectors from model {stored.get('model')!r}, "
                 f"but the encoder {self.info['model']!r} produces {self.dimension} dimensions"
             )
@@ -408,28 +394,3 @@ class Index(ABC):
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
         return validation.batch(n, metadatas, ids)
-
-
-def dumps(metadata: dict) -> str:
-    """Metadata as stored: JSON with non-ASCII kept as is, so SQLite's JSON paths match non-ASCII keys."""
-    return json.dumps(metadata, ensure_ascii=False)
-
-
-def top_k(matrix: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None):
-    """Exact inner-product search: (scores, row indices) of shape [n_queries, min(k, rows)], best first.
-    With ``mask``, only the rows where it is True compete."""
-    rows = matrix.shape[0] if mask is None else int(mask.sum())
-    k = min(k, rows)
-    if k == 0:
-        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    scores = queries @ matrix.T
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    part = (
-        np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        if k < matrix.shape[0]
-        else np.tile(np.arange(k), (len(queries), 1))
-    )
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)

@@ -22,10 +22,9 @@ except ImportError as exc:
     raise missing("langchain_core", "langchain", "integrations.langchain") from exc
 
 from embedkit import SentenceTransformer
-
-from .faiss import FaissIndex
-from .index import Index, Record
-from .open import open_index
+from integrations.faiss import FaissIndex
+from integrations.index import Index, Record
+from integrations.targets import open_index
 
 
 class EmbedkitEmbeddings(Embeddings):

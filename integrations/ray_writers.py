@@ -17,10 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.extras import require
-
-from . import validation
-from .chunking import SEP, Rows
-from .index import Index
+from integrations._shared import validation
+from integrations._shared.chunk_rows import SEP, Rows
+from integrations.index import Index
 
 
 class StoredVectors:
@@ -54,7 +53,7 @@ def write_pgvector(
     require("ray", "integrations.ray_writers")
     import ray
 
-    from .sql import SQLIndex
+    from integrations.sql import SQLIndex
 
     first = ds.take(1)  # streams until one row exists, not the whole job
     if not first:
@@ -80,17 +79,16 @@ class _PgWriter:
     """One worker: COPY each block into the table that the driver created (its HNSW index dropped)."""
 
     def __init__(self, url: str, table: str, dimension: int, columns):
-        from .engines import make_engine
+        from integrations.sql.engines import make_engine
 
         self.engine, self.table, self.dimension, self.columns = make_engine(url), table, dimension, columns
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        from . import postgres
-        from .chunking import dump_span
-        from .index import dumps
-        from .validation import unit_vectors
+        from integrations._shared.codec import dump_span, dumps
+        from integrations._shared.validation import unit_vectors
+        from integrations.sql import postgres
 
         rows, counts = _rows(batch, *self.columns)
         vectors = unit_vectors(rows.vectors, self.dimension, len(rows.ids))

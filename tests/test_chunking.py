@@ -39,7 +39,7 @@ def test_spans_cover_every_character_and_fit(tiny_model, size, overlap):
     inside_a_word = [a for a, _ in spans if a and text[a - 1].isalnum() and text[a].isalnum()]
     for a, b in spans:
         # chunks measured from a word start re-tokenize to what was measured; the pieces of a word longer
-        # than a chunk (the docstring of integrations.chunking) may come out a token or two longer
+        # than a chunk (the docstring of embedkit.chunking) may come out a token or two longer
         assert tokens(tiny_model.tokenizer, text[a:b]) <= size + (2 if a in inside_a_word else 0)
     long_words = [w for w in text.split() if tokens(tiny_model.tokenizer, w) > size]
     assert not inside_a_word or long_words  # a chunk starts inside a word only if a word outgrows a chunk

@@ -13,7 +13,7 @@ from embedkit import SentenceTransformer
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "embedkit.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "integrations.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir):

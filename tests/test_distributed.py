@@ -135,7 +135,7 @@ def test_bad_arguments(cluster, minilm_path):
 def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, monkeypatch):
     import pyarrow.dataset as pads
 
-    from embedkit.cli import main
+    from integrations.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "docs").mkdir()

@@ -51,9 +51,9 @@ def test_example_runs(script, expected, tmp_path):
 
 
 def test_demo_is_the_main_job(tmp_path):
-    stdout = run(["-m", "embedkit.cli", "demo", "-q"], cwd=tmp_path)
+    stdout = run(["-m", "integrations.cli", "demo", "-q"], cwd=tmp_path)
     assert "Indexed 40 documents into sqlite:///embedkit-demo.db" in stdout
     assert "1. 0.636  bio-1      Photosynthesis" in stdout  # the top answer to the first query, with its cosine
     assert (tmp_path / "embedkit-demo.db").exists()
-    again = run(["-m", "embedkit.cli", "demo", "-q"], cwd=tmp_path)  # re-running upserts: still 40 stored
+    again = run(["-m", "integrations.cli", "demo", "-q"], cwd=tmp_path)  # re-running upserts: still 40 stored
     assert "(40 stored)" in again

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from test_stores import Backend
 
 from integrations import FaissIndex, SQLIndex
-from integrations.keywords import fuse, terms
+from integrations._shared.fusion import fuse
+from integrations.keyword.terms import terms
 
 BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
 

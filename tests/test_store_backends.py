@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrations import SQLIndex
-from integrations.postgres import index_name
+from integrations.sql.postgres import index_name
 
 
 def _add_from_process(model_dir: str, url: str, worker: int, n: int) -> None:
@@ -132,9 +132,9 @@ def test_postgres_database_without_the_extension_yet(pg_url, tiny_model):
 
 
 def test_sqlite_change_log_stays_short_and_caches_behind_it_reload(tmp_path, tiny_model, monkeypatch):
-    from integrations import sqlite_log
+    from integrations.sql import sqlite_changes
 
-    monkeypatch.setattr(sqlite_log, "KEEP", 5)
+    monkeypatch.setattr(sqlite_changes, "KEEP", 5)
     url = f"sqlite:///{tmp_path}/log.db"
     writer, reader = SQLIndex(tiny_model, url), SQLIndex(tiny_model, url)
     writer.add([f"text {i}" for i in range(4)], [{"v": 0} for _ in range(4)], ids=[f"d{i}" for i in range(4)])
@@ -150,7 +150,7 @@ def test_sqlite_change_log_stays_short_and_caches_behind_it_reload(tmp_path, tin
 
 
 def test_postgres_bulk_load_builds_hnsw_once_and_copy_keeps_upserts(pg_url, tiny_model):
-    from integrations.postgres import hnsw_indexes
+    from integrations.sql.postgres import hnsw_indexes
 
     url, _ = pg_url
     index = SQLIndex(tiny_model, url, table="bulk_check")

@@ -379,9 +379,9 @@ def test_parallel_encodes_keep_the_torch_thread_count(tiny_model):
     "kind, precision", [("flat", "float32"), ("hnsw", "float32"), ("flat", "int8"), ("ivf", "ubinary")]
 )
 def test_filtered_search_through_selectors_is_exact_in_k(monkeypatch, kind, precision):
-    import integrations.faiss_search
+    import integrations.faiss.search
 
-    monkeypatch.setattr(integrations.faiss_search, "FEW", 8)
+    monkeypatch.setattr(integrations.faiss.search, "FEW", 8)
     index = FaissIndex(HashEncoder(), kind=kind, precision=precision)
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(600, 32)).astype(np.float32)

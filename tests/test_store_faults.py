@@ -413,7 +413,7 @@ def _jsonl(tmp_path):
 
 def _cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "embedkit.cli", *args],
+        [sys.executable, "-m", "integrations.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,7 +12,7 @@ import operator
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from .filters import COMPARE, Node, kind
+from integrations.filters.parse import COMPARE, Node, kind
 
 OPS = {"$eq": operator.eq, **COMPARE}
 SQLITE_KINDS = {"number": ("integer", "real"), "string": ("text",), "null": ("null",)}

@@ -5,7 +5,6 @@ its document and its character span."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,11 +57,3 @@ def documents(hits: list) -> list:
             seen.add(doc_id)
             out.append(hit if doc_id == hit.id else dataclasses.replace(hit, id=doc_id))
     return out
-
-
-def dump_span(span: Span | None) -> str | None:
-    return None if span is None else json.dumps(list(span))
-
-
-def load_span(text: str | None) -> Span | None:
-    return None if text is None else tuple(json.loads(text))

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from embedkit.extras import require
-
-from . import postgres, sqlite_files
+from integrations._shared import sqlite_files
+from integrations.sql import postgres
 
 logger = logging.getLogger(__name__)
 

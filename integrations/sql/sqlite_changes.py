@@ -10,13 +10,11 @@ insert at or below it is logged too.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import sqlalchemy as sa
 
-from .index import dumps
-from .matches import int_keys
+from integrations._shared.codec import dumps, int_keys
+from integrations._shared.sqlite_files import json_ints
 
 LOG_TABLE = "embedkit_log"
 ROWID = sa.literal_column("rowid")
@@ -105,17 +103,6 @@ def matching(conn, table: sa.Table, where, after: int | None, changed: np.ndarra
     if after is not None:
         where = sa.and_(sa.or_(ROWID > after, ROWID.in_(json_ints(changed))), where)
     return int_keys(conn.execute(sa.select(ROWID).select_from(table).where(where)))
-
-
-def json_ints(keys: np.ndarray):
-    """``keys`` as a subquery over one bound JSON array, however many there are."""
-    return json_values(keys.tolist())
-
-
-def json_values(values: list):
-    """``values`` (str or int) as a subquery over one bound JSON array, however many there are."""
-    table = sa.func.json_each(json.dumps(values)).table_valued("value")
-    return sa.select(table.c.value).scalar_subquery()
 
 
 def migrate_metadata(conn, table: sa.Table, load) -> None:

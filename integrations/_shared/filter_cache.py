@@ -59,8 +59,3 @@ class MatchCache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return entry
-
-
-def int_keys(rows) -> np.ndarray:
-    """Single-column integer rows as an int64 array."""
-    return np.fromiter((r[0] for r in rows), dtype=np.int64)

@@ -1,5 +1,5 @@
 """SQLite files as the stores meet them: whose they are, whether they are damaged, and opening them from
-read-only storage.
+read-only storage; and id lists bound as one JSON array.
 
 - A FaissIndex docstore carries ``PRAGMA application_id = DOCSTORE_ID`` (docstores written before it are
   recognized by their tables), so neither store mistakes the other's file for its own.
@@ -11,11 +11,15 @@ read-only storage.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import urllib.parse
 
-from .index import CorruptIndexError
+import numpy as np
+import sqlalchemy as sa
+
+from integrations.errors import CorruptIndexError
 
 DOCSTORE_ID = 0x656B6673  # "ekfs"
 DOCSTORE_TABLES = {"info", "docs", "bodies", "dead"}
@@ -67,3 +71,14 @@ def connect_read_only(file: str, **kwargs) -> sqlite3.Connection:
         )
     uri = "file:" + urllib.parse.quote(os.path.abspath(file)) + "?immutable=1"
     return sqlite3.connect(uri, uri=True, **kwargs)
+
+
+def json_ints(keys: np.ndarray):
+    """``keys`` as a subquery over one bound JSON array, however many there are."""
+    return json_values(keys.tolist())
+
+
+def json_values(values: list):
+    """``values`` (str or int) as a subquery over one bound JSON array, however many there are."""
+    table = sa.func.json_each(json.dumps(values)).table_valued("value")
+    return sa.select(table.c.value).scalar_subquery()

@@ -1,41 +1,4 @@
-"""FaissIndex: FAISS search over a SQLite docstore that holds the truth.
-
-Kinds: ``flat`` (exact), ``hnsw`` and ``ivf``. Precisions: ``float32``; ``int8`` (per-dimension scalar
-quantization); ``ubinary`` (a binary index searched by Hamming distance). With ``rescore`` (the default)
-the quantized indexes fetch ``k × rescore_multiplier`` candidates and re-rank them with the int8 codes.
-``hnsw_m``/``ef_construction``/``ef_search`` tune HNSW (``ef_construction`` is 80, not FAISS's 40: with
-documents added in batches of 5,000, recall@10 on 100k vectors rises from 0.930 to 0.986 for 15% more
-build time). ``nlist`` (default about sqrt(n)) and ``nprobe`` (default max(16, nlist / 3)) tune IVF,
-which is retrained as the index grows fourfold.
-
-How the data is kept (the design Chroma and LanceDB converge on):
-
-- **The docstore is the truth.** ``docs.sqlite`` in the folder holds every document, its metadata and
-  its vector codes (see ``integrations.docstore``). Each ``add`` and ``delete`` is one SQLite
-  transaction, so every write is durable when the call returns; a crash loses nothing committed.
-- **FAISS is derived.** Each process keeps a FAISS structure in memory covering the docstore up to a
-  high-water fid and a position in the delete log. Before each read it asks SQLite whether another
-  connection committed (``PRAGMA data_version``, a microsecond) and, if so, applies only the rows and
-  deletes written since. Writers do the same inside their ``BEGIN IMMEDIATE`` transaction, so writes from
-  many processes serialize and none is lost.
-- **Deletes are tombstones** kept out of FAISS's results by an ID selector, so a search costs the same
-  after deleting 10% as before. ``save()`` compacts once a quarter is dead; a write does once half is.
-- **``save()`` writes a snapshot** of the FAISS structure (``snapshot-PID-RAND.faiss``) and records it,
-  with what it covers, in the docstore in one transaction. Reopening loads the snapshot and replays the
-  rows written after it. A snapshot is skipped while fewer than 1,000 rows changed since the last one, as
-  replaying them costs less than rewriting the whole structure. A snapshot that cannot be read is
-  rebuilt from the docstore, with a warning. Temporary files of crashed saves are removed once their
-  process is gone; no process deletes a snapshot that is still current.
-- **Filters run as SQL** over the docstore (``integrations.sql_filters``, shared with SQLIndex). The
-  matching fids are cached per filter and kept in step with writes (``integrations.matches``). When few
-  rows match, the search is exact over them; otherwise the fids reach FAISS as a bitmap ID selector.
-  Either way k stays exact: an ANN search that comes up short falls back to an exact one.
-
-The index holds no Python object per document, and in memory the float32 kinds keep their vectors only
-in FAISS. All operations of one instance hold one lock, so an instance is thread-safe. ``close()``
-snapshots (as ``save()`` does) and releases the docstore. A folder written by embedkit 0.1 is moved
-into a docstore on first open (``integrations.faiss_v1``).
-"""
+"""FaissIndex: the store class; the design is in the package docstring (``integrations.faiss``)."""
 
 from __future__ import annotations
 
@@ -47,13 +10,14 @@ import numpy as np
 
 from embedkit.checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
-
-from . import faiss_kinds, faiss_v1, snapshots, sqlite_files
-from .chunking import dump_span
-from .docstore import DocStore
-from .faiss_search import FaissSearch
-from .index import CorruptIndexError, Hit, Index, NotAnIndexError, Record, dumps, guarded
-from .matches import MatchCache
+from integrations._shared import sqlite_files
+from integrations._shared.codec import dump_span, dumps
+from integrations._shared.filter_cache import MatchCache
+from integrations.errors import CorruptIndexError, NotAnIndexError
+from integrations.faiss import migrate_0_1, snapshots, structures
+from integrations.faiss.docstore import DocStore
+from integrations.faiss.search import FaissSearch
+from integrations.index import Hit, Index, Record, guarded
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +91,8 @@ class FaissIndex(FaissSearch, Index):
         if path is not None:
             if os.path.exists(path) and not os.path.isdir(path):
                 raise NotAnIndexError(f"{path} is a file, not a FaissIndex folder")
-            if faiss_v1.is_v1(path):
-                faiss_v1.migrate(path, self.dimension)
+            if migrate_0_1.is_v1(path):
+                migrate_0_1.migrate(path, self.dimension)
             if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "docs.sqlite")):
                 raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no docs.sqlite)")
             os.makedirs(path, exist_ok=True)
@@ -200,7 +164,7 @@ class FaissIndex(FaissSearch, Index):
         file = os.path.join(self.path, snap["file"])
         try:
             index, base = snapshots.read(self.path, snap, self.precision == "ubinary")
-            fids = faiss_kinds.fids_of(index)
+            fids = structures.fids_of(index)
             dead = self._check_covers(index, fids, snap)
         except (OSError, RuntimeError, ValueError) as exc:
             if not os.path.exists(file) and not final and not self._store.writing:
@@ -226,7 +190,7 @@ class FaissIndex(FaissSearch, Index):
 
     # ----------------------------------------------------------------- the FAISS structure
     def _new_index(self, n: int):
-        return faiss_kinds.new_index(
+        return structures.new_index(
             self.kind, self.precision, self.dimension, n, self.hnsw_m, self.ef_construction, self.nlist
         )
 

@@ -8,7 +8,7 @@ import uuid
 
 import numpy as np
 
-from .chunking import SEP
+from integrations._shared.chunk_rows import SEP
 
 MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries recurse once per level
 

@@ -26,15 +26,13 @@ import math
 import operator
 from typing import Any
 
+from integrations.errors import FilterError
+
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$contains")
 LOGIC_OPS = ("$and", "$or", "$not")
 
 INT64 = (-(2**63), 2**63 - 1)
 MAX_DEPTH = 32
-
-
-class FilterError(ValueError):
-    """A malformed metadata filter; the message names the offending part."""
 
 
 # A parsed filter is one of:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.quantization import dequantize_int8
-
-from . import faiss_kinds
-from .filters import Node, filter_key
-from .index import Hit, top_k
+from integrations._shared.exact import top_k
+from integrations.faiss import structures
+from integrations.filters.parse import Node, filter_key
+from integrations.index import Hit
 
 FEW = 2048  # at most this many matching rows: an exact search over them beats a filtered ANN search
 
@@ -46,7 +46,7 @@ class FaissSearch:
             if self.kind == "flat" and self.precision == "float32":
                 return self._flat_filtered(q, k, match)
             if "selector" not in match.derived:
-                match.derived["selector"] = faiss_kinds.bitmap(allowed, self._fid_w)
+                match.derived["selector"] = structures.bitmap(allowed, self._fid_w)
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         found = self._ann(q, k, selector, allowed, (live if allowed is None else len(allowed)) / self._index.ntotal)
@@ -55,7 +55,7 @@ class FaissSearch:
     def _flat_filtered(self, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
         """Exact filtered search as one masked product over FAISS's flat storage: FAISS's per-row ID
         selector check costs several times an unfiltered search there."""
-        fids, vectors = faiss_kinds.stored(self._index, self._base, self.kind, self.precision, self.dimension)
+        fids, vectors = structures.stored(self._index, self._base, self.kind, self.precision, self.dimension)
         if match.derived.get("mask_n") != len(fids):
             match.derived["mask"], match.derived["mask_n"] = np.isin(fids, match.keys), len(fids)
         scores, rows = top_k(vectors, q[None], k, match.derived["mask"])
@@ -71,7 +71,7 @@ class FaissSearch:
         if not len(self._dead):
             return None
         if self._not_dead is None:
-            self._not_dead = faiss_kinds.exclude(self._dead, self._fid_w)
+            self._not_dead = structures.exclude(self._dead, self._fid_w)
         return self._not_dead
 
     def _ann(self, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
@@ -82,14 +82,14 @@ class FaissSearch:
         if unselective and selector is not None:
             fetch = min(self._index.ntotal, int(fetch / selectivity) + len(self._dead))
         sel = None if unselective or selector is None else selector[0]
-        params = faiss_kinds.params(
+        params = structures.params(
             self.kind, self.precision, self._base, sel, fetch, selectivity, self.ef_search, self.nprobe
         )
         if self.precision == "ubinary":
             distances, fids = self._index.search(np.packbits(q > 0)[None], fetch, params=params)
             scores = 1.0 - 2.0 * distances[0].astype(np.float32) / self.dimension
         else:
-            query, scale, offset = faiss_kinds.int8_query(q, self._ranges) if self.precision == "int8" else (q, 1, 0)
+            query, scale, offset = structures.int8_query(q, self._ranges) if self.precision == "int8" else (q, 1, 0)
             scores, fids = self._index.search(query[None], fetch, params=params)
             scores = scores[0] / scale + offset
         keep = fids[0] >= 0
@@ -106,14 +106,14 @@ class FaissSearch:
         from the kept codes in the docstore."""
         view = None
         if fids is not None and self._index is not None and self._index.ntotal:
-            view = faiss_kinds.stored(self._index, self._base, self.kind, self.precision, self.dimension)
+            view = structures.stored(self._index, self._base, self.kind, self.precision, self.dimension)
         if view is None:
             return self._exact_kept(q, k, fids)
         ids, rows = view
         pos = np.minimum(np.searchsorted(ids, fids), len(ids) - 1)
         pos = pos[ids[pos] == fids]
         if self.precision == "ubinary":
-            distances = faiss_kinds.hamming(rows[pos], np.packbits(q > 0))
+            distances = structures.hamming(rows[pos], np.packbits(q > 0))
             fetch = k * (self.rescore_multiplier if self.rescore else 1)
             best = pos[np.argsort(distances, kind="stable")[:fetch]]
             if self.rescore:

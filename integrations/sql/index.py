@@ -1,14 +1,4 @@
-"""SQLIndex: documents in one SQL table, through SQLAlchemy 2.
-
-- SQLite (the embedded default): WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes. Search is exact,
-  over an in-memory matrix that follows the table: triggers log updated and deleted rowids in
-  ``embedkit_log``, so a refresh reads only the rows written since (``integrations.vector_cache``).
-- PostgreSQL with pgvector: a ``vector(d)`` column with an HNSW index (cosine ops); search and filters
-  run in SQL, with filters on JSONB (``integrations.postgres``). Without the extension it falls back to
-  an in-memory matrix that is reloaded whenever the table changed.
-- Filters compile to bound SQL (``integrations.sql_filters``); on the in-memory paths their matching
-  rows are cached per filter and kept in step with writes (``integrations.matches``).
-"""
+"""SQLIndex: the store class; the design is in the package docstring (``integrations.sql``)."""
 
 from __future__ import annotations
 
@@ -22,13 +12,18 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import fulltext, postgres, sqlite_files, sqlite_log
-from .chunking import Rows, dump_span, load_span
-from .engines import check_exists, ensure_pgvector, make_engine
-from .filters import Node, filter_key
-from .index import CorruptIndexError, Hit, Index, NotAnIndexError, ReadOnlyIndexError, Record, dumps, guarded
-from .matches import MatchCache
-from .vector_cache import VectorCache
+from integrations._shared import sqlite_files
+from integrations._shared.chunk_rows import Rows
+from integrations._shared.codec import dump_span, dumps, load_span
+from integrations._shared.filter_cache import MatchCache
+from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError, SearchError
+from integrations.filters.parse import Node, filter_key
+from integrations.filters.to_sql import compile_filter
+from integrations.index import Hit, Index, Record, guarded
+from integrations.keyword import fts5, pg_bm25
+from integrations.sql import postgres, sqlite_changes
+from integrations.sql.engines import check_exists, ensure_pgvector, make_engine
+from integrations.sql.vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +79,7 @@ class SQLIndex(Index):
         self._cache = VectorCache(self.dimension, self.where)
         self._matches = MatchCache()
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
-        self._bm25 = fulltext.PostgresBM25(self.table) if self.dialect == "postgresql" else None
+        self._bm25 = pg_bm25.PostgresBM25(self.table) if self.dialect == "postgresql" else None
         self._cache_lock = threading.Lock()
 
     # ----------------------------------------------------------------- schema
@@ -127,15 +122,15 @@ class SQLIndex(Index):
             self._add_chunk_columns(conn)
             if self.dialect == "postgresql":
                 postgres.create_lookup_indexes(conn, self.table_name)
-                fulltext.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
+                pg_bm25.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
             if self.uses_pgvector:
                 postgres.create_hnsw(conn, self.table_name)
             if self.dialect == "sqlite":
-                sqlite_log.create_log(conn, self.table_name, self._key)
-                fts = fulltext.fts_name(self._key)
-                fulltext.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
+                sqlite_changes.create_log(conn, self.table_name, self._key)
+                fts = fts5.fts_name(self._key)
+                fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
                 if stored.get("format", 1) < FORMAT:
-                    sqlite_log.migrate_metadata(conn, self.table, self._load_metadata)
+                    sqlite_changes.migrate_metadata(conn, self.table, self._load_metadata)
                     stored["format"] = FORMAT
                     conn.execute(
                         sa.update(self._meta).where(meta.table_name == self._key).values(info=json.dumps(stored))
@@ -205,7 +200,7 @@ class SQLIndex(Index):
         """Inside a write: SQLite caches follow the change log, which is kept short here; PostgreSQL
         caches (without pgvector) reload when the version moves."""
         if self.dialect == "sqlite":
-            sqlite_log.prune(conn, self._key)
+            sqlite_changes.prune(conn, self._key)
         else:
             conn.execute(
                 sa.update(self._meta)
@@ -346,7 +341,7 @@ class SQLIndex(Index):
         """``column IN ids`` with one bound parameter however many ids there are."""
         if self.dialect == "postgresql":
             return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Text)))
-        return column.in_(sqlite_log.json_values(list(ids)))
+        return column.in_(sqlite_files.json_values(list(ids)))
 
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         c = self.table.c
@@ -370,7 +365,7 @@ class SQLIndex(Index):
             found = [
                 self._bm25.search(conn, query, where, k)
                 if self._bm25
-                else fulltext.search(conn, self.table, self._key, query, where, k)
+                else fts5.search(conn, self.table, self._key, query, where, k)
                 for query in queries
             ]
         return [[Hit(r.id, r.text, self._load_metadata(r), float(r.score)) for r in rows] for rows in found]
@@ -393,11 +388,11 @@ class SQLIndex(Index):
         except sa.exc.DBAPIError as exc:
             if self._translate(exc) is not None:
                 raise
-            raise RuntimeError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
+            raise SearchError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
                 raise
-            raise RuntimeError(f"{self.where}: search failed: {str(exc).strip()[:300]}") from None
+            raise SearchError(f"{self.where}: search failed: {str(exc).strip()[:300]}") from None
 
     def _search_cached(self, vectors, k, node: Node | None) -> list[list[Hit]]:
         with self.engine.connect() as conn, conn.begin(), self._cache_lock:
@@ -416,7 +411,7 @@ class SQLIndex(Index):
     def _refresh(self, conn) -> None:
         """Bring the cached matrix up to the table (inside the caller's read transaction)."""
         if self.dialect == "sqlite":
-            sqlite_log.follow(conn, self.table, self._key, self._cache)
+            sqlite_changes.follow(conn, self.table, self._key, self._cache)
             return
         # PostgreSQL without pgvector: no rowids to follow, so reload when the version moved, keyed by position
         meta = self._meta.c
@@ -432,12 +427,12 @@ class SQLIndex(Index):
     def _touched(self, conn):
         if self.dialect != "sqlite":
             return lambda seq: None  # the match cache then evaluates the filter afresh
-        return lambda seq: sqlite_log.touched(conn, self._key, seq)
+        return lambda seq: sqlite_changes.touched(conn, self._key, seq)
 
     def _run(self, conn, node: Node):
         where = self._where(node)
         if self.dialect == "sqlite":
-            return lambda after, changed: sqlite_log.matching(conn, self.table, where, after, changed)
+            return lambda after, changed: sqlite_changes.matching(conn, self.table, where, after, changed)
         position = {i: n for n, i in enumerate(self._ids)}  # the fallback without pgvector maps ids
         return lambda after, changed: np.fromiter(
             (position[r.id] for r in conn.execute(sa.select(self.table.c.id).where(where))), np.int64
@@ -455,12 +450,10 @@ class SQLIndex(Index):
             rows = conn.execute(query.where(self._in(c.id, list(ids))))
             return {ids[r.id]: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
         rowid = sa.literal_column(f'"{self.table_name}".rowid')
-        rows = conn.execute(query.add_columns(rowid.label("key")).where(rowid.in_(sqlite_log.json_ints(keys))))
+        rows = conn.execute(query.add_columns(rowid.label("key")).where(rowid.in_(sqlite_files.json_ints(keys))))
         return {r.key: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
 
     def _where(self, node: Node | None):
-        from .sql_filters import compile_filter
-
         return sa.true() if node is None else compile_filter(node, self.table.c.metadata, self.dialect)
 
     def close(self) -> None:

@@ -16,9 +16,10 @@ import sqlite3
 
 import numpy as np
 
-from . import snapshots
-from .docstore import DocStore
-from .index import CorruptIndexError, dumps
+from integrations._shared.codec import dumps
+from integrations.errors import CorruptIndexError
+from integrations.faiss import snapshots
+from integrations.faiss.docstore import DocStore
 
 FILES = ("meta.json", "store.npy", "fids.npy", "docs.sqlite")
 OLD_TEMPORARY = ("docs.sqlite.migrating", "docs.sqlite.migrating-wal", "docs.sqlite.migrating-shm")

@@ -27,7 +27,7 @@ def version() -> str:
 
 
 def load_model(name: str, device: str | None = None, quiet: bool = False):
-    from .model import SentenceTransformer
+    from embedkit import SentenceTransformer
 
     if quiet:
         import transformers
@@ -44,7 +44,7 @@ def cmd_encode(args: argparse.Namespace, load) -> None:
     if args.chunk_tokens != 0:
         raise ValueError("encode --chunk-tokens needs --ray (a .npy file holds a row per text)")
     args.input = args.input[0]
-    from .records import iter_texts
+    from integrations.cli.readers import iter_texts
 
     # A first pass counts the texts for the progress bar and finds a bad record before any encoding.
     total = None if args.input == "-" else sum(1 for _ in iter_texts(args.input, args.field))
@@ -70,7 +70,7 @@ def cmd_encode(args: argparse.Namespace, load) -> None:
 
 def store_command(name: str):
     def run(args: argparse.Namespace, load) -> None:
-        from integrations import commands
+        from integrations.cli import commands
 
         getattr(commands, name)(args, load)
 

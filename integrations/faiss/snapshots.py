@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from . import faiss_kinds
+from integrations.faiss import structures
 
 NAME = re.compile(r"snapshot-(\d+)-[0-9a-f]+\.faiss")
 LEFTOVER = re.compile(r"^(?:\.tmp|snapshot)-(\d+)-[0-9a-f]+\.faiss$")
@@ -27,7 +27,7 @@ def write(folder: str, index, binary: bool) -> tuple[str, str]:
     """Write ``index`` into ``folder``; return the new snapshot's file name and SHA-256."""
     tag = f"{os.getpid()}-{os.urandom(4).hex()}"
     tmp, name = os.path.join(folder, f".tmp-{tag}.faiss"), f"snapshot-{tag}.faiss"
-    data = faiss_kinds.serialize(index, binary)
+    data = structures.serialize(index, binary)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -47,7 +47,7 @@ def read(folder: str, snap: dict, binary: bool):
         data = f.read()
     if "sha256" in snap and hashlib.sha256(data).hexdigest() != snap["sha256"]:
         raise ValueError("its checksum differs from the one recorded with it")
-    return faiss_kinds.deserialize(np.frombuffer(data, dtype=np.uint8), binary)
+    return structures.deserialize(np.frombuffer(data, dtype=np.uint8), binary)
 
 
 def clean(folder: str, current: str | None) -> None:

@@ -30,13 +30,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from . import snapshots, sqlite_files
-from .chunking import load_span
-from .fulltext import create_sqlite, fts5_select
-from .index import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
-from .matches import int_keys
-from .sql_filters import compile_filter
-from .sqlite_log import json_ints, json_values
+from integrations._shared import sqlite_files
+from integrations._shared.codec import int_keys, load_span
+from integrations._shared.sqlite_files import json_ints, json_values
+from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
+from integrations.faiss import snapshots
+from integrations.filters.to_sql import compile_filter
+from integrations.keyword.fts5 import create_sqlite, fts5_select
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .index import CorruptIndexError, top_k
+from integrations._shared.exact import top_k
+from integrations.errors import CorruptIndexError
 
 
 class VectorCache:

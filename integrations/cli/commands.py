@@ -13,10 +13,9 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
-from embedkit.records import Document, FileDocuments, find_files, read_file
-
-from .index import Hit, Index
-from .open import check_index, open_index
+from integrations.cli.readers import Document, FileDocuments, find_files, read_file
+from integrations.index import Hit, Index
+from integrations.targets import check_index, open_index
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -132,7 +131,7 @@ def cmd_encode_ray(args, load_model: Callable) -> None:
     options |= {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
     ds = embed_dataset(ray.data.from_items(rows), args.model, role=role, batch_size=args.batch_size, **options)
     if "://" in args.output:
-        from .ray_writers import write_pgvector
+        from integrations.ray_writers import write_pgvector
 
         write_pgvector(ds, args.output, args.model, metadata_columns=["source"])
     else:  # a relative folder means this machine's working folder, not the workers'
@@ -148,7 +147,7 @@ def demo_corpus() -> list[Document]:
 
 
 def cmd_demo(args, load_model: Callable) -> None:
-    from .sql import SQLIndex
+    from integrations.sql import SQLIndex
 
     documents = demo_corpus()
     with SQLIndex(load_model(), args.db) as index:

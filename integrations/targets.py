@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .index import Index
+from integrations.index import Index
 
 FAISS_FILES = ("docs.sqlite", "CURRENT")  # a FAISS index folder, or one written by embedkit 0.1
 
@@ -19,10 +19,10 @@ def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> In
     if not create:
         check_index(target, kwargs.get("table", "documents"))
     if target is not None and "://" in target:
-        from .sql import SQLIndex
+        from integrations.sql import SQLIndex
 
         return SQLIndex(encoder, target, **kwargs)
-    from .faiss import FaissIndex
+    from integrations.faiss import FaissIndex
 
     return FaissIndex(encoder, path=target, **kwargs)
 
@@ -31,7 +31,7 @@ def check_index(target: str | None, table: str = "documents") -> None:
     """FileNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
     _check_target(target)
     if target is not None and "://" in target:
-        from .engines import check_exists
+        from integrations.sql.engines import check_exists
 
         check_exists(target, table)
     elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):

@@ -1,0 +1,1 @@
+"""Pieces both stores share; private to ``integrations``."""

@@ -1,0 +1,46 @@
+"""The errors the stores raise, one tree under ``StoreError``::
+
+    StoreError
+    ├── FilterError (ValueError)              a malformed metadata filter, naming the offending part
+    ├── CorruptIndexError (ValueError)        damaged files or rows, naming the file or table
+    │   └── NotAnIndexError                   another store's files, a plain file, an empty docstore
+    ├── DimensionMismatchError (ValueError)   an index built for vectors of another dimension
+    ├── IndexClosedError (ValueError)         a call on a closed index
+    ├── ReadOnlyIndexError (PermissionError)  a write to an index on read-only storage
+    └── SearchError (RuntimeError)            the database failed a search (its own message, no SQL)
+
+Each keeps the built-in base it had before the tree existed, so ``except ValueError`` code keeps working.
+"""
+
+
+class StoreError(Exception):
+    """Any error of the stores' own."""
+
+
+class FilterError(StoreError, ValueError):
+    """A malformed metadata filter; the message names the offending part."""
+
+
+class CorruptIndexError(StoreError, ValueError):
+    """A store's files or rows are damaged; the message names the file or table."""
+
+
+class NotAnIndexError(CorruptIndexError):
+    """The path or database holds something other than this store's files: another store's database, a
+    plain file, an empty docstore beside snapshots. Nothing was written to it."""
+
+
+class DimensionMismatchError(StoreError, ValueError):
+    """The index holds vectors of another dimension than the encoder or the embeddings given."""
+
+
+class IndexClosedError(StoreError, ValueError):
+    """The index was closed; open it again to use it."""
+
+
+class ReadOnlyIndexError(StoreError, PermissionError):
+    """A write to an index opened from read-only storage; searches and reads still work."""
+
+
+class SearchError(StoreError, RuntimeError):
+    """The database failed a search; the message is the database's own, without the SQL."""

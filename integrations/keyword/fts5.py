@@ -1,0 +1,72 @@
+"""SQLite FTS5: the keyword index of SQLIndex on SQLite and of the FaissIndex docstore.
+
+An external-content FTS5 table over the rows' text, kept in step by triggers in the writer's own
+transaction, so it follows every add, upsert and delete, also those made without embedkit. Queries reach
+it only as OR-ed, quoted words (``integrations.keyword.terms``), always as bound parameters.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from integrations.keyword import terms
+
+TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+
+def fts_name(key: str) -> str:
+    return f"embedkit_fts_{key}"
+
+
+def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str) -> None:
+    """An external-content FTS5 table ``fts`` over the ``text`` of ``table``, keyed by ``rowid`` and kept in
+    step by the triggers ``<triggers>_ai/_ad/_au``; built from the existing rows when it is new. ``execute``
+    runs SQL with qmark parameters (a sqlite3 or SQLAlchemy connection's); the names are checked
+    identifiers, so they can sit in the SQL."""
+    exists = execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone()
+    execute(
+        f'CREATE VIRTUAL TABLE IF NOT EXISTS "{fts}" USING '
+        f'fts5(text, content="{table}", content_rowid="{rowid}", tokenize="{TOKENIZE}")'
+    )
+    # Empty texts (a document's later chunks) stay out, so they do not skew bm25's statistics.
+    delete = (
+        f"INSERT INTO \"{fts}\" (\"{fts}\", rowid, text) SELECT 'delete', old.{rowid}, old.text WHERE old.text != '';"
+    )
+    insert = f"INSERT INTO \"{fts}\" (rowid, text) SELECT new.{rowid}, new.text WHERE new.text != '';"
+    for name, event, body in (
+        ("ai", "INSERT", insert),
+        ("ad", "DELETE", delete),
+        ("au", "UPDATE OF text", delete + insert),
+    ):
+        execute(f'CREATE TRIGGER IF NOT EXISTS "{triggers}_{name}" AFTER {event} ON "{table}" BEGIN {body} END')
+    if not exists:
+        execute(f'INSERT INTO "{fts}" (rowid, text) SELECT {rowid}, text FROM "{table}" WHERE text != \'\'')
+
+
+def search(conn, table: sa.Table, key: str, query: str, where, k: int) -> list:
+    """Rows (id, text, metadata, score) of the ``k`` best FTS5 matches of ``query`` that satisfy ``where``
+    (PostgreSQL goes through ``integrations.keyword.pg_bm25``)."""
+    c = table.c
+    found = fts5_select(
+        fts_name(key), table, sa.literal_column(f'"{table.name}".rowid'), [c.id, c.text, c.metadata], query
+    )
+    if found is None:
+        return []
+    statement, rank = found
+    return conn.execute(statement.where(where).order_by(rank, c.id).limit(k)).all()
+
+
+def fts5_select(fts: str, table, rowid, columns: list, query: str):
+    """(a SELECT of ``columns`` and ``score`` over ``table``'s rows that the FTS5 table ``fts`` matches with
+    ``query``, joined on ``rowid``; its bm25 rank to order by), or None for a query without words."""
+    match = terms.fts5_query(query)
+    if match is None:
+        return None
+    index = sa.table(fts, sa.column("rowid"))
+    rank = sa.literal_column(f'bm25("{fts}")')
+    statement = (
+        sa.select(*columns, (-rank).label("score"))
+        .select_from(index.join(table, rowid == index.c.rowid))
+        .where(sa.literal_column(f'"{fts}"').op("MATCH")(match))
+    )
+    return statement, rank
