@@ -65,6 +65,13 @@ def test_a_document_added_after_deleting_the_newest_is_found(make):
     assert len(index.search("x", k=10)) == 5
 
 
+def test_an_index_searched_while_empty_finds_what_another_instance_adds_later(make):
+    reader = make()
+    assert reader.search("x") == [] and reader.search("x", filter={"i": 1}) == []
+    fill(make(), 3)
+    assert len(reader.search("x", k=10)) == 3 and [h.id for h in reader.search("x", filter={"i": 1})] == ["d1"]
+
+
 # 2. a crafted docstore naming a file outside its folder
 
 

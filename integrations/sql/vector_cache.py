@@ -36,7 +36,8 @@ class VectorCache:
         self._kill(touched)
         keys, vectors = self._parse(rows)
         pos = np.searchsorted(self.keys, keys)
-        known = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == keys)
+        known = pos < len(self.keys)  # a cache loaded from an empty table has no keys to compare with
+        known[known] = self.keys[pos[known]] == keys[known]
         self.matrix[pos[known]], self.live[pos[known]] = vectors[known], True
         new = ~known
         if new.any():
