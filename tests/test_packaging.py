@@ -59,13 +59,13 @@ def test_install_hints_use_the_distribution_name():
     name = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
     assert name != "embedkit"
     files = [ROOT / "README.md", *(ROOT / "embedkit").rglob("*.py"), *(ROOT / "integrations").rglob("*.py")]
-    files += list((ROOT / "examples").rglob("*.py"))
+    files += list((ROOT / "examples").rglob("*.py")) + list((ROOT / "docs").glob("*.md"))
     hints = []
     for file in files:
         for found in re.finditer(r"pip install\s+['\"]?([A-Za-z][\w.-]*)", file.read_text()):
             if found.group(1) not in ("torch", "-e"):
                 hints.append((file.relative_to(ROOT).as_posix(), found.group(1)))
-    assert len(hints) >= 5  # the README, the CLI and the hub each carry some
+    assert len(hints) >= 5  # the docs, the CLI and the hub each carry some
     assert {word for _, word in hints} == {name}, hints
 
 
