@@ -1,25 +1,69 @@
 """embedkit: sentence embeddings, drop-in compatible with sentence-transformers.
 
-Names load on first use, so that ``import integrations`` and ``embedkit --help`` do not import torch.
+Names load on first use, so that ``import integrations`` and ``embedkit --help`` do not import torch;
+``dir(embedkit)``, IDEs and type checkers still see every public name.
 """
 
-import importlib
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import util
+    from .model import SentenceTransformer
+    from .util import (
+        LoggingHandler,
+        community_detection,
+        cos_sim,
+        dot_score,
+        euclidean_sim,
+        manhattan_sim,
+        normalize_embeddings,
+        pairwise_cos_sim,
+        pairwise_dot_score,
+        pairwise_euclidean_sim,
+        pairwise_manhattan_sim,
+        paraphrase_mining,
+        paraphrase_mining_embeddings,
+        quantize_embeddings,
+        semantic_search,
+        truncate_embeddings,
+    )
+
+__all__ = [
+    "LoggingHandler",
+    "SentenceTransformer",
+    "__version__",
+    "community_detection",
+    "cos_sim",
+    "dot_score",
+    "euclidean_sim",
+    "manhattan_sim",
+    "normalize_embeddings",
+    "pairwise_cos_sim",
+    "pairwise_dot_score",
+    "pairwise_euclidean_sim",
+    "pairwise_manhattan_sim",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "quantize_embeddings",
+    "semantic_search",
+    "truncate_embeddings",
+    "util",
+]
 
 
 def __getattr__(name: str):
     if name == "SentenceTransformer":
-        from .model import SentenceTransformer
-
-        return SentenceTransformer
-    if name.startswith("__") and name != "__all__":
-        raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
-    util = importlib.import_module("embedkit.util")  # cos_sim, ..., quantize_embeddings, semantic_search
-    if name == "util":
-        return util
-    if name == "__all__":
-        return ["SentenceTransformer", "util", *util.__all__]
-    if name in util.__all__:
-        return getattr(util, name)
+        return importlib.import_module("embedkit.model").SentenceTransformer
+    if name == "util" or name in __all__:
+        util = importlib.import_module("embedkit.util")  # cos_sim, ..., quantize_embeddings, semantic_search
+        return util if name == "util" else getattr(util, name)
     raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

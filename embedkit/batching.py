@@ -166,3 +166,9 @@ def _select(out: dict[str, Any], j: int, output_value):
         return out["token_embeddings"][j][out["attention_mask"][j].bool()]
     n = out["input_ids"].shape[0]
     return {k: v[j] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n else v for k, v in out.items()}
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    """A tensor on the host as numpy (half precisions as float32, which numpy lacks for bfloat16)."""
+    t = t.detach().cpu()
+    return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()

@@ -59,6 +59,29 @@ def plain_transformers_modules(path: str, **transformer_kwargs) -> list[nn.Modul
     return [transformer, Pooling(transformer.get_word_embedding_dimension(), mode)]
 
 
+def model_config(model) -> dict[str, Any]:
+    """What ``config_sentence_transformers.json`` records of ``model``: versions, prompts, similarity,
+    truncation and int8 ranges."""
+    import torch
+    import transformers
+
+    from ._version import __version__
+
+    versions = {"embedkit": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
+    config: dict[str, Any] = {
+        "__version__": versions,
+        "model_type": "SentenceTransformer",
+        "prompts": model.prompts,
+        "default_prompt_name": model.default_prompt_name,
+        "similarity_fn_name": model.similarity_fn_name,
+    }
+    if model.truncate_dim is not None:
+        config["truncate_dim"] = model.truncate_dim
+    if model.quantization_ranges is not None:
+        config["quantization_ranges"] = model.quantization_ranges.tolist()
+    return config
+
+
 def save_folder(modules: list[nn.Module], path: str, model_config: dict[str, Any]) -> None:
     """Write ``modules`` as a sentence-transformers folder, loadable by sentence-transformers 6.x."""
     os.makedirs(path, exist_ok=True)

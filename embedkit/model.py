@@ -9,13 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
 from torch import Tensor, nn
 
-from . import __version__
-from .batching import run, token_lengths
+from .batching import run, to_numpy, token_lengths
 from .checks import check_positive_int, check_texts
-from .folder import load_folder, save_folder
+from .folder import load_folder, model_config, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
 from .modules.transformer import BACKENDS
@@ -297,11 +295,11 @@ class SentenceTransformer(nn.Sequential):
         if emb is None:
             emb = torch.zeros(0, truncate_dim or self._full_dimension(), device=self.device)
         if precision != "float32":
-            emb = torch.from_numpy(self._quantize(_to_numpy(emb), precision))
+            emb = torch.from_numpy(self._quantize(to_numpy(emb), precision))
         if convert_to_tensor:
             result = emb.cpu() if convert_to_numpy else emb
         elif convert_to_numpy:
-            result = _to_numpy(emb)
+            result = to_numpy(emb)
         else:
             result = list(emb)
         return result[0] if single else result
@@ -392,29 +390,9 @@ class SentenceTransformer(nn.Sequential):
     # ----------------------------------------------------------------- saving
     def save(self, path: str, **_ignored) -> None:
         """Write a sentence-transformers folder (safetensors weights) to ``path``."""
-        config: dict[str, Any] = {
-            "__version__": {
-                "embedkit": __version__,
-                "transformers": transformers.__version__,
-                "pytorch": torch.__version__,
-            },
-            "model_type": "SentenceTransformer",
-            "prompts": self.prompts,
-            "default_prompt_name": self.default_prompt_name,
-            "similarity_fn_name": self.similarity_fn_name,
-        }
-        if self.truncate_dim is not None:
-            config["truncate_dim"] = self.truncate_dim
-        if self.quantization_ranges is not None:
-            config["quantization_ranges"] = self.quantization_ranges.tolist()
-        save_folder(list(self), path, config)
+        save_folder(list(self), path, model_config(self))
 
     save_pretrained = save
-
-
-def _to_numpy(t: Tensor) -> np.ndarray:
-    t = t.detach().cpu()
-    return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
 
 
 __all__ = ["SentenceTransformer", "default_device"]

@@ -61,7 +61,9 @@ class EncodePool:
         self._inputs, self._outputs = ctx.Queue(), ctx.Queue()
         self._processes = [
             ctx.Process(
-                target=_work, args=(self._folder, d, threads, backend, self._inputs, self._outputs), daemon=True
+                target=_work,
+                args=(type(model), self._folder, d, threads, backend, self._inputs, self._outputs),
+                daemon=True,
             )
             for d in self.devices
         ]
@@ -174,14 +176,13 @@ def _quiet_save(model, folder: str) -> None:
             hf_logging.enable_progress_bar()
 
 
-def _work(folder: str, device: str, threads: int, backend: str, inputs, outputs) -> None:
-    """The worker loop: load the model folder with its backend once, then encode chunks until told to stop.
-    An onnx-backend model's folder holds its graph, so workers never export it again."""
+def _work(model_class, folder: str, device: str, threads: int, backend: str, inputs, outputs) -> None:
+    """The worker loop: load the model folder with its backend once (as ``model_class``, which a spawned
+    process imports by name), then encode chunks until told to stop. An onnx-backend model's folder holds
+    its graph, so workers never export it again."""
     try:
         torch.set_num_threads(threads)
-        from .model import SentenceTransformer
-
-        model = SentenceTransformer(folder, device=device, backend=backend)
+        model = model_class(folder, device=device, backend=backend)
     except BaseException:
         outputs.put(("error", 0, None, traceback.format_exc()))
         return
