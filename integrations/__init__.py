@@ -4,6 +4,8 @@ and the errors of ``integrations.errors`` (one tree under StoreError).
 FAISS and SQLAlchemy are imported only when FaissIndex, SQLIndex or open_index is first used.
 """
 
+from typing import TYPE_CHECKING
+
 from integrations.encoders import Encoder
 from integrations.errors import (
     CorruptIndexError,
@@ -15,7 +17,13 @@ from integrations.errors import (
     SearchError,
     StoreError,
 )
-from integrations.index import Hit, Index, Record
+from integrations.index import Index
+from integrations.records import Hit, Record
+
+if TYPE_CHECKING:
+    from integrations.faiss import FaissIndex
+    from integrations.sql import SQLIndex
+    from integrations.targets import open_index
 
 __all__ = [
     "CorruptIndexError",
@@ -50,3 +58,7 @@ def __getattr__(name: str):
 
         return SQLIndex
     raise AttributeError(f"module 'integrations' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from integrations.errors import DimensionMismatchError
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -67,3 +72,22 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
         "dimension": int(encoder.get_embedding_dimension()),
         "prompts": dict(encoder.prompts or {}),
     }
+
+
+def check_info(stored: dict[str, Any], info: dict[str, Any], where: str) -> None:
+    """Refuse an index at ``where`` built for another dimension than ``info`` (an encoder's); warn if the
+    model or its prompts differ."""
+    if stored.get("dimension") != info["dimension"]:
+        raise DimensionMismatchError(
+            f"{where} holds {stored.get('dimension')}-dimensional vectors from model {stored.get('model')!r}, "
+            f"but the encoder {info['model']!r} produces {info['dimension']} dimensions"
+        )
+    if stored.get("model") != info["model"] or stored.get("prompts", {}) != info["prompts"]:
+        logger.warning(
+            "%s was built with model %r (prompts %r); now opened with %r (prompts %r)",
+            where,
+            stored.get("model"),
+            stored.get("prompts"),
+            info["model"],
+            info["prompts"],
+        )

@@ -10,48 +10,22 @@ import contextlib
 import functools
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
-from embedkit.chunking import Chunker, piece
+from embedkit.chunking import Chunker
 from integrations._shared import validation
 from integrations._shared.chunk_rows import Rows, chunk_rows, documents
 from integrations._shared.fusion import MODES, fuse
 from integrations._shared.validation import check_string
-from integrations.encoders import as_encoder, encoder_info
-from integrations.errors import DimensionMismatchError, IndexClosedError
+from integrations.encoders import as_encoder, check_info, encoder_info
+from integrations.errors import IndexClosedError
 from integrations.filters.parse import Node, parse_filter
+from integrations.records import Hit, Record
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Record:
-    """A stored document; ``vector`` (its normalized embedding) is set only when asked for."""
-
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    vector: np.ndarray | None = field(default=None, kw_only=True, compare=False, repr=False)
-
-
-@dataclass
-class Hit(Record):
-    """A search result, best first. ``score``: the cosine similarity to the query (vector search), the
-    keyword relevance (keyword search) or the fused score (hybrid search); higher is better. ``ranks``:
-    the hit's rank in each leg that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode)."""
-
-    score: float = 0.0
-    span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
-    ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
-
-    @property
-    def passage(self) -> str:
-        """The text of the best chunk (``text[span]``), or the whole text of a document stored whole."""
-        return piece(self.text, self.span)
 
 
 PAGE = 1000  # documents per query when iterating over an index
@@ -103,6 +77,30 @@ class Index(ABC):
     ) -> list[str]:
         """Store precomputed document vectors (shape [n, dim]) with their texts."""
         return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
+
+    @overload
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        filter: dict | None = None,
+        include_vectors: bool = False,
+        mode: str = "vector",
+        rrf_k: int = 60,
+        candidates: int = 100,
+    ) -> list[Hit]: ...
+
+    @overload
+    def search(
+        self,
+        query: list[str],
+        k: int = 10,
+        filter: dict | None = None,
+        include_vectors: bool = False,
+        mode: str = "vector",
+        rrf_k: int = 60,
+        candidates: int = 100,
+    ) -> list[list[Hit]]: ...
 
     @guarded
     def search(
@@ -246,6 +244,13 @@ class Index(ABC):
         """Release connections and files; the index cannot be used afterwards. Closing twice is fine."""
         self.closed = True
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._describe()}, {'closed' if self.closed else f'documents={len(self)}'})"
+
+    def _describe(self) -> str:
+        """Where the index lives and how it is built, for ``repr``."""
+        return ""
+
     def __enter__(self):
         return self
 
@@ -370,20 +375,7 @@ class Index(ABC):
 
     def check_info(self, stored: dict[str, Any], where: str) -> None:
         """Refuse to open an index built for another dimension; warn if the model differs."""
-        if stored.get("dimension") != self.dimension:
-            raise DimensionMismatchError(
-                f"{where} holds {stored.get('dimension')}-dimensional vectors from model {stored.get('model')!r}, "
-                f"but the encoder {self.info['model']!r} produces {self.dimension} dimensions"
-            )
-        if stored.get("model") != self.info["model"] or stored.get("prompts", {}) != self.info["prompts"]:
-            logger.warning(
-                "%s was built with model %r (prompts %r); now opened with %r (prompts %r)",
-                where,
-                stored.get("model"),
-                stored.get("prompts"),
-                self.info["model"],
-                self.info["prompts"],
-            )
+        check_info(stored, self.info, where)
 
     def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
         return validation.unit_vectors(embeddings, self.dimension, n)

@@ -23,7 +23,8 @@ except ImportError as exc:
 
 from embedkit import SentenceTransformer
 from integrations.faiss import FaissIndex
-from integrations.index import Index, Record
+from integrations.index import Index
+from integrations.records import Record
 from integrations.targets import open_index
 
 

@@ -19,7 +19,7 @@ import urllib.parse
 import numpy as np
 import sqlalchemy as sa
 
-from integrations.errors import CorruptIndexError
+from integrations.errors import CorruptIndexError, ReadOnlyIndexError
 
 DOCSTORE_ID = 0x656B6673  # "ekfs"
 DOCSTORE_TABLES = {"info", "docs", "bodies", "dead"}
@@ -54,6 +54,17 @@ def _reports(exc: BaseException, codes: tuple[str, ...], words: tuple[str, ...])
 
 def damaged(where: str, exc: BaseException) -> CorruptIndexError:
     return CorruptIndexError(f"{where}: the database is damaged ({exc})")
+
+
+def translate(exc: BaseException, where: str) -> Exception | None:
+    """The error of this library's own that an sqlite3 (or SQLAlchemy-wrapped) error means: damage or a
+    write to read-only storage; None for any other error."""
+    orig = getattr(exc, "orig", exc)  # SQLAlchemy's DBAPIError wraps the driver's
+    if is_damage(orig):
+        return damaged(where, orig)
+    if is_read_only(orig):
+        return ReadOnlyIndexError(f"{where}: the index is read-only (its database cannot be written)")
+    return None
 
 
 def on_read_only_storage(file: str) -> bool:

@@ -14,7 +14,8 @@ from importlib import resources
 from tqdm.auto import tqdm
 
 from integrations.cli.readers import Document, FileDocuments, find_files, read_file
-from integrations.index import Hit, Index
+from integrations.index import Index
+from integrations.records import Hit
 from integrations.targets import check_index, open_index
 
 DEMO_QUERIES = [

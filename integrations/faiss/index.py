@@ -15,9 +15,10 @@ from integrations._shared.codec import dump_span, dumps
 from integrations._shared.filter_cache import MatchCache
 from integrations.errors import CorruptIndexError, NotAnIndexError
 from integrations.faiss import migrate_0_1, snapshots, structures
-from integrations.faiss.docstore import DocStore
+from integrations.faiss.docstore import DocStore, copy_to, stored_settings
 from integrations.faiss.search import FaissSearch
-from integrations.index import Hit, Index, Record, guarded
+from integrations.index import Index, guarded
+from integrations.records import Hit, Record
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,19 @@ SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writ
 
 
 class FaissIndex(FaissSearch, Index):
+    """An Index over FAISS, its documents kept in ``docs.sqlite`` in the folder ``path`` (None: in memory).
+
+    - ``kind``: ``"flat"`` (exact), ``"hnsw"`` or ``"ivf"``.
+    - ``precision``: ``"float32"``, ``"int8"`` (per-dimension scalar quantization) or ``"ubinary"`` (1 bit a
+      dimension, searched by Hamming distance); ``rescore`` re-ranks ``k * rescore_multiplier`` candidates
+      of the quantized kinds with their int8 codes.
+    - ``hnsw_m``, ``ef_construction``, ``ef_search``: HNSW's graph degree and search depths.
+    - ``nlist`` (default about sqrt(n)), ``nprobe`` (default max(16, nlist / 3)): IVF's lists.
+    - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
+
+    Every write is durable when it returns; ``save()`` snapshots FAISS for a fast reopen (``integrations.faiss``
+    tells how the data is kept)."""
+
     def __init__(
         self,
         encoder,
@@ -73,18 +87,10 @@ class FaissIndex(FaissSearch, Index):
                 self._store.close()
             raise
 
-    @staticmethod
-    def stored_settings(path: str) -> dict | None:
-        """``{"kind": ..., "precision": ...}`` of the index in folder ``path``; None if it holds none."""
-        file = os.path.join(path, "docs.sqlite")
-        if not os.path.isfile(file):
-            return None
-        store = DocStore(file)
-        try:
-            config = store.get_info("config") or {}
-        finally:
-            store.close()
-        return {key: config[key] for key in ("kind", "precision") if key in config} or None
+    def _describe(self) -> str:
+        return f"path={self.path!r}, kind={self.kind!r}, precision={self.precision!r}"
+
+    stored_settings = staticmethod(stored_settings)  # {"kind": ..., "precision": ...} of a folder, or None
 
     # ----------------------------------------------------------------- the docstore
     def _open_store(self, path: str | None) -> DocStore:
@@ -116,9 +122,7 @@ class FaissIndex(FaissSearch, Index):
         self._index = self._base = None
         self._fid_w = self._seq_w = self._floor = self._trained_on = 0
         self._dead = np.zeros(0, np.int64)  # fids in the FAISS structure whose rows are gone
-        self._not_dead = None
-        self._ranges = None
-        self._version = None
+        self._not_dead = self._ranges = self._version = None
         self._matches.clear()
 
     def _sync(self) -> None:
@@ -131,7 +135,7 @@ class FaissIndex(FaissSearch, Index):
                 with self._store.read():
                     self._catch_up(final=attempt == 2)
                 break
-            except _SnapshotMoved:
+            except snapshots.Moved:
                 continue
         self._version = version
 
@@ -165,10 +169,10 @@ class FaissIndex(FaissSearch, Index):
         try:
             index, base = snapshots.read(self.path, snap, self.precision == "ubinary")
             fids = structures.fids_of(index)
-            dead = self._check_covers(index, fids, snap)
+            dead = snapshots.dead_rows(index, fids, snap, self._store, self.dimension)
         except (OSError, RuntimeError, ValueError) as exc:
             if not os.path.exists(file) and not final and not self._store.writing:
-                raise _SnapshotMoved from None
+                raise snapshots.Moved from None
             logger.warning("FAISS snapshot %s cannot be used (%s); rebuilding it from docs.sqlite", file, exc)
             self._rejected = snap["file"]
             return
@@ -176,17 +180,6 @@ class FaissIndex(FaissSearch, Index):
         self._fid_w, self._seq_w, self._floor = snap["fid"], snap["seq"], snap["floor"]
         self._trained_on = snap["trained_on"]
         self._dead = dead
-
-    def _check_covers(self, index, fids: np.ndarray, snap: dict) -> np.ndarray:
-        """The snapshot's rows whose documents are gone since; ValueError unless it holds every live row it
-        should and nothing else (the rows up to its fid, and rows deleted after its floor)."""
-        if index.d != self.dimension or index.ntotal != len(fids) or len(np.unique(fids)) != len(fids):
-            raise ValueError("its shape does not match the docstore")
-        live = self._store.fids_upto(snap["fid"])
-        dead = np.setdiff1d(fids, live)
-        if len(np.setdiff1d(live, fids)) or len(np.setdiff1d(dead, self._store.dead_after(snap["floor"]))):
-            raise ValueError("the documents it holds are not the docstore's")
-        return dead
 
     # ----------------------------------------------------------------- the FAISS structure
     def _new_index(self, n: int):
@@ -305,8 +298,7 @@ class FaissIndex(FaissSearch, Index):
             raise
 
     def _translate(self, exc: Exception) -> Exception | None:
-        file = ":memory:" if self.path is None else os.path.join(self.path, "docs.sqlite")
-        return sqlite_files.damaged(file, exc) if sqlite_files.is_damage(exc) else None
+        return sqlite_files.translate(exc, ":memory:" if self.path is None else os.path.join(self.path, "docs.sqlite"))
 
     # ----------------------------------------------------------------- reads
     @guarded
@@ -389,14 +381,7 @@ class FaissIndex(FaissSearch, Index):
 
     def _move_to(self, path: str) -> None:
         """Copy the docstore to a new folder and continue there."""
-        if os.path.exists(os.path.join(path, "docs.sqlite")):
-            raise ValueError(f"{path!r} already holds a FAISS index; save() will not overwrite it")
-        if os.path.isdir(path) and os.listdir(path):
-            raise ValueError(f"{path!r} is not empty; save() copies an index only into a new or empty folder")
-        os.makedirs(path, exist_ok=True)
-        target = DocStore(os.path.join(path, "docs.sqlite"))
-        self._store.conn.backup(target.conn)
-        target.conn.execute("DELETE FROM info WHERE key = 'snapshot'")
+        target = copy_to(self._store, path)
         self._store.close()
         self._store, self.path = target, path
         self._version = None
@@ -412,7 +397,3 @@ class FaissIndex(FaissSearch, Index):
             finally:
                 self._store.close()
                 super().close()
-
-
-class _SnapshotMoved(Exception):
-    """The snapshot named in the docstore was replaced (and removed) while this process read it."""

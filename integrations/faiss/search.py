@@ -14,7 +14,7 @@ from embedkit.quantization import dequantize_int8
 from integrations._shared.exact import top_k
 from integrations.faiss import structures
 from integrations.filters.parse import Node, filter_key
-from integrations.index import Hit
+from integrations.records import Hit
 
 FEW = 2048  # at most this many matching rows: an exact search over them beats a filtered ANN search
 

@@ -50,6 +50,22 @@ def read(folder: str, snap: dict, binary: bool):
     return structures.deserialize(np.frombuffer(data, dtype=np.uint8), binary)
 
 
+def dead_rows(index, fids: np.ndarray, snap: dict, store, dimension: int) -> np.ndarray:
+    """The snapshot's rows whose documents are gone since; ValueError unless it holds every live row of the
+    docstore ``store`` it should and nothing else (the rows up to its fid, and rows deleted after its floor)."""
+    if index.d != dimension or index.ntotal != len(fids) or len(np.unique(fids)) != len(fids):
+        raise ValueError("its shape does not match the docstore")
+    live = store.fids_upto(snap["fid"])
+    dead = np.setdiff1d(fids, live)
+    if len(np.setdiff1d(live, fids)) or len(np.setdiff1d(dead, store.dead_after(snap["floor"]))):
+        raise ValueError("the documents it holds are not the docstore's")
+    return dead
+
+
+class Moved(Exception):
+    """The snapshot named in the docstore was replaced (and removed) while this process read it."""
+
+
 def clean(folder: str, current: str | None) -> None:
     """Remove temporary files and snapshots that crashed processes left in ``folder``."""
     for name in os.listdir(folder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -14,6 +15,30 @@ from integrations._shared import sqlite_files
 from integrations.sql import postgres
 
 logger = logging.getLogger(__name__)
+
+
+META_TABLE = "embedkit_meta"
+
+
+def meta_table() -> sa.Table:
+    """The settings of every SQLIndex table in a database: one row per table (its info and version)."""
+    return sa.Table(
+        META_TABLE,
+        sa.MetaData(),
+        sa.Column("table_name", sa.Text, primary_key=True),
+        sa.Column("info", sa.Text, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+    )
+
+
+def check_table_name(table: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or "") or table.lower().startswith(
+        ("embedkit_", "sqlite_", "pg_")
+    ):
+        raise ValueError(
+            "table must be a plain SQL identifier of at most 63 letters, digits and _, not starting with "
+            f"embedkit_, sqlite_ or pg_ (names this library or the database reserve); got {table!r}"
+        )
 
 
 def parse_url(url: str) -> sa.engine.URL:

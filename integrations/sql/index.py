@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
-import threading
 
 import numpy as np
 import sqlalchemy as sa
@@ -15,25 +13,34 @@ from sqlalchemy.dialects import postgresql, sqlite
 from integrations._shared import sqlite_files
 from integrations._shared.chunk_rows import Rows
 from integrations._shared.codec import dump_span, dumps, load_span
-from integrations._shared.filter_cache import MatchCache
-from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError, SearchError
+from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError
 from integrations.filters.parse import Node, filter_key
 from integrations.filters.to_sql import compile_filter
-from integrations.index import Hit, Index, Record, guarded
+from integrations.index import Index, guarded
 from integrations.keyword import fts5, pg_bm25
+from integrations.records import Hit, Record
 from integrations.sql import postgres, sqlite_changes
-from integrations.sql.engines import check_exists, ensure_pgvector, make_engine
-from integrations.sql.vector_cache import VectorCache
+from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
+from integrations.sql.matrix import MatrixSearch
 
 logger = logging.getLogger(__name__)
 
-META_TABLE = "embedkit_meta"
 FORMAT = 2  # 2: metadata stored with non-ASCII characters as they are (SQLite's JSON paths need that)
 
 
 class SQLIndex(Index):
-    """An Index stored in a SQL database: ``SQLIndex(model, "sqlite:///docs.db")``. With ``create=False``
-    a database or table that does not exist yet is a FileNotFoundError, instead of a new empty index."""
+    """An Index stored in one table of a SQL database: ``SQLIndex(model, "sqlite:///docs.db")``.
+
+    - ``url``: a SQLAlchemy URL, ``sqlite:///file.db`` or ``postgresql+psycopg://user@host/db``.
+    - ``table``: the table's name, a plain identifier (several indexes can share a database).
+    - ``create``: with False, a database or table that does not exist yet is a FileNotFoundError instead of
+      a new empty index.
+    - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
+    - ``engine_kwargs``: passed to ``sqlalchemy.create_engine`` (pool sizes, ``connect_args``, ...).
+
+    Each write is one transaction. The package docstring (``integrations.sql``) tells how each database is
+    searched.
+    """
 
     def __init__(
         self,
@@ -46,13 +53,7 @@ class SQLIndex(Index):
         **engine_kwargs,
     ):
         super().__init__(encoder, chunk_tokens, chunk_overlap)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table or "") or table.lower().startswith(
-            ("embedkit_", "sqlite_", "pg_")
-        ):
-            raise ValueError(
-                "table must be a plain SQL identifier of at most 63 letters, digits and _, not starting with "
-                f"embedkit_, sqlite_ or pg_ (names this library or the database reserve); got {table!r}"
-            )
+        check_table_name(table)
         self.url = url
         if not create:
             check_exists(url, table)
@@ -63,24 +64,29 @@ class SQLIndex(Index):
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
         self.uses_pgvector = self.dialect == "postgresql" and ensure_pgvector(self.engine)
-        self._meta = sa.Table(
-            META_TABLE,
-            sa.MetaData(),
-            sa.Column("table_name", sa.Text, primary_key=True),
-            sa.Column("info", sa.Text, nullable=False),
-            sa.Column("version", sa.BigInteger, nullable=False),
-        )
+        self._meta = meta_table()
         try:
             with self._guard():
                 self._open()
         except BaseException:
             self.engine.dispose()
             raise
-        self._cache = VectorCache(self.dimension, self.where)
-        self._matches = MatchCache()
+        self._matrix = MatrixSearch(
+            self.engine,
+            self.table,
+            self.dimension,
+            self.where,
+            key=self._key,
+            meta=self._meta,
+            where=self._where,
+            in_=self._in,
+            load_metadata=self._load_metadata,
+        )
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
         self._bm25 = pg_bm25.PostgresBM25(self.table) if self.dialect == "postgresql" else None
-        self._cache_lock = threading.Lock()
+
+    def _describe(self) -> str:
+        return f"url={self.engine.url.render_as_string(hide_password=True)!r}, table={self.table_name!r}"
 
     # ----------------------------------------------------------------- schema
     def _open(self) -> None:
@@ -114,7 +120,7 @@ class SQLIndex(Index):
                 stored = json.loads(row.info)
                 assert isinstance(stored, dict)
             except (json.JSONDecodeError, AssertionError):
-                raise CorruptIndexError(f"{self.where}: its settings in {META_TABLE} are damaged") from None
+                raise CorruptIndexError(f"{self.where}: its settings in {self._meta.name} are damaged") from None
             self.check_info(stored, self.where)
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
             self.table = self._documents_table()
@@ -168,24 +174,12 @@ class SQLIndex(Index):
         conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table_name}" (doc)')
 
     def _translate(self, exc: Exception) -> Exception | None:
-        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-        if self.dialect != "sqlite":
-            return None
-        if sqlite_files.is_damage(orig):
-            return sqlite_files.damaged(self.where, orig)
-        if sqlite_files.is_read_only(orig):
-            return ReadOnlyIndexError(f"{self.where}: the index is read-only (its database cannot be written)")
-        return None
+        return sqlite_files.translate(exc, self.where) if self.dialect == "sqlite" else None
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
         metadatas, ids = super()._check_batch(n, metadatas, ids)
         if self.dialect == "postgresql":
-            for i, doc_id in enumerate(ids):
-                if len(doc_id.encode()) > postgres.MAX_ID_BYTES:
-                    raise ValueError(
-                        f"id at index {i} is {len(doc_id.encode())} bytes; PostgreSQL indexes ids of at most "
-                        f"{postgres.MAX_ID_BYTES} bytes"
-                    )
+            postgres.check_id_lengths(ids)
         return metadatas, ids
 
     def _begin(self):
@@ -378,7 +372,7 @@ class SQLIndex(Index):
                     [Hit(r[0], r[1], r[2], 1.0 - float(r[3]), span=load_span(r[4])) for r in rows]
                     for rows in self._pg.search(vectors, k, key, self._where(node))
                 ]
-            return self._search_cached(vectors, k, node)
+            return self._matrix.search(vectors, k, node)
 
     @contextlib.contextmanager
     def _errors(self):
@@ -393,65 +387,6 @@ class SQLIndex(Index):
             if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
                 raise
             raise SearchError(f"{self.where}: search failed: {str(exc).strip()[:300]}") from None
-
-    def _search_cached(self, vectors, k, node: Node | None) -> list[list[Hit]]:
-        with self.engine.connect() as conn, conn.begin(), self._cache_lock:
-            self._refresh(conn)
-            allowed = None
-            if node is not None:
-                state = self._cache.state
-                allowed = self._matches.get(filter_key(node), state, self._run(conn, node), self._touched(conn)).keys
-            scores, keys = self._cache.search(vectors, k, allowed)
-            records = self._by_key(conn, np.unique(keys))
-        return [
-            [Hit(*records[key][:3], float(s), span=records[key][3]) for key, s in zip(krow, srow)]
-            for krow, srow in zip(keys.tolist(), scores)
-        ]
-
-    def _refresh(self, conn) -> None:
-        """Bring the cached matrix up to the table (inside the caller's read transaction)."""
-        if self.dialect == "sqlite":
-            sqlite_changes.follow(conn, self.table, self._key, self._cache)
-            return
-        # PostgreSQL without pgvector: no rowids to follow, so reload when the version moved, keyed by position
-        meta = self._meta.c
-        version = conn.execute(sa.select(meta.version).where(meta.table_name == self._key)).scalar_one()
-        if version != self._cache.version:
-            c = self.table.c
-            rows = conn.execute(sa.select(c.id, c.embedding).order_by(c.id)).all()
-            self._ids = [r.id for r in rows]
-            self._cache.reset([(n, r.id, r.embedding) for n, r in enumerate(rows)], (len(rows), int(version)))
-            self._cache.version = version
-            self._matches.clear()
-
-    def _touched(self, conn):
-        if self.dialect != "sqlite":
-            return lambda seq: None  # the match cache then evaluates the filter afresh
-        return lambda seq: sqlite_changes.touched(conn, self._key, seq)
-
-    def _run(self, conn, node: Node):
-        where = self._where(node)
-        if self.dialect == "sqlite":
-            return lambda after, changed: sqlite_changes.matching(conn, self.table, where, after, changed)
-        position = {i: n for n, i in enumerate(self._ids)}  # the fallback without pgvector maps ids
-        return lambda after, changed: np.fromiter(
-            (position[r.id] for r in conn.execute(sa.select(self.table.c.id).where(where))), np.int64
-        )
-
-    def _by_key(self, conn, keys: np.ndarray) -> dict[int, tuple]:
-        """key -> (id, text, metadata, span) for the cache's row keys; a later chunk's text is its
-        document's, read in the caller's transaction."""
-        c, head = self.table.c, self.table.alias("head")
-        query = sa.select(c.id, head.c.text, c.metadata, c.span).join_from(
-            self.table, head, head.c.id == sa.func.coalesce(c.doc, c.id)
-        )
-        if self.dialect != "sqlite":
-            ids = {self._ids[k]: k for k in keys.tolist()}
-            rows = conn.execute(query.where(self._in(c.id, list(ids))))
-            return {ids[r.id]: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
-        rowid = sa.literal_column(f'"{self.table_name}".rowid')
-        rows = conn.execute(query.add_columns(rowid.label("key")).where(rowid.in_(sqlite_files.json_ints(keys))))
-        return {r.key: (r.id, r.text, self._load_metadata(r), load_span(r.span)) for r in rows}
 
     def _where(self, node: Node | None):
         return sa.true() if node is None else compile_filter(node, self.table.c.metadata, self.dialect)

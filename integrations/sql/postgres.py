@@ -28,6 +28,16 @@ MAX_ID_BYTES = 2048  # a btree entry holds at most about 2,700 bytes; this leave
 EF_SEARCH = 100  # per connection; larger k raise it per query
 
 
+def check_id_lengths(ids: list[str]) -> None:
+    """Refuse ids too long for the btree indexes on ``id`` and ``doc`` (PostgreSQL cannot store the key)."""
+    for i, doc_id in enumerate(ids):
+        if len(doc_id.encode()) > MAX_ID_BYTES:
+            raise ValueError(
+                f"id at index {i} is {len(doc_id.encode())} bytes; "
+                f"PostgreSQL indexes ids of at most {MAX_ID_BYTES} bytes"
+            )
+
+
 def index_name(table: str, kind: str = "hnsw") -> str:
     """A short index name: ``table + '_embedding_hnsw'`` would be cut at 63 bytes and could collide."""
     return f"ek_{kind}_" + hashlib.sha1(table.encode()).hexdigest()[:16]

@@ -1,0 +1,36 @@
+"""What an index returns: a stored document (Record) and a search result (Hit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedkit.chunking import piece
+
+
+@dataclass
+class Record:
+    """A stored document; ``vector`` (its normalized embedding) is set only when asked for."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = field(default=None, kw_only=True, compare=False, repr=False)
+
+
+@dataclass
+class Hit(Record):
+    """A search result, best first. ``score``: the cosine similarity to the query (vector search), the
+    keyword relevance (keyword search) or the fused score (hybrid search); higher is better. ``ranks``:
+    the hit's rank in each leg that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode)."""
+
+    score: float = 0.0
+    span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
+    ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
+
+    @property
+    def passage(self) -> str:
+        """The text of the best chunk (``text[span]``), or the whole text of a document stored whole."""
+        return piece(self.text, self.span)
