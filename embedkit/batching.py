@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-logger = logging.getLogger("embedkit.model")  # the warnings of encode()
+logger = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 16384  # texts tokenized and length-sorted together
 FIRST_CHUNK = 1024  # on accelerators, the first chunk: the device waits only for its tokenization

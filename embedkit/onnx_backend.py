@@ -165,7 +165,9 @@ def export_int8(transformer, path: str) -> None:
             model.to(device, dtype)
         graph = _optimize(fp32, model.config, os.path.join(tmp, "fused.onnx"))
         partial = path + ".partial"
-        logging.disable(logging.WARNING)  # quantize_dynamic logs a generic pre-processing hint on the root logger
+        root = logging.getLogger()
+        hint = _RootHint()  # quantize_dynamic logs a generic pre-processing hint through the root logger itself
+        root.addFilter(hint)
         try:
             quantize_dynamic(
                 graph,
@@ -176,7 +178,7 @@ def export_int8(transformer, path: str) -> None:
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         finally:
-            logging.disable(logging.NOTSET)
+            root.removeFilter(hint)
         os.replace(partial, path)
 
 
@@ -238,3 +240,11 @@ def _read(file: str):
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+class _RootHint(logging.Filter):
+    """Drops warnings logged through the root logger itself (``logging.warning(...)``); records of named
+    loggers pass the root by propagation, which logger filters do not see, so the user's logging is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING

@@ -127,13 +127,13 @@ def test_default_prompt_must_exist(bert_dir):
 
 def test_truncation_warns_once_with_count(model, caplog):
     texts = ["word " * 300, "short", "word " * 126, "word " * 127]  # 128 and 129 tokens with [CLS]/[SEP]
-    with caplog.at_level(logging.WARNING, logger="embedkit.model"):
+    with caplog.at_level(logging.WARNING, logger="embedkit"):
         model.encode(texts, batch_size=1)
     warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith("2 of 4 inputs were longer than max_seq_length=128")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="embedkit.model"):
+    with caplog.at_level(logging.WARNING, logger="embedkit"):
         model.encode(["short"])
     assert not caplog.records
 

@@ -90,6 +90,18 @@ def test_exports_go_to_embedkits_cache_not_the_model_folder(tmp_path, monkeypatc
     assert cache_folder(str(tmp_path / "model")).startswith(os.path.expanduser("~/.cache/embedkit/onnx/"))
 
 
+def test_an_export_leaves_the_callers_logging_as_it_was(model_copy):
+    import logging
+
+    logging.disable(logging.DEBUG)  # the caller's own switch, which an export must not reset
+    try:
+        SentenceTransformer(model_copy, backend="onnx")
+        assert logging.root.manager.disable == logging.DEBUG
+        assert not logging.getLogger().filters
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def test_onnx_backend_arguments(model_copy):
     with pytest.raises(ValueError, match="the onnx backend runs on the CPU"):
         SentenceTransformer(model_copy, backend="onnx", device="cuda")

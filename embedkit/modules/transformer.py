@@ -77,6 +77,7 @@ class Transformer(nn.Module):
             or any(getattr(module, "is_causal", False) for module in self.auto_model.modules())
         )
         self.runtime = None
+        self._fast: TruncatingTokenizer | None = None  # built on first tokenize, for the tokenizer then in use
         if backend == "onnx":
             from ..extras import require
 
@@ -118,7 +119,7 @@ class Transformer(nn.Module):
             backend.enable_truncation(self.max_seq_length, direction=side)
         if backend.padding is not None:
             backend.no_padding()
-        fast = getattr(self, "_fast", None)
+        fast = self._fast
         if fast is None or fast.backend is not backend or fast.stale():
             fast = self._fast = TruncatingTokenizer(backend)
         tokens = fast.encode(texts)
