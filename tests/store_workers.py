@@ -9,11 +9,12 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 import zlib
 
 import numpy as np
 
-from integrations import open_index
+from integrations import FaissIndex, SQLIndex, open_index
 
 DIM = 32
 
@@ -125,3 +126,31 @@ def crasher(target: str, options: dict, saves: bool, started) -> None:
             index.save(force=True)
         started.set()
         b += 1
+
+
+class Backend:
+    """Opens (and reopens) one kind of index over the same storage."""
+
+    def __init__(self, name, tmp_path, request):
+        self.name = name
+        self.path = str(tmp_path / "faiss")
+        if name == "sqlite":
+            self.url, self.table = f"sqlite:///{tmp_path}/docs.db", "documents"
+        elif name == "postgres":
+            self.url, self.table = request.getfixturevalue("pg_url")[0], f"t_{uuid.uuid4().hex[:12]}"
+
+    def open(self, encoder):
+        if self.name.startswith("faiss"):
+            _, kind, precision = self.name.split("-")
+            return FaissIndex(encoder, path=self.path, kind=kind, precision=precision)
+        return SQLIndex(encoder, self.url, table=self.table)
+
+    def reopen(self, index, encoder):
+        if isinstance(index, FaissIndex):
+            index.save()
+        return self.open(encoder)
+
+
+def unit(rng, n, d=32):
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 import pytest
-from test_stores import Backend
+from store_workers import Backend
 
 from embedkit.chunking import Chunker
 from integrations import FaissIndex, SQLIndex

@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from test_stores import Backend
+from store_workers import Backend
 
 from integrations import FaissIndex, SQLIndex
 from integrations._shared.fusion import fuse

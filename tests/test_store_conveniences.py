@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_stores import Backend, unit
+from store_workers import Backend, unit
 
 from integrations import FilterError
 

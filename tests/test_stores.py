@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import numpy as np
 import pytest
+from store_workers import Backend, unit
 
-from integrations import FaissIndex, SQLIndex
+from integrations import SQLIndex
 
 FAISS = [(kind, precision) for kind in ("flat", "hnsw", "ivf") for precision in ("float32", "int8", "ubinary")]
 BACKENDS = [f"faiss-{k}-{p}" for k, p in FAISS] + ["sqlite", "postgres"]
 EXACT = {"faiss-flat-float32", "sqlite", "postgres"}  # float32 exact search: ranking equals numpy's
-
-
-class Backend:
-    """Opens (and reopens) one kind of index over the same storage."""
-
-    def __init__(self, name, tmp_path, request):
-        self.name = name
-        self.path = str(tmp_path / "faiss")
-        if name == "sqlite":
-            self.url, self.table = f"sqlite:///{tmp_path}/docs.db", "documents"
-        elif name == "postgres":
-            self.url, self.table = request.getfixturevalue("pg_url")[0], f"t_{uuid.uuid4().hex[:12]}"
-
-    def open(self, encoder):
-        if self.name.startswith("faiss"):
-            _, kind, precision = self.name.split("-")
-            return FaissIndex(encoder, path=self.path, kind=kind, precision=precision)
-        return SQLIndex(encoder, self.url, table=self.table)
-
-    def reopen(self, index, encoder):
-        if isinstance(index, FaissIndex):
-            index.save()
-        return self.open(encoder)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -46,11 +23,6 @@ def backend(request, tmp_path):
 @pytest.fixture
 def index(backend, tiny_model):
     return backend.open(tiny_model)
-
-
-def unit(rng, n, d=32):
-    v = rng.normal(size=(n, d)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 DOCS = {
