@@ -52,7 +52,7 @@ class Index(ABC):
     ``close()`` releases files and connections.
 
     Long texts are stored as chunks measured in the model's tokens (``chunk_tokens``, ``chunk_overlap``;
-    see ``integrations.chunking``) under the caller's id: ``search`` returns each document once, scored by
+    see ``integrations._shared.chunk_rows``) under the caller's id: ``search`` returns each document once, scored by
     its best chunk, with that chunk's character span in ``hit.span``; ``get`` returns whole documents and
     ``delete`` removes every chunk. A document's first chunk is stored under its id, the others under
     ``id + "\x1f" + n`` with an empty text, which is why ids may not hold that character.
@@ -117,7 +117,7 @@ class Index(ABC):
 
         ``mode``: ``"vector"`` (cosine similarity), ``"keyword"`` (the backend's full-text index) or
         ``"hybrid"`` (both, fused by reciprocal rank fusion with constant ``rrf_k``, each leg ``candidates``
-        deep; see ``integrations.keywords``). The filter applies to every leg. ``include_vectors`` sets each
+        deep; see ``integrations._shared.fusion``). The filter applies to every leg. ``include_vectors`` sets each
         hit's ``vector`` to its stored (normalized) embedding."""
         queries = check_texts(query, "search()")
         for i, text in enumerate(queries):

@@ -52,16 +52,12 @@ def _reports(exc: BaseException, codes: tuple[str, ...], words: tuple[str, ...])
     return name.startswith(codes) if name is not None else any(w in str(exc) for w in words)
 
 
-def damaged(where: str, exc: BaseException) -> CorruptIndexError:
-    return CorruptIndexError(f"{where}: the database is damaged ({exc})")
-
-
 def translate(exc: BaseException, where: str) -> Exception | None:
     """The error of this library's own that an sqlite3 (or SQLAlchemy-wrapped) error means: damage or a
     write to read-only storage; None for any other error."""
     orig = getattr(exc, "orig", exc)  # SQLAlchemy's DBAPIError wraps the driver's
     if is_damage(orig):
-        return damaged(where, orig)
+        return CorruptIndexError(f"{where}: the database is damaged ({orig})")
     if is_read_only(orig):
         return ReadOnlyIndexError(f"{where}: the index is read-only (its database cannot be written)")
     return None

@@ -11,7 +11,7 @@ which is retrained as the index grows fourfold.
 How the data is kept (the design Chroma and LanceDB converge on):
 
 - **The docstore is the truth.** ``docs.sqlite`` in the folder holds every document, its metadata and
-  its vector codes (see ``integrations.docstore``). Each ``add`` and ``delete`` is one SQLite
+  its vector codes (see ``integrations.faiss.docstore``). Each ``add`` and ``delete`` is one SQLite
   transaction, so every write is durable when the call returns; a crash loses nothing committed.
 - **FAISS is derived.** Each process keeps a FAISS structure in memory covering the docstore up to a
   high-water fid and a position in the delete log. Before each read it asks SQLite whether another
@@ -26,15 +26,15 @@ How the data is kept (the design Chroma and LanceDB converge on):
   replaying them costs less than rewriting the whole structure. A snapshot that cannot be read is
   rebuilt from the docstore, with a warning. Temporary files of crashed saves are removed once their
   process is gone; no process deletes a snapshot that is still current.
-- **Filters run as SQL** over the docstore (``integrations.sql_filters``, shared with SQLIndex). The
-  matching fids are cached per filter and kept in step with writes (``integrations.matches``). When few
+- **Filters run as SQL** over the docstore (``integrations.filters.to_sql``, shared with SQLIndex). The
+  matching fids are cached per filter and kept in step with writes (``integrations._shared.filter_cache``). When few
   rows match, the search is exact over them; otherwise the fids reach FAISS as a bitmap ID selector.
   Either way k stays exact: an ANN search that comes up short falls back to an exact one.
 
 The index holds no Python object per document, and in memory the float32 kinds keep their vectors only
 in FAISS. All operations of one instance hold one lock, so an instance is thread-safe. ``close()``
 snapshots (as ``save()`` does) and releases the docstore. A folder written by embedkit 0.1 is moved
-into a docstore on first open (``integrations.faiss_v1``).
+into a docstore on first open (``integrations.faiss.migrate_0_1``).
 """
 
 from integrations.faiss.index import FaissIndex

@@ -4,7 +4,7 @@ Tables:
 - ``docs(fid, id, metadata, doc, span)``: one row per live chunk (a document stored whole is one chunk).
   ``fid`` is the FAISS id, given out by AUTOINCREMENT, so it never repeats and grows in commit order. An
   upsert deletes the old rows and inserts new ones under new fids. A document's later chunks name it in
-  ``doc`` and carry its metadata; ``span`` is a chunk's characters (see ``integrations.chunking``). The
+  ``doc`` and carry its metadata; ``span`` is a chunk's characters (see ``integrations._shared.chunk_rows``). The
   rows are narrow, so a filter that must parse every row's metadata reads a few pages per thousand
   documents, and a page of hits reads a few pages.
 - ``bodies(fid, text, code)``: the text and the kept vector code (float32, or int8) of each live row.

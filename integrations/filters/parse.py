@@ -15,7 +15,7 @@ Semantics, identical on every backend:
   ``"x"`` (type-strict, as ``$eq``; only the list's own elements count, not those of nested lists). A
   field that is not a list never matches, so ``{"tags": "x"}`` and ``$contains`` never overlap.
 
-``parse_filter`` validates a filter and returns a tree of tuples that ``integrations.sql_filters``
+``parse_filter`` validates a filter and returns a tree of tuples that ``integrations.filters.to_sql``
 compiles to bound SQL for every backend (FAISS filters run as SQL over its docstore).
 """
 
