@@ -86,14 +86,14 @@ class _PgWriter:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from integrations._shared.codec import dump_span, dumps
+        from integrations._shared.codec import dump_span
         from integrations._shared.validation import unit_vectors
         from integrations.sql import postgres
 
         rows, counts = _rows(batch, *self.columns)
         vectors = unit_vectors(rows.vectors, self.dimension, len(rows.ids))
-        values = zip(rows.ids, rows.texts, rows.metadatas, vectors, rows.docs, rows.spans)
-        copied = ((i, t, dumps(m), v, d, dump_span(s)) for i, t, m, v, d, s in values)
+        values = zip(rows.ids, rows.texts, rows.metadata_json, vectors, rows.docs, rows.spans)
+        copied = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
         heads = [(i, n) for i, d, n in zip(rows.ids, rows.docs, counts) if d is None]
         with self.engine.begin() as conn:
             postgres.copy_upsert(conn, self.table, self.dimension, copied)
@@ -123,7 +123,7 @@ def load_parquet(
         vectors = index._check_vectors(rows.vectors, len(rows.ids))
         read += len(rows.ids)
         ready = []
-        for row in zip(rows.ids, rows.texts, rows.metadatas, vectors, rows.docs, rows.spans, counts):
+        for row in zip(rows.ids, rows.texts, rows.metadata_json, vectors, rows.docs, rows.spans, counts):
             doc = row[4] or row[0]
             group = waiting.setdefault(doc, [row[6], []])
             group[1].append(row[:6])

@@ -133,6 +133,11 @@ def test_huge_finite_vectors_keep_their_direction(make):
         (lambda ix: ix.add(["x", "bad\udfff"]), "text at index 1 contains a lone surrogate"),
         (lambda ix: ix.add(["x"], [{"k\ud800": 1}]), "metadata at index 0 contains a lone surrogate"),
         (lambda ix: ix.add(["x"], [{"k": ["a\x00b"]}]), "metadata at index 0 contains a NUL character at position 1"),
+        (lambda ix: ix.add(["x", "y"], [{}, {1: "a"}]), "metadata at index 1 does not survive JSON \\(keys must"),
+        (lambda ix: ix.add(["x"], [{"k": (1, 2)}]), "metadata at index 0 does not survive JSON \\(a tuple comes back"),
+        (lambda ix: ix.add(["x"], [{"k": float("nan")}]), "metadata at index 0 is not JSON-serializable: Out of range"),
+        (lambda ix: ix.add(["x"], [{"k": {1, 2}}]), "metadata at index 0 is not JSON-serializable: set"),
+        (lambda ix: ix.update_metadata(["d0"], [{"k": b"x"}]), "metadata at index 0 is not JSON-serializable: bytes"),
         (lambda ix: ix.add(["nul\x00"]), "text at index 0 contains a NUL character at position 3"),
         (lambda ix: ix.add(["x"], ids=["a\x00"]), "id at index 0 contains a NUL"),
         (lambda ix: ix.search("q\ud800"), "search\\(\\) input at index 0 contains a lone surrogate"),
@@ -147,6 +152,14 @@ def test_unstorable_strings_are_refused_by_every_backend(make, call, message):
     assert len(index) == 3
     index.save()  # the store is still whole
     assert len(make()) == 3
+
+
+def test_metadata_that_is_not_a_dict_is_a_type_error(make):
+    index = make()
+    fill(index, 3)
+    with pytest.raises(TypeError, match="metadata at index 1 must be a dict, got str"):
+        index.add(["x", "y"], [{}, "k"])
+    assert len(index) == 3
 
 
 # 6 and 7. saves touch only their own files, and crashed saves are cleaned up

@@ -18,11 +18,12 @@ SEP = "\x1f"  # joins a document id and a chunk number: the row id of a document
 class Rows:
     """What one write stores, a row per chunk. ``docs[i]`` is the document of a later chunk (None for a
     document's first row, stored under its id with its whole text); ``spans[i]`` is the chunk's characters
-    (None for a document stored whole); ``pieces`` are the texts to embed."""
+    (None for a document stored whole); ``metadata_json`` the documents' metadata as stored JSON; ``pieces`` are the
+    texts to embed."""
 
     ids: list[str]
     texts: list[str]
-    metadatas: list[dict]
+    metadata_json: list[str]
     docs: list[str | None]
     spans: list[Span | None]
     pieces: list[str]
@@ -40,7 +41,7 @@ def chunk_rows(ids, texts, metadatas, spans, vectors=None) -> Rows:
         for n, span in enumerate(chunks or [None]):
             rows.ids.append(doc_id if n == 0 else f"{doc_id}{SEP}{n}")
             rows.texts.append(text if n == 0 else "")
-            rows.metadatas.append(metadata)
+            rows.metadata_json.append(metadata)
             rows.docs.append(None if n == 0 else doc_id)
             rows.spans.append(span)
             rows.pieces.append(piece(text, span))

@@ -48,15 +48,16 @@ def ids(values) -> list[str]:
     return values
 
 
-def batch(n: int, metadatas, doc_ids) -> tuple[list[dict], list[str]]:
-    """The metadatas and ids of ``n`` texts: checked, defaulted ({} and random ids), none twice."""
+def batch(n: int, metadatas, doc_ids) -> tuple[list[str], list[str]]:
+    """The metadata of ``n`` texts as stored JSON, and their ids: checked, defaulted (``{}`` and random ids),
+    none twice."""
     if metadatas is None:
         metadatas = [{} for _ in range(n)]
     elif isinstance(metadatas, dict) or len(metadatas) != n:
         raise ValueError(f"metadatas must be a list of {n} dicts")
-    metadatas = [metadata(m, i) for i, m in enumerate(metadatas)]
+    texts = [metadata(m, i) for i, m in enumerate(metadatas)]
     if doc_ids is None:
-        return metadatas, [uuid.uuid4().hex for _ in range(n)]
+        return texts, [uuid.uuid4().hex for _ in range(n)]
     doc_ids = ids(doc_ids)
     if len(doc_ids) != n:
         raise ValueError(f"got {len(doc_ids)} ids for {n} texts")
@@ -65,26 +66,22 @@ def batch(n: int, metadatas, doc_ids) -> tuple[list[dict], list[str]]:
         if value in seen:
             raise ValueError(f"id {value!r} at index {i} appears more than once in this batch")
         seen.add(value)
-    return metadatas, doc_ids
+    return texts, doc_ids
 
 
-def metadata(value, i: int) -> dict:
+def metadata(value, i: int) -> str:
+    """``value`` (a dict, or None for ``{}``) as the JSON text the stores keep, serialized once: non-ASCII kept
+    as is, so that SQLite's JSON paths match non-ASCII keys. What JSON would not give back as it was (keys
+    that are not str, tuples, NaN, other types) is refused, naming the position."""
     if value is None:
-        return {}
+        return "{}"
     if not isinstance(value, dict):
         raise TypeError(f"metadata at index {i} must be a dict, got {type(value).__name__}")
-    if _depth(value) > MAX_DEPTH:
-        raise ValueError(f"metadata at index {i} nests more than {MAX_DEPTH} levels deep")
+    _check_json(value, i)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
-    for part in _strings(value):
-        check_string(part, f"metadata at index {i}")
-    restored = json.loads(text)
-    if restored != value:
-        raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, no tuples)")
-    return restored
 
 
 def check_string(value: str, what: str) -> None:
@@ -98,25 +95,24 @@ def check_string(value: str, what: str) -> None:
         raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
 
 
-def _depth(obj) -> int:
-    """How deep dicts and lists nest in ``obj``, counted without recursion."""
-    deepest, level = 0, [(obj, 1)]
+def _check_json(obj, i: int) -> None:
+    """Refuse what does not survive JSON unchanged, nesting deeper than ``MAX_DEPTH`` and strings some backend
+    cannot store; walked without recursion."""
+    level = [(obj, 1)]
     while level:
         value, depth = level.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, depth)
+        if isinstance(value, str):
+            check_string(value, f"metadata at index {i}")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"metadata at index {i} nests more than {MAX_DEPTH} levels deep")
+            if isinstance(value, dict):
+                for key in value:
+                    if not isinstance(key, str):
+                        raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, got {key!r})")
+                    check_string(key, f"metadata at index {i}")
             level.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-    return deepest
-
-
-def _strings(obj):
-    """Every key and string value inside a JSON-like object."""
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield key
-            yield from _strings(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            yield from _strings(value)
+        elif isinstance(value, tuple):
+            raise ValueError(f"metadata at index {i} does not survive JSON (a tuple comes back as a list)")
+        elif value is not None and not isinstance(value, (bool, int, float)):
+            raise ValueError(f"metadata at index {i} is not JSON-serializable: {type(value).__name__} {value!r:.40}")

@@ -11,7 +11,7 @@ import numpy as np
 from embedkit.checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 from integrations._shared import sqlite_files
-from integrations._shared.codec import dump_span, dumps
+from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
 from integrations.errors import CorruptIndexError, NotAnIndexError
 from integrations.faiss import migrate_0_1, snapshots, structures
@@ -247,8 +247,8 @@ class FaissIndex(FaissSearch, Index):
                         self._store.set_info("ranges", self._ranges.tolist())
                 codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
                 self._store.kill(self._store.fids_of(rows.heads))  # with every chunk from before
-                metadatas, spans = [dumps(m) for m in rows.metadatas], [dump_span(s) for s in rows.spans]
-                self._store.insert(rows.ids, rows.texts, metadatas, codes, docs=rows.docs, spans=spans)
+                spans = [dump_span(s) for s in rows.spans]
+                self._store.insert(rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans)
             self._apply()
 
     def _delete(self, ids) -> int:
@@ -260,7 +260,7 @@ class FaissIndex(FaissSearch, Index):
     def _update_metadata(self, ids, metadatas) -> None:
         """Re-insert the rows of every chunk under new fids with their codes as they are (every cache
         follows new fids)."""
-        new = {i: dumps(m) for i, m in zip(ids, metadatas)}
+        new = dict(zip(ids, metadatas))
         with self._lock:
             with self._store.write():
                 rows = self._store.by_id(ids, chunks=True)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from integrations._shared import sqlite_files
 from integrations._shared.chunk_rows import Rows
-from integrations._shared.codec import dump_span, dumps, load_span
+from integrations._shared.codec import dump_span, load_span
 from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError
 from integrations.filters.parse import Node, filter_key
 from integrations.filters.to_sql import compile_filter
@@ -210,25 +210,25 @@ class SQLIndex(Index):
         leave a concurrent writer's extra chunks behind on PostgreSQL)."""
         c = self.table.c
         values = sorted(
-            zip(rows.ids, rows.texts, rows.metadatas, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
+            zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
         )
         with self._begin() as conn:
             if self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
-                copy = ((i, t, dumps(m), v, d, dump_span(s)) for i, t, m, v, d, s in values)
+                copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
             else:
                 records = [
                     {
                         "id": i,
                         "text": t,
-                        "metadata": self._dump_metadata(m),
+                        "metadata_json": m,
                         "embedding": self._dump_vector(v),
                         "doc": d,
                         "span": dump_span(s),
                     }
                     for i, t, m, v, d, s in values
                 ]
-                stmt = self._insert(self.table)
+                stmt = self._insert(self.table).values(metadata=self._metadata_param("metadata_json"))
                 columns = ("text", "metadata", "embedding", "doc", "span")
                 conn.execute(
                     stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in columns}),
@@ -268,8 +268,9 @@ class SQLIndex(Index):
             if missing:
                 raise KeyError(f"unknown ids: {missing[:5]}")
             key = sa.bindparam("doc_id")
-            update = sa.update(self.table).where(sa.or_(c.id == key, c.doc == key)).values(metadata=sa.bindparam("new"))
-            conn.execute(update, [{"doc_id": i, "new": self._dump_metadata(m)} for i, m in zip(ids, metadatas)])
+            new = self._metadata_param("new")
+            update = sa.update(self.table).where(sa.or_(c.id == key, c.doc == key)).values(metadata=new)
+            conn.execute(update, [{"doc_id": i, "new": m} for i, m in zip(ids, metadatas)])
             self._after_write(conn)
 
     @contextlib.contextmanager
@@ -288,8 +289,10 @@ class SQLIndex(Index):
                     postgres.create_hnsw(conn, self.table_name, maintenance_work_mem)
                     conn.exec_driver_sql(f'ANALYZE "{self.table_name}"')  # fresh statistics for the planner
 
-    def _dump_metadata(self, metadata: dict):
-        return metadata if self.dialect == "postgresql" else dumps(metadata)
+    def _metadata_param(self, name: str):
+        """A bound parameter for metadata given as its JSON text (JSONB on PostgreSQL, the text on SQLite)."""
+        param = sa.bindparam(name, type_=sa.Text)
+        return sa.cast(param, postgresql.JSONB) if self.dialect == "postgresql" else param
 
     def _dump_vector(self, vector: np.ndarray):
         return vector if self.uses_pgvector else vector.astype("<f4").tobytes()
