@@ -135,15 +135,13 @@ class Index(ABC):
         if not queries:
             return []
         if mode == "keyword":
-            results = self._keyword(queries, k, node)
+            results = self._keyword(queries, k, node, include_vectors)
         else:
             depth = max(k, candidates)
             vectors = self._check_vectors(self.encoder.encode_query(queries), None)
             dense = self._dense(vectors, depth, node, include_vectors)
-            sparse = self._keyword(queries, depth, node)
+            sparse = self._keyword(queries, depth, node, include_vectors)
             results = [fuse({"vector": d, "keyword": s}, k, rrf_k) for d, s in zip(dense, sparse)]
-        if include_vectors:
-            self._attach_vectors([hit for hits in results for hit in hits if hit.vector is None])
         return results[0] if isinstance(query, str) else results
 
     @guarded
@@ -267,13 +265,15 @@ class Index(ABC):
         ``rows`` does not hold), all or nothing."""
 
     @abstractmethod
-    def _search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
+    def _search(self, vectors: np.ndarray, k: int, node: Node | None, with_vectors: bool) -> list[list[Hit]]:
         """The ``k`` best rows per query, best first, each read in one snapshot: a hit on a later chunk
-        carries its document's text from the same read as its span, so the two always belong together."""
+        carries its document's text from the same read as its span, so the two always belong together, and
+        with ``with_vectors`` its row's stored vector in ``hit.vector``, from that read too."""
 
     @abstractmethod
-    def _keyword(self, queries: list[str], k: int, node: Node | None) -> list[list[Hit]]:
-        """The ``k`` best documents per query by the full-text index, filtered, best first."""
+    def _keyword(self, queries: list[str], k: int, node: Node | None, with_vectors: bool) -> list[list[Hit]]:
+        """The ``k`` best documents per query by the full-text index, filtered, best first (with their stored
+        vectors, read with them, for ``with_vectors``)."""
 
     @abstractmethod
     def _get(self, ids: list[str]) -> list[Record]: ...
@@ -337,18 +337,16 @@ class Index(ABC):
         """Vector search, one hit per document: a document's best chunk speaks for it. Where chunks of one
         document crowd the top ``k``, the query runs again deeper, so k stays exact."""
         results = []
-        for vector, hits in zip(vectors, self._search(vectors, k, node)):
+        for vector, hits in zip(vectors, self._search(vectors, k, node, include_vectors)):
             depth = k
             while len(documents(hits)) < k and len(hits) == depth:
                 depth *= 4
-                hits = self._search(vector[None], depth, node)[0]
-            if include_vectors:
-                self._attach_vectors(hits)
+                hits = self._search(vector[None], depth, node, include_vectors)[0]
             results.append(documents(hits)[:k])
         return results
 
     def _attach_vectors(self, records: list[Record]) -> None:
-        """Each record's stored vector, by its row id (a chunk's own vector for a hit on a chunk)."""
+        """Each record's stored vector, by its id (for ``get``; searches read vectors with their hits)."""
         found = self._vectors(list({r.id: None for r in records})) if records else {}
         for record in records:
             record.vector = found.get(record.id)

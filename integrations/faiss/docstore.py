@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import sqlite3
+from typing import NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -48,6 +49,29 @@ CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTE
 DOCS = sa.table("docs", *map(sa.column, ("fid", "id", "metadata", "doc", "span")))
 BODIES = sa.table("bodies", *map(sa.column, ("fid", "text", "code")))
 BATCH = 20_000  # rows per read when streaming the whole table
+
+
+class Row(NamedTuple):
+    """A stored row as ``by_id`` reads it."""
+
+    id: str
+    fid: int
+    text: str
+    metadata: str  # JSON text
+    code: bytes
+    doc: str | None  # the document of a later chunk
+    span: str | None  # JSON [start, end]
+
+
+class Found(NamedTuple):
+    """A search hit's row as ``records`` reads it: its document's text, parsed metadata and span, and its
+    own code when asked for."""
+
+    id: str
+    text: str
+    metadata: dict
+    span: tuple[int, int] | None
+    code: bytes | None
 
 
 class DocStore:
@@ -252,26 +276,27 @@ class DocStore:
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
 
-    def records(self, fids) -> dict[int, tuple[str, str, dict, tuple | None]]:
-        """fid -> (id, text, metadata, span) for the live rows among ``fids``, read in one statement: a later
-        chunk's text is its document's, of the same version as its span."""
+    def records(self, fids, codes: bool = False) -> dict[int, Found]:
+        """fid -> Found(id, text, metadata, span, code) for the live rows among ``fids``, read in one
+        statement: a later chunk's text is its document's, of the same version as its span; ``code`` (the
+        row's own, with ``codes``) too."""
         rows = self.conn.execute(
-            "SELECT d.fid, d.id, b.text, d.metadata, d.span FROM docs d "
+            "SELECT d.fid, d.id, b.text, d.metadata, d.span" + (", o.code" if codes else ", NULL") + " FROM docs d "
             "JOIN docs h ON h.id = coalesce(d.doc, d.id) JOIN bodies b ON b.fid = h.fid "
-            "WHERE d.fid IN (SELECT value FROM json_each(?))",
+            + ("JOIN bodies o ON o.fid = d.fid " if codes else "")
+            + "WHERE d.fid IN (SELECT value FROM json_each(?))",
             (json.dumps([int(f) for f in fids]),),
         ).fetchall()
         metadatas = self.parse_metadatas([r[1] for r in rows], [r[3] for r in rows])
-        return {r[0]: (r[1], r[2], md, load_span(r[4])) for r, md in zip(rows, metadatas)}
+        return {r[0]: Found(r[1], r[2], md, load_span(r[4]), r[5]) for r, md in zip(rows, metadatas)}
 
-    def by_id(self, ids: list[str], chunks: bool = False) -> list[tuple]:
-        """(id, fid, text, metadata, code, doc, span) of the live rows among ``ids``, and with ``chunks``
-        of the later chunks of those documents."""
+    def by_id(self, ids: list[str], chunks: bool = False) -> list[Row]:
+        """The live rows among ``ids``, and with ``chunks`` the later chunks of those documents."""
         d, b = DOCS.c, BODIES.c
         query = sa.select(d.id, d.fid, b.text, d.metadata, b.code, d.doc, d.span).join_from(
             DOCS, BODIES, d.fid == b.fid
         )
-        return self._execute(self._where(query, None, ids, chunks=chunks)).fetchall()
+        return [Row(*r) for r in self._execute(self._where(query, None, ids, chunks=chunks))]
 
     def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
         """Fids of the rows that match ``node``: all of them, or those above ``after`` or in ``touched``."""

@@ -264,13 +264,18 @@ class FaissIndex(FaissSearch, Index):
         with self._lock:
             with self._store.write():
                 rows = self._store.by_id(ids, chunks=True)
-                missing = sorted(set(ids) - {r[0] for r in rows})
+                missing = sorted(set(ids) - {r.id for r in rows})
                 if missing:
                     raise KeyError(f"unknown ids: {missing[:5]}")
-                codes = self._store.code_array([(r[1], r[4]) for r in rows], self._dtype, self.dimension)
-                self._store.kill(np.array([r[1] for r in rows], np.int64))
-                metadatas = [new[r[5] or r[0]] for r in rows]
-                ids, texts, docs, spans = ([r[n] for r in rows] for n in (0, 2, 5, 6))
+                codes = self._store.code_array([(r.fid, r.code) for r in rows], self._dtype, self.dimension)
+                self._store.kill(np.array([r.fid for r in rows], np.int64))
+                metadatas = [new[r.doc or r.id] for r in rows]
+                ids, texts, docs, spans = (
+                    [r.id for r in rows],
+                    [r.text for r in rows],
+                    [r.doc for r in rows],
+                    [r.span for r in rows],
+                )
                 self._store.insert(ids, texts, metadatas, codes, docs=docs, spans=spans)
             self._apply()
 
@@ -310,17 +315,17 @@ class FaissIndex(FaissSearch, Index):
     def _get(self, ids) -> list[Record]:
         with self._lock:
             rows = self._store.by_id(ids)
-            metadatas = self._store.parse_metadatas([r[0] for r in rows], [r[3] for r in rows])
-        found = {r[0]: Record(r[0], r[2], m) for r, m in zip(rows, metadatas)}
+            metadatas = self._store.parse_metadatas([r.id for r in rows], [r.metadata for r in rows])
+        found = {r.id: Record(r.id, r.text, m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
 
-    def _keyword(self, queries, k, node) -> list[list[Hit]]:
+    def _keyword(self, queries, k, node, with_vectors) -> list[list[Hit]]:
         results = []
         with self._lock, self._store.read():
             for query in queries:
                 found = self._store.keyword(query, node, k)
-                records = self._store.records([fid for fid, _ in found])
-                results.append([Hit(*records[fid][:3], score) for fid, score in found if fid in records])
+                records = self._store.records([fid for fid, _ in found], codes=with_vectors)
+                results.append(self._hits([(f, s) for f, s in found if f in records], records, with_vectors))
         return results
 
     def _select(self, node, ids, limit, offset, after=None) -> list[Record]:
@@ -332,8 +337,8 @@ class FaissIndex(FaissSearch, Index):
             rows = self._store.by_id(ids)
             if not rows:
                 return {}
-            codes = self._store.code_array([(r[1], r[4]) for r in rows], self._dtype, self.dimension)
-            return dict(zip((r[0] for r in rows), self._decode(codes)))
+            codes = self._store.code_array([(r.fid, r.code) for r in rows], self._dtype, self.dimension)
+            return dict(zip((r.id for r in rows), self._decode(codes)))
 
     # ----------------------------------------------------------------- snapshots and lifecycle
     @guarded

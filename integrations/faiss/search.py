@@ -20,16 +20,25 @@ FEW = 2048  # at most this many matching rows: an exact search over them beats a
 
 
 class FaissSearch:
-    def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
+    def _search(self, vectors, k, node: Node | None, with_vectors: bool) -> list[list[Hit]]:
         with self._lock:
             for _ in range(3):
                 self._sync()
                 found = [self._search_one(q, k, node) for q in vectors]
-                records = self._store.records({f for hits in found for f, _ in hits})
+                records = self._store.records({f for hits in found for f, _ in hits}, codes=with_vectors)
                 if all(f in records for hits in found for f, _ in hits):
                     break
                 self._version = None  # another process deleted a hit meanwhile: catch up and search again
-            return [[Hit(*records[f][:3], s, span=records[f][3]) for f, s in hits if f in records] for hits in found]
+            return [self._hits([(f, s) for f, s in hits if f in records], records, with_vectors) for hits in found]
+
+    def _hits(self, found: list[tuple[int, float]], records: dict, with_vectors: bool) -> list[Hit]:
+        """Hits for (fid, score) pairs from their docstore ``records``, with their decoded vectors if asked."""
+        hits = [Hit(*records[f][:3], s, span=records[f].span) for f, s in found]
+        if with_vectors and hits:
+            codes = self._store.code_array([(f, records[f].code) for f, _ in found], self._dtype, self.dimension)
+            for hit, vector in zip(hits, self._decode(codes)):
+                hit.vector = vector
+        return hits
 
     def _search_one(self, q: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
         live = self._live()

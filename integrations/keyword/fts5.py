@@ -43,13 +43,12 @@ def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str) -> N
         execute(f'INSERT INTO "{fts}" (rowid, text) SELECT {rowid}, text FROM "{table}" WHERE text != \'\'')
 
 
-def search(conn, table: sa.Table, key: str, query: str, where, k: int) -> list:
-    """Rows (id, text, metadata, score) of the ``k`` best FTS5 matches of ``query`` that satisfy ``where``
-    (PostgreSQL goes through ``integrations.keyword.pg_bm25``)."""
+def search(conn, table: sa.Table, key: str, query: str, where, k: int, extra: list = ()) -> list:
+    """Rows (id, text, metadata, the ``extra`` columns, score) of the ``k`` best FTS5 matches of ``query``
+    that satisfy ``where`` (PostgreSQL goes through ``integrations.keyword.pg_bm25``)."""
     c = table.c
-    found = fts5_select(
-        fts_name(key), table, sa.literal_column(f'"{table.name}".rowid'), [c.id, c.text, c.metadata], query
-    )
+    rowid = sa.literal_column(f'"{table.name}".rowid')
+    found = fts5_select(fts_name(key), table, rowid, [c.id, c.text, c.metadata, *extra], query)
     if found is None:
         return []
     statement, rank = found

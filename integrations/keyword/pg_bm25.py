@@ -47,7 +47,9 @@ class PostgresBM25:
         self._stats: tuple[float, int, float] | None = None
         self._lock = threading.Lock()
 
-    def search(self, conn, query: str, where, k: int) -> list:
+    def search(self, conn, query: str, where, k: int, extra: list = ()) -> list:
+        """Rows (id, text, metadata, the ``extra`` columns, score) of the ``k`` best BM25 matches of
+        ``query`` that satisfy ``where``."""
         words = terms.tsquery(query)
         if words is None:
             return []
@@ -95,7 +97,7 @@ class PostgresBM25:
             .subquery("scores")
         )
         statement = (
-            sa.select(c.id, c.text, c.metadata, scores.c.score)
+            sa.select(c.id, c.text, c.metadata, *extra, scores.c.score)
             .join_from(self.table, scores, scores.c.id == c.id)
             .order_by(scores.c.score.desc(), c.id)
             .limit(k)

@@ -354,28 +354,36 @@ class SQLIndex(Index):
             if len(value) != 4 * self.dimension:
                 raise CorruptIndexError(f"{self.where}: the embedding of document {row.id!r} is damaged")
             return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
+        if hasattr(value, "to_numpy"):  # pgvector's Vector, where its psycopg loader is registered
+            value = value.to_numpy()
         return np.asarray(value, dtype=np.float32)
 
-    def _keyword(self, queries, k, node: Node | None) -> list[list[Hit]]:
-        where = self._where(node)
+    def _keyword(self, queries, k, node: Node | None, with_vectors) -> list[list[Hit]]:
+        where, extra = self._where(node), [self.table.c.embedding] if with_vectors else []
         with self._errors(), self.engine.connect() as conn:
             found = [
-                self._bm25.search(conn, query, where, k)
+                self._bm25.search(conn, query, where, k, extra)
                 if self._bm25
-                else fts5.search(conn, self.table, self._key, query, where, k)
+                else fts5.search(conn, self.table, self._key, query, where, k, extra)
                 for query in queries
             ]
-        return [[Hit(r.id, r.text, self._load_metadata(r), float(r.score)) for r in rows] for rows in found]
+        return [[self._hit(r, float(r.score), None, with_vectors) for r in rows] for rows in found]
 
-    def _search(self, vectors, k, node: Node | None) -> list[list[Hit]]:
+    def _search(self, vectors, k, node: Node | None, with_vectors) -> list[list[Hit]]:
         with self._errors():
             if self.uses_pgvector:
                 key = None if node is None else filter_key(node)
                 return [
-                    [Hit(r[0], r[1], r[2], 1.0 - float(r[3]), span=load_span(r[4])) for r in rows]
-                    for rows in self._pg.search(vectors, k, key, self._where(node))
+                    [self._hit(r, 1.0 - float(r.distance), load_span(r.span), with_vectors) for r in rows]
+                    for rows in self._pg.search(vectors, k, key, self._where(node), with_vectors)
                 ]
-            return self._matrix.search(vectors, k, node)
+            return self._matrix.search(vectors, k, node, with_vectors)
+
+    def _hit(self, row, score: float, span, with_vectors: bool) -> Hit:
+        hit = Hit(row.id, row.text, self._load_metadata(row), score, span=span)
+        if with_vectors:
+            hit.vector = self._load_vector(row)
+        return hit
 
     @contextlib.contextmanager
     def _errors(self):

@@ -40,7 +40,7 @@ class MatrixSearch:
         self.lock = threading.Lock()
         self.ids: list[str] = []  # PostgreSQL: the id at each matrix position
 
-    def search(self, vectors: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
+    def search(self, vectors: np.ndarray, k: int, node: Node | None, with_vectors: bool) -> list[list[Hit]]:
         with self.engine.connect() as conn, conn.begin(), self.lock:
             self._refresh(conn)
             allowed = None
@@ -50,10 +50,16 @@ class MatrixSearch:
                 ).keys
             scores, keys = self.cache.search(vectors, k, allowed)
             records = self._by_key(conn, np.unique(keys))
-        return [
+            stored = self.cache.vectors(keys) if with_vectors else None  # the matrix this search read
+        hits = [
             [Hit(*records[key][:3], float(s), span=records[key][3]) for key, s in zip(krow, srow)]
             for krow, srow in zip(keys.tolist(), scores)
         ]
+        if stored is not None:
+            for row, found in zip(hits, stored):
+                for hit, vector in zip(row, found):
+                    hit.vector = vector.copy()
+        return hits
 
     def _refresh(self, conn) -> None:
         """Bring the cached matrix up to the table (inside the caller's read transaction)."""

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -122,6 +123,17 @@ def delete_chunks_beyond(conn, table: str, heads: list[tuple[str, int]]) -> None
         )
 
 
+class Found(NamedTuple):
+    """A row as the search reads it."""
+
+    id: str
+    text: str
+    metadata: dict
+    distance: float
+    span: str | None
+    embedding: object = None  # the stored vector, when asked for
+
+
 class Searcher:
     """Searches one pgvector table. Each search is one round trip in autocommit (a single SELECT is its own
     read-only snapshot), with its statement compiled once per (filter, k).
@@ -138,9 +150,10 @@ class Searcher:
         self._estimates: dict = {}
         self._lock = threading.Lock()  # for the two caches: threads share a SQLIndex
 
-    def search(self, vectors: np.ndarray, k: int, key: str | None, where) -> list[list]:
+    def search(self, vectors: np.ndarray, k: int, key: str | None, where, with_vectors: bool = False) -> list[list]:
+        """Rows (id, text, metadata, distance, span, and embedding with ``with_vectors``) per query."""
         exact = key is not None and self._selective(key, k, where)
-        sql, params = self._statement(key, k, where, exact)
+        sql, params = self._statement(key, k, where, exact, with_vectors)
         results = []
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             raw = conn.connection.driver_connection
@@ -151,17 +164,17 @@ class Searcher:
                     rows = raw.execute(sql, {**params, "q": vector}).fetchall()
                     if len(rows) < k and not exact:
                         rows = self._exact_if_short(raw, sql, {**params, "q": vector}, rows, where)
-                    results.append(rows)
+                    results.append([Found(*r) for r in rows])
             finally:
                 if 2 * k > EF_SEARCH:
                     raw.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
         return results
 
-    def _statement(self, key: str | None, k: int, where, exact: bool) -> tuple[str, dict]:
+    def _statement(self, key: str | None, k: int, where, exact: bool, with_vectors: bool) -> tuple[str, dict]:
         """The search as driver SQL and its bound filter values; the vector binds as ``%(q)s``. The exact
         variant orders by an expression the HNSW index cannot serve."""
         with self._lock:
-            found = self._statements.get((key, k, exact))
+            found = self._statements.get((key, k, exact, with_vectors))
         if found is None:
             c, head = self.table.c, self.table.alias("head")
             distance = c.embedding.op("<=>")(sa.bindparam("q"))
@@ -170,11 +183,12 @@ class Searcher:
             text = sa.case(
                 (c.doc.is_(None), c.text), else_=sa.select(head.c.text).where(head.c.id == c.doc).scalar_subquery()
             )
-            query = sa.select(c.id, text, c.metadata, distance.label("distance"), c.span).where(where).order_by(order)
+            columns = [c.id, text.label("text"), c.metadata, distance.label("distance"), c.span]
+            query = sa.select(*columns, *([c.embedding] if with_vectors else [])).where(where).order_by(order)
             compiled = query.limit(k).compile(dialect=self.engine.dialect)
             found = str(compiled), dict(compiled.params)
             with self._lock:
-                self._statements[(key, k, exact)] = found
+                self._statements[(key, k, exact, with_vectors)] = found
                 while len(self._statements) > 64:
                     self._statements.pop(next(iter(self._statements)))
         return found

@@ -83,6 +83,10 @@ class VectorCache:
         scores, found = top_k(self.matrix[rows], queries, k)
         return scores, self.keys[rows[found]]
 
+    def vectors(self, keys: np.ndarray) -> np.ndarray:
+        """The cached vectors of ``keys`` (live keys, as ``search`` returns them), in their shape."""
+        return self.matrix[np.searchsorted(self.keys, keys)]
+
     def _parse(self, rows) -> tuple[np.ndarray, np.ndarray]:
         rows = list(rows)
         width = 4 * self.dimension
