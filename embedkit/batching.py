@@ -30,22 +30,48 @@ def text_chunks(texts: list[str], ramp: bool) -> list[list[str]]:
     return chunks
 
 
-def tokenized_chunks(transformer, chunks: list[list[str]], prefetch: bool):
-    """(offset, features) per chunk; with ``prefetch`` the next chunk is tokenized while this one runs."""
-    offset = 0
+def tokenized_chunks(tokenize, chunks: list[list[str]], prefetch: bool):
+    """(offset, features) per chunk, ``tokenize(offset, chunk)`` making the features; with ``prefetch`` the
+    next chunk is tokenized while this one runs."""
+    offsets = np.cumsum([0] + [len(chunk) for chunk in chunks]).tolist()
     if not prefetch or len(chunks) < 2:
-        for chunk in chunks:
-            yield offset, transformer.tokenize(chunk)
-            offset += len(chunk)
+        for offset, chunk in zip(offsets, chunks):
+            yield offset, tokenize(offset, chunk)
         return
     with ThreadPoolExecutor(max_workers=1) as executor:
-        pending = executor.submit(transformer.tokenize, chunks[0])
+        pending = executor.submit(tokenize, 0, chunks[0])
         for n, chunk in enumerate(chunks):
             features = pending.result()
             if n + 1 < len(chunks):
-                pending = executor.submit(transformer.tokenize, chunks[n + 1])
-            yield offset, features
-            offset += len(chunk)
+                pending = executor.submit(tokenize, offsets[n + 1], chunks[n + 1])
+            yield offsets[n], features
+
+
+def tokenizer_for(transformer, token_ids):
+    """``tokenize(offset, chunk)`` for ``tokenized_chunks``: the transformer's, except for the texts whose ids
+    ``token_ids`` already holds (by position in the whole input), which are taken as they are."""
+    if token_ids is None or all(ids is None for ids in token_ids):
+        return lambda offset, chunk: transformer.tokenize(chunk)
+
+    def tokenize(offset, chunk):
+        known = token_ids[offset : offset + len(chunk)]
+        todo = [i for i, ids in enumerate(known) if ids is None]
+        features = transformer.tokenize([chunk[i] for i in todo]) if todo else {"num_truncated": 0}
+        ids = list(known)
+        for i, row in zip(todo, features.get("input_ids", [])):
+            ids[i] = row
+        merged = {"input_ids": ids, "num_truncated": features["num_truncated"]}
+        if "token_type_ids" in transformer.tokenizer.model_input_names:
+            types = features.get("token_type_ids")  # None: all 0, as for the known ids
+            if types is not None:
+                rows = [[0] * len(row) for row in ids]
+                for i, row in zip(todo, types):
+                    rows[i] = row
+                types = rows
+            merged["token_type_ids"] = types
+        return merged
+
+    return tokenize
 
 
 def in_parallel(fn, items, workers: int):
@@ -85,7 +111,7 @@ def token_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | 
 
 
 @torch.inference_mode()
-def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress):
+def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress, token_ids=None):
     """``model``'s encode: tokenize, sort by token length, run the modules batch by batch.
 
     Returns the sentence embeddings as one tensor in input order, or a per-input list for the
@@ -106,7 +132,7 @@ def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progre
         batch_size = min(batch_size, -(-len(texts) // workers))
 
     def jobs():
-        for offset, features in tokenized_chunks(transformer, chunks, prefetch=accelerated):
+        for offset, features in tokenized_chunks(tokenizer_for(transformer, token_ids), chunks, prefetch=accelerated):
             truncated.append(features.pop("num_truncated"))
             lengths = token_lengths(features)
             for idx in token_batches(lengths, batch_size, max_batch_tokens):

@@ -15,13 +15,32 @@ to the start of the token after it, so every character of a text, whitespace inc
 chunk. A chunk that starts at a word start re-tokenizes to the tokens it was measured with. Only a word
 longer than a whole chunk is split between tokens; the piece that starts inside it may re-tokenize a
 token or two longer (and the encoder then cuts that chunk's end, with its warning).
+
+``plan(texts)`` tokenizes each text once, with the passage prompt and special tokens as the encoder would:
+besides the spans it returns, for every text stored whole, those token ids, which an embedkit
+``SentenceTransformer`` takes as they are (``encode(..., token_ids=...)``) instead of tokenizing again.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from .tokenizing import fingerprint
 
 Span = tuple[int, int]
+
+
+@dataclass
+class Plan:
+    """Per text: ``spans`` (None when it is one chunk, else its chunks' character spans), and ``token_ids``,
+    the encoder's input for a text stored whole (prompt and special tokens included; None where unknown)."""
+
+    spans: list[list[Span] | None]
+    token_ids: list[list[int] | None]
 
 
 def piece(text: str, span: Span | None) -> str:
@@ -38,7 +57,10 @@ class Chunker:
         if chunk_tokens is not None and chunk_tokens < 0:
             raise ValueError(f"chunk_tokens must be None, 0 (off) or a positive int, got {chunk_tokens}")
         self.tokenizer = getattr(encoder, "tokenizer", None)
-        limit = getattr(encoder, "max_seq_length", None)
+        self.limit = limit = getattr(encoder, "max_seq_length", None)
+        self.encoder = encoder
+        self.reuse = getattr(encoder, "accepts_token_ids", False) is True  # the encoder takes plan()'s ids
+        self._plain = None
         self.size = 0
         if chunk_tokens == 0 or self.tokenizer is None or not isinstance(limit, int):
             if chunk_tokens:
@@ -47,7 +69,7 @@ class Chunker:
                     f"(an embedkit SentenceTransformer); {type(encoder).__name__} has none"
                 )
             return
-        room = limit - self._tokens(getattr(encoder, "document_prompt", "") or "") - self._specials()
+        room = limit - self._tokens(self.prompt) - self._specials()
         if chunk_tokens is not None and chunk_tokens > room:
             raise ValueError(
                 f"chunk_tokens={chunk_tokens} is more than the {room} tokens the model takes after its prompt"
@@ -57,21 +79,68 @@ class Chunker:
             raise ValueError(f"chunk_overlap={chunk_overlap} must be less than the chunk size of {self.size} tokens")
         self.overlap = chunk_overlap
 
+    @property
+    def prompt(self) -> str:
+        """The encoder's passage prompt, as it is now."""
+        return getattr(self.encoder, "document_prompt", "") or ""
+
     def spans(self, texts: list[str]) -> list[list[Span] | None]:
         """Per text: None when it is one chunk, else the character spans of its chunks."""
+        return self.plan(texts).spans
+
+    def plan(self, texts: list[str]) -> Plan:
+        """The spans of ``texts`` and, where the encoder takes them, the token ids of those stored whole."""
         if not self.size or not texts:
-            return [None] * len(texts)
+            return Plan([None] * len(texts), [None] * len(texts))
+        backend = self._backend()
+        if backend is None:
+            return self._plan_slow(texts)
+        prompt = self.prompt
+        spans, token_ids = [], []
+        for text, encoding in zip(texts, backend.encode_batch([prompt + t for t in texts], add_special_tokens=True)):
+            # the text's own tokens: not special, and ending past the prompt (offsets are into prompt + text)
+            own = [
+                t
+                for t, (m, (_, end)) in enumerate(zip(encoding.special_tokens_mask, encoding.offsets))
+                if not m and end > len(prompt)
+            ]
+            if len(own) <= self.size:
+                spans.append(None)
+                whole = self.reuse and len(encoding.ids) <= self.limit and not any(encoding.type_ids)
+                token_ids.append(encoding.ids if whole else None)
+                continue
+            offsets = [
+                (max(encoding.offsets[t][0] - len(prompt), 0), encoding.offsets[t][1] - len(prompt)) for t in own
+            ]
+            words = [encoding.word_ids[t] for t in own]
+            spans.append(self._chunks(text, offsets, words))
+            token_ids.append(None)
+        return Plan(spans, token_ids)
+
+    def _plan_slow(self, texts: list[str]) -> Plan:
+        """Tokenizers without a ``tokenizers`` backend: the text alone, through ``transformers``."""
         encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        out = []
+        spans = []
         for i, text in enumerate(texts):
             offsets = encoded["offset_mapping"][i]
-            if len(offsets) <= self.size:
-                out.append(None)
-                continue
-            words = encoded.word_ids(i)
-            starts = [t for t in range(len(offsets)) if t == 0 or words[t] is None or words[t] != words[t - 1]]
-            out.append([self._span(text, offsets, a, b) for a, b in self._windows(len(offsets), starts)])
-        return out
+            spans.append(None if len(offsets) <= self.size else self._chunks(text, offsets, encoded.word_ids(i)))
+        return Plan(spans, [None] * len(texts))
+
+    def _chunks(self, text: str, offsets, words) -> list[Span]:
+        starts = [t for t in range(len(offsets)) if t == 0 or words[t] is None or words[t] != words[t - 1]]
+        return [self._span(text, offsets, a, b) for a, b in self._windows(len(offsets), starts)]
+
+    def _backend(self):
+        """A copy of the tokenizer's ``tokenizers`` backend without truncation or padding (rebuilt when the
+        tokenizer changed), or None for a tokenizer without one."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        key = (id(backend), fingerprint(backend))
+        if self._plain is None or self._plain[0] != key:
+            spec = dict(json.loads(backend.to_str()), truncation=None, padding=None)
+            self._plain = key, Tokenizer.from_str(json.dumps(spec))
+        return self._plain[1]
 
     def _windows(self, n: int, starts: list[int]) -> list[Span]:
         """Token ranges [a, b) of at most ``size`` tokens, cut at word starts where a word allows."""

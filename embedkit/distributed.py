@@ -141,20 +141,25 @@ class Embedder:
             )
             kind = "null" if texts[bad] is None else type(texts[bad]).__name__
             raise ValueError(f"{where}: {self.text_column!r} holds {kind}, not a string")
+        options = dict(self.options)
         if self.chunker is not None:
-            batch, texts = self._chunk(batch, texts)
-        vectors = np.ascontiguousarray(self.model.encode(texts, show_progress_bar=False, **self.options))
+            batch, texts, token_ids = self._chunk(batch, texts)
+            if options["prompt"] == self.chunker.prompt:  # the ids were made with this prompt
+                options["token_ids"] = token_ids
+        vectors = np.ascontiguousarray(self.model.encode(texts, show_progress_bar=False, **options))
         values = pa.array(vectors.reshape(-1), type=pa.from_numpy_dtype(vectors.dtype))
         column = pa.FixedSizeListArray.from_arrays(values, vectors.shape[1])
         return batch.append_column(self.output_column, column)
 
     def _chunk(self, batch, texts: list[str]):
-        """A row per chunk (see the module's docstring), and the chunks' texts."""
+        """A row per chunk (see the module's docstring), the chunks' texts and their token ids where known."""
         import pyarrow as pa
 
-        rows, numbers, counts, spans, pieces, heads = [], [], [], [], [], []
-        for i, (text, chunks) in enumerate(zip(texts, self.chunker.spans(texts))):
+        plan = self.chunker.plan(texts)
+        rows, numbers, counts, spans, pieces, heads, token_ids = [], [], [], [], [], [], []
+        for i, (text, chunks, ids) in enumerate(zip(texts, plan.spans, plan.token_ids)):
             for n, span in enumerate(chunks or [None]):
+                token_ids.append(ids)
                 rows.append(i)
                 numbers.append(n)
                 counts.append(len(chunks or [None]))
@@ -166,4 +171,4 @@ class Embedder:
         out = out.append_column("chunk", pa.array(numbers, pa.int32()))
         out = out.append_column("chunks", pa.array(counts, pa.int32()))
         out = out.append_column("span", pa.array(spans, pa.list_(pa.int64(), 2)))
-        return out, pieces
+        return out, pieces, token_ids

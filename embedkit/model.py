@@ -43,6 +43,8 @@ class SentenceTransformer(nn.Sequential):
     changing the import.
     """
 
+    accepts_token_ids = True  # encode() takes token ids made ahead (embedkit.chunking.Chunker.plan)
+
     def __init__(
         self,
         model_name_or_path: str | None = None,
@@ -230,13 +232,17 @@ class SentenceTransformer(nn.Sequential):
         pool: EncodePool | None = None,
         chunk_size: int | None = None,
         max_batch_tokens: int | None = None,
+        token_ids: list[list[int] | None] | None = None,
         **kwargs,
     ):
         """Embed one text (1-D result) or a list of texts (2-D result, input order kept).
 
         ``pool`` spreads the work over a process pool (see ``start_multi_process_pool``); a list of
         ``device``s starts one for this call and stops it afterwards;
-        ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``.
+        ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``; ``token_ids``
+        gives, per sentence, the ids the tokenizer makes of it (prompt and special tokens included, not
+        truncated; None where not known), which are then used instead of tokenizing it again
+        (``embedkit.chunking.Chunker.plan`` makes them).
         """
         if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name
             sentences = kwargs.pop("inputs")
@@ -256,6 +262,10 @@ class SentenceTransformer(nn.Sequential):
         truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
+        if token_ids is not None and (len(token_ids) != len(texts) or pool is not None or isinstance(device, list)):
+            raise ValueError("token_ids needs one entry per sentence, and no pool")
+        if self.transformer.do_lower_case:
+            token_ids = None  # the ids were made of the text before lowering
         prompt = self._resolve_prompt(prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
@@ -285,7 +295,7 @@ class SentenceTransformer(nn.Sequential):
                 if own_pool is not None:
                     own_pool.stop()
         else:
-            emb = run(self, texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar)
+            emb = run(self, texts, prompt, batch_size, max_batch_tokens, output_value, show_progress_bar, token_ids)
             if output_value != "sentence_embedding":
                 return emb[0] if single else emb
             if emb is not None and truncate_dim is not None:

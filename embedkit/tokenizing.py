@@ -91,7 +91,7 @@ class TruncatingTokenizer:
 
     def __init__(self, backend):
         spec = json.loads(backend.to_str())
-        self.backend, self.fingerprint = backend, _fingerprint(backend)
+        self.backend, self.fingerprint = backend, fingerprint(backend)
         plain = dict(spec, truncation=None, padding=None)
         self.plain = Tokenizer.from_str(json.dumps(plain))
         try:
@@ -113,7 +113,7 @@ class TruncatingTokenizer:
             self.added = re.compile("|".join(map(re.escape, contents))) if contents else None
 
     def stale(self) -> bool:
-        return _fingerprint(self.backend) != self.fingerprint
+        return fingerprint(self.backend) != self.fingerprint
 
     def encode(self, texts: list[str]) -> Tokens:
         truncation = self.backend.truncation
@@ -201,6 +201,6 @@ class TruncatingTokenizer:
         return encodings
 
 
-def _fingerprint(backend) -> tuple:
+def fingerprint(backend) -> tuple:
     parts = (backend.normalizer, backend.pre_tokenizer, backend.post_processor)
     return (backend.get_vocab_size(with_added_tokens=True), *(p and p.__getstate__() for p in parts))

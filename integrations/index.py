@@ -311,8 +311,12 @@ class Index(ABC):
         if encode:
             if not texts:
                 return []
-            rows = chunk_rows(ids, texts, metadatas, self.chunker.spans(texts))
-            rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces), len(rows.ids))
+            plan = self.chunker.plan(texts)  # each text tokenized once: for its chunks and, if whole, the encoder
+            rows = chunk_rows(ids, texts, metadatas, plan.spans)
+            kwargs = {}
+            if any(t is not None for t in plan.token_ids):  # only for an encoder that takes them
+                kwargs["token_ids"] = [t for t, chunks in zip(plan.token_ids, plan.spans) for _ in chunks or [None]]
+            rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces, **kwargs), len(rows.ids))
         else:
             vectors = self._check_vectors(embeddings, len(texts))
             rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)

@@ -251,3 +251,46 @@ def test_chunking_leaves_keyword_scores_alone(backend, tiny_model, tmp_path):
             index.add(texts, ids=["a", "b", "c", "d"])
             scores.append([(h.id, round(h.score, 6)) for h in index.search("alpha gamma sigma", k=4, mode="keyword")])
     assert scores[0] == scores[1] and len(scores[0]) == 4
+
+
+def test_each_text_is_tokenized_once_per_add(tiny_model, tmp_path, monkeypatch):
+    """The chunker's one pass gives the encoder its ids for the texts stored whole: the encoder tokenizes only
+    the chunks of long texts, and every stored vector equals a plain encode of its piece (the oracle: the
+    model's own tokenization)."""
+    texts = ["a short text", "another one, with a comma", long_text(400, 3), "été à la plage"]
+    index = SQLIndex(tiny_model, f"sqlite:///{tmp_path}/once.db", chunk_tokens=40, chunk_overlap=8)
+    plan = index.chunker.plan(texts)
+    chunked = len(plan.spans[2])
+    assert [s is None for s in plan.spans] == [True, True, False, True] and chunked > 3
+    for text, ids in zip(texts, plan.token_ids):
+        if ids is not None:  # the oracle: the tokenizer's own call on prompt + text
+            assert ids == tiny_model.tokenizer("passage: " + text)["input_ids"]
+    seen = []
+    tokenize = tiny_model.transformer.tokenize
+    monkeypatch.setattr(tiny_model.transformer, "tokenize", lambda batch: seen.extend(batch) or tokenize(batch))
+    index.add(texts, ids=["s", "o", "long", "fr"])
+    seen = [t for t in seen if t != "passage: "]  # the prompt alone is measured for pooling (include_prompt)
+    assert len(seen) == chunked and all(t.startswith("passage: ") for t in seen)  # only the long text's chunks
+    monkeypatch.undo()
+    stored = index.get_vectors(["s", "o", "fr"])
+    expected = tiny_model.encode_document([texts[0], texts[1], texts[3]], normalize_embeddings=True)
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+    pieces = [texts[2][a:b] for a, b in plan.spans[2]]
+    hit = index.search_by_vector(tiny_model.encode_document(pieces[1], normalize_embeddings=True), k=1)[0]
+    assert hit.id == "long" and hit.span == plan.spans[2][1] and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_token_ids_are_checked_and_ignored_where_they_cannot_hold(tiny_model):
+    with pytest.raises(ValueError, match="token_ids needs one entry per sentence"):
+        tiny_model.encode(["a", "b"], token_ids=[None])
+    wrong = tiny_model.tokenizer("something else entirely")["input_ids"]
+    lowering = tiny_model.transformer.do_lower_case
+    try:
+        tiny_model.transformer.do_lower_case = True  # ids made before lowering would not be the model's
+        np.testing.assert_allclose(
+            tiny_model.encode(["Hello"], token_ids=[wrong]), tiny_model.encode(["Hello"]), atol=1e-6
+        )
+    finally:
+        tiny_model.transformer.do_lower_case = lowering
+    taken = tiny_model.encode(["Hello"], token_ids=[wrong])  # taken as given otherwise (the caller's promise)
+    np.testing.assert_allclose(taken, tiny_model.encode(["something else entirely"]), atol=1e-6)

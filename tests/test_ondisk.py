@@ -115,14 +115,13 @@ def test_prefetch_tokenizes_the_next_chunk_during_this_one(tiny_model):
     chunks = [TEXTS[:3], TEXTS[3:5], TEXTS[5:]]
     started = [threading.Event() for _ in chunks]
 
-    class Recording:
-        def tokenize(self, texts):
-            started[chunks.index(texts)].set()
-            return transformer.tokenize(texts)
+    def recording(offset, texts):
+        started[chunks.index(texts)].set()
+        return transformer.tokenize(texts)
 
-    plain = list(tokenized_chunks(transformer, chunks, prefetch=False))
+    plain = list(tokenized_chunks(lambda offset, texts: transformer.tokenize(texts), chunks, prefetch=False))
     prefetched = []
-    for n, item in enumerate(tokenized_chunks(Recording(), chunks, prefetch=True)):
+    for n, item in enumerate(tokenized_chunks(recording, chunks, prefetch=True)):
         if n + 1 < len(chunks):
             assert started[n + 1].wait(5), f"chunk {n + 1} was not tokenized ahead"
         prefetched.append(item)
