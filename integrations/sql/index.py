@@ -22,6 +22,7 @@ from integrations.records import Hit, Record
 from integrations.sql import postgres, sqlite_changes
 from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
 from integrations.sql.matrix import MatrixSearch
+from integrations.sql.rows import RowReader
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class SQLIndex(Index):
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
         self.uses_pgvector = self.dialect == "postgresql" and ensure_pgvector(self.engine)
+        self._rows = RowReader(self.where, self.dimension)
         self._meta = meta_table()
         try:
             with self._guard():
@@ -80,7 +82,7 @@ class SQLIndex(Index):
             meta=self._meta,
             where=self._where,
             in_=self._in,
-            load_metadata=self._load_metadata,
+            load_metadata=self._rows.metadata,
         )
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
         self._bm25 = pg_bm25.PostgresBM25(self.table) if self.dialect == "postgresql" else None
@@ -136,7 +138,7 @@ class SQLIndex(Index):
                 fts = fts5.fts_name(self._key)
                 fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
                 if stored.get("format", 1) < FORMAT:
-                    sqlite_changes.migrate_metadata(conn, self.table, self._load_metadata)
+                    sqlite_changes.migrate_metadata(conn, self.table, self._rows.metadata)
                     stored["format"] = FORMAT
                     conn.execute(
                         sa.update(self._meta).where(meta.table_name == self._key).values(info=json.dumps(stored))
@@ -297,16 +299,6 @@ class SQLIndex(Index):
     def _dump_vector(self, vector: np.ndarray):
         return vector if self.uses_pgvector else vector.astype("<f4").tobytes()
 
-    def _load_metadata(self, row) -> dict:
-        value = row.metadata
-        try:
-            value = json.loads(value) if isinstance(value, str) else value
-        except json.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
-            raise CorruptIndexError(f"{self.where}: the metadata of document {row.id!r} is not a JSON object")
-        return value
-
     # ----------------------------------------------------------------- reads
     @guarded
     def __len__(self) -> int:
@@ -319,7 +311,7 @@ class SQLIndex(Index):
         c = self.table.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.id, c.text, c.metadata).where(self._in(c.id, ids)))
-            found = {r.id: Record(r.id, r.text, self._load_metadata(r)) for r in rows}
+            found = {r.id: Record(r.id, r.text, self._rows.metadata(r)) for r in rows}
         return [found[i] for i in ids if i in found]
 
     def _select(self, node: Node | None, ids, limit, offset, after=None) -> list[Record]:
@@ -332,7 +324,7 @@ class SQLIndex(Index):
             query = query.where(key > after)
         query = query.limit(limit).offset(offset or None)
         with self.engine.connect() as conn:
-            return [Record(r.id, r.text, self._load_metadata(r)) for r in conn.execute(query)]
+            return [Record(r.id, r.text, self._rows.metadata(r)) for r in conn.execute(query)]
 
     def _in(self, column, ids: list[str]):
         """``column IN ids`` with one bound parameter however many ids there are."""
@@ -345,18 +337,8 @@ class SQLIndex(Index):
         found = {}
         with self.engine.connect() as conn:
             for row in conn.execute(sa.select(c.id, c.embedding).where(self._in(c.id, ids))):
-                found[row.id] = self._load_vector(row)
+                found[row.id] = self._rows.vector(row)
         return found
-
-    def _load_vector(self, row) -> np.ndarray:
-        value = row.embedding
-        if isinstance(value, (bytes, memoryview)):
-            if len(value) != 4 * self.dimension:
-                raise CorruptIndexError(f"{self.where}: the embedding of document {row.id!r} is damaged")
-            return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
-        if hasattr(value, "to_numpy"):  # pgvector's Vector, where its psycopg loader is registered
-            value = value.to_numpy()
-        return np.asarray(value, dtype=np.float32)
 
     def _keyword(self, queries, k, node: Node | None, with_vectors) -> list[list[Hit]]:
         where, extra = self._where(node), [self.table.c.embedding] if with_vectors else []
@@ -367,23 +349,17 @@ class SQLIndex(Index):
                 else fts5.search(conn, self.table, self._key, query, where, k, extra)
                 for query in queries
             ]
-        return [[self._hit(r, float(r.score), None, with_vectors) for r in rows] for rows in found]
+        return [[self._rows.hit(r, float(r.score), None, with_vectors) for r in rows] for rows in found]
 
     def _search(self, vectors, k, node: Node | None, with_vectors) -> list[list[Hit]]:
         with self._errors():
             if self.uses_pgvector:
                 key = None if node is None else filter_key(node)
                 return [
-                    [self._hit(r, 1.0 - float(r.distance), load_span(r.span), with_vectors) for r in rows]
+                    [self._rows.hit(r, 1.0 - float(r.distance), load_span(r.span), with_vectors) for r in rows]
                     for rows in self._pg.search(vectors, k, key, self._where(node), with_vectors)
                 ]
             return self._matrix.search(vectors, k, node, with_vectors)
-
-    def _hit(self, row, score: float, span, with_vectors: bool) -> Hit:
-        hit = Hit(row.id, row.text, self._load_metadata(row), score, span=span)
-        if with_vectors:
-            hit.vector = self._load_vector(row)
-        return hit
 
     @contextlib.contextmanager
     def _errors(self):
