@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .quantization import PRECISIONS
+
 
 def check_texts(sentences, caller: str = "encode()") -> list[str]:
     """A list of str from a str or an iterable of str; TypeError names the first bad item."""
@@ -30,3 +32,21 @@ def check_non_negative_int(name: str, value) -> None:
     """ValueError unless ``value`` is an int >= 0."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+
+
+def check_encode_options(batch_size, max_batch_tokens, precision: str, output_value, pool) -> None:
+    """``encode()``'s options, each alone and together."""
+    check_positive_int("batch_size", batch_size)
+    if max_batch_tokens is not None:
+        check_positive_int("max_batch_tokens", max_batch_tokens)
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if output_value not in OUTPUT_VALUES:
+        raise ValueError(f"Unknown output_value {output_value!r}; expected one of {OUTPUT_VALUES}")
+    if precision != "float32" and output_value != "sentence_embedding":
+        raise ValueError(f"precision={precision!r} applies only to output_value='sentence_embedding'")
+    if pool is not None and output_value != "sentence_embedding":
+        raise ValueError("a pool returns sentence embeddings only (output_value='sentence_embedding')")

@@ -25,8 +25,8 @@ import numpy as np
 
 from .chunking import Chunker, piece
 from .extras import require
+from .quantization import PRECISIONS
 
-PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 CHUNK_COLUMNS = ("chunk", "chunks", "span")
 
 

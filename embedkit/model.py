@@ -12,19 +12,18 @@ import torch
 from torch import Tensor, nn
 
 from .batching import run, to_numpy, token_lengths
-from .checks import check_positive_int, check_texts
+from .checks import check_encode_options, check_texts
 from .folder import load_folder, model_config, save_folder
 from .hub import resolve_model_path
 from .modules import Transformer
 from .modules.transformer import BACKENDS
 from .ondisk import encode_to_file
 from .pool import EncodePool
-from .quantization import PRECISIONS, quantization_ranges, quantize_embeddings
+from .quantization import quantization_ranges, quantize_embeddings
 from .similarity import PAIRWISE, SIMILARITY, SIMILARITY_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
 
@@ -248,24 +247,13 @@ class SentenceTransformer(nn.Sequential):
             sentences = kwargs.pop("inputs")
         if kwargs:
             raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
-        check_positive_int("batch_size", batch_size)
-        if max_batch_tokens is not None:
-            check_positive_int("max_batch_tokens", max_batch_tokens)
-        if precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}")
-        if output_value not in OUTPUT_VALUES:
-            raise ValueError(f"Unknown output_value {output_value!r}; expected one of {OUTPUT_VALUES}")
-        if precision != "float32" and output_value != "sentence_embedding":
-            raise ValueError(f"precision={precision!r} applies only to output_value='sentence_embedding'")
-        if pool is not None and output_value != "sentence_embedding":
-            raise ValueError("a pool returns sentence embeddings only (output_value='sentence_embedding')")
+        check_encode_options(batch_size, max_batch_tokens, precision, output_value, pool)
         truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         if token_ids is not None and (len(token_ids) != len(texts) or pool is not None or isinstance(device, list)):
             raise ValueError("token_ids needs one entry per sentence, and no pool")
-        if self.transformer.do_lower_case:
-            token_ids = None  # the ids were made of the text before lowering
+        token_ids = None if self.transformer.do_lower_case else token_ids  # made of the text before lowering
         prompt = self._resolve_prompt(prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO

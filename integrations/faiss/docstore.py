@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import sqlite3
-from typing import NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -36,6 +35,7 @@ from integrations._shared.codec import int_keys, load_span
 from integrations._shared.sqlite_files import json_ints, json_values
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
 from integrations.faiss import snapshots
+from integrations.faiss.rows import Found, Row
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword.fts5 import create_sqlite, fts5_select
 
@@ -49,29 +49,6 @@ CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, fid INTE
 DOCS = sa.table("docs", *map(sa.column, ("fid", "id", "metadata", "doc", "span")))
 BODIES = sa.table("bodies", *map(sa.column, ("fid", "text", "code")))
 BATCH = 20_000  # rows per read when streaming the whole table
-
-
-class Row(NamedTuple):
-    """A stored row as ``by_id`` reads it."""
-
-    id: str
-    fid: int
-    text: str
-    metadata: str  # JSON text
-    code: bytes
-    doc: str | None  # the document of a later chunk
-    span: str | None  # JSON [start, end]
-
-
-class Found(NamedTuple):
-    """A search hit's row as ``records`` reads it: its document's text, parsed metadata and span, and its
-    own code when asked for."""
-
-    id: str
-    text: str
-    metadata: dict
-    span: tuple[int, int] | None
-    code: bytes | None
 
 
 class DocStore:

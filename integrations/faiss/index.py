@@ -23,7 +23,7 @@ from integrations.records import Hit, Record
 logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
-PRECISIONS = ("float32", "int8", "ubinary")
+STORED_PRECISIONS = ("float32", "int8", "ubinary")  # of the encoder's PRECISIONS, those FAISS can search
 SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writes a new one
 
 
@@ -60,8 +60,8 @@ class FaissIndex(FaissSearch, Index):
         super().__init__(encoder, chunk_tokens, chunk_overlap)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision not in STORED_PRECISIONS:
+            raise ValueError(f"precision must be one of {STORED_PRECISIONS}, got {precision!r}")
         if precision == "ubinary" and self.dimension % 8:
             raise ValueError(f"ubinary needs a dimension divisible by 8, got {self.dimension}")
         for name, value in (("rescore_multiplier", rescore_multiplier), ("hnsw_m", hnsw_m)):
@@ -351,7 +351,9 @@ class FaissIndex(FaissSearch, Index):
         self._check_open()
         with self._lock:
             if path is not None and (self.path is None or os.path.realpath(path) != os.path.realpath(self.path)):
-                self._move_to(path)
+                target = copy_to(self._store, path)  # the docstore copied to the new folder, used from now on
+                self._store.close()
+                self._store, self.path, self._version = target, path, None
             if self.path is None:
                 raise ValueError("save() needs a path (none was given to FaissIndex)")
             if self._store.read_only:
@@ -383,13 +385,6 @@ class FaissIndex(FaissSearch, Index):
         if stale:
             snapshots.remove(os.path.join(self.path, stale))
         snapshots.clean(self.path, (current if newer else mine)["file"])
-
-    def _move_to(self, path: str) -> None:
-        """Copy the docstore to a new folder and continue there."""
-        target = copy_to(self._store, path)
-        self._store.close()
-        self._store, self.path = target, path
-        self._version = None
 
     def close(self) -> None:
         """Snapshot if much changed (see save), then release the docstore."""
