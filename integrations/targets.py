@@ -16,12 +16,12 @@ def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> In
     does not exist yet is a FileNotFoundError naming it (see ``check_index``), instead of a new empty one.
     ``kwargs`` go to the index (``table=...``, ``kind=...``, ...)."""
     _check_target(target)
-    if not create:
-        check_index(target, kwargs.get("table", "documents"))
     if target is not None and "://" in target:
         from integrations.sql import SQLIndex
 
-        return SQLIndex(encoder, target, **kwargs)
+        return SQLIndex(encoder, target, create=create, **kwargs)  # which checks, once
+    if not create:
+        check_index(target)
     from integrations.faiss import FaissIndex
 
     return FaissIndex(encoder, path=target, **kwargs)

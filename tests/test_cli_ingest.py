@@ -218,3 +218,28 @@ def test_store_commands_load_no_model_or_store_until_run():
     code = "import sys, integrations.cli.commands; assert not {'torch', 'faiss', 'sqlalchemy'} & set(sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_existence_check_reads_without_an_engine_and_changes_nothing(tmp_path, monkeypatch):
+    """check_index on SQLite opens the file as it is: no engine (each would set WAL mode), no file created,
+    the journal mode left alone; a damaged file is named as damaged."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from integrations.errors import CorruptIndexError
+    from integrations.targets import check_index
+
+    file = tmp_path / "plain.db"
+    with sqlite3.connect(file) as conn:
+        conn.execute("CREATE TABLE Documents (id TEXT)")
+    monkeypatch.setattr(sa, "create_engine", lambda *a, **k: pytest.fail("an engine was made"))
+    check_index(f"sqlite:///{file}")  # SQLite names are case-insensitive
+    with pytest.raises(FileNotFoundError, match="no table 'other'"):
+        check_index(f"sqlite:///{file}", "other")
+    with sqlite3.connect(file) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert sorted(os.listdir(tmp_path)) == ["plain.db"]
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(CorruptIndexError, match="junk.db: the database is damaged"):
+        check_index(f"sqlite:///{tmp_path}/junk.db")

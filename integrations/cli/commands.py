@@ -101,8 +101,8 @@ def cmd_search(args, load_model: Callable) -> None:
         filter = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
-    check_index(args.db)  # a missing index fails before the model loads
-    with open_index(args.db, load_model(), create=False) as index:
+    check_index(args.db)  # a missing index fails before the model loads, and nothing is created
+    with open_index(args.db, load_model()) as index:
         hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode)
     if args.json:
         rows = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span} for h in hits]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
+import urllib.parse
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -73,14 +75,32 @@ def check_exists(url: str, table: str = "documents") -> None:
             raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
         if not os.path.isfile(file):  # connecting would create it
             raise FileNotFoundError(f"no index at {url!r}: {file} does not exist")
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            exists = sa.inspect(conn).has_table(table)
-    finally:
-        engine.dispose()
+        exists = _sqlite_has_table(file, table)
+    else:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                exists = sa.inspect(conn).has_table(table)
+        finally:
+            engine.dispose()
     if not exists:
-        raise FileNotFoundError(f"no index at {engine.url.render_as_string(hide_password=True)!r}: no table {table!r}")
+        raise FileNotFoundError(f"no index at {parsed.render_as_string(hide_password=True)!r}: no table {table!r}")
+
+
+def _sqlite_has_table(file: str, table: str) -> bool:
+    """Whether the SQLite ``file`` holds ``table``, read without an engine: nothing is created and the
+    journal mode is left alone."""
+    if sqlite_files.on_read_only_storage(file):
+        conn = sqlite_files.connect_read_only(file)
+    else:
+        conn = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(file)) + "?mode=rw", uri=True)
+    try:
+        found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,))
+        return found.fetchone() is not None
+    except sqlite3.DatabaseError as exc:
+        raise sqlite_files.translate(exc, file) or exc from None
+    finally:
+        conn.close()
 
 
 def make_engine(url: str, **kwargs) -> sa.Engine:
