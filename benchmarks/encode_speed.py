@@ -111,7 +111,7 @@ def main() -> None:
 
 
 def tokenization(model: SentenceTransformer, texts: list[str], repeats: int) -> None:
-    """Tokenization alone, on every SciFact document: embedkit (``embedkit.tokenizing``) against
+    """Tokenization alone, on every SciFact document: embedkit (``embedkit._encoding.tokenizing``) against
     ``tokenizer(texts, truncation=True, max_length=...)`` on the same cores, with identical ids."""
     length = model.max_seq_length
     hf = lambda: model.tokenizer(texts, truncation=True, max_length=length)["input_ids"]  # noqa: E731

@@ -2,7 +2,7 @@
 
     python benchmarks/retrieval.py --data ../shared/data [--model all-MiniLM-L6-v2] [--no-postgres]
     python benchmarks/retrieval.py --data ../shared/data --mode vector|keyword|hybrid|all \
-        [--chunk-tokens N] [--chunk-overlap M] [--vectors scifact-vectors.npz]
+        [--chunk-tokens N] [--chunk-overlap M] [--vectors scifact-vectors.npz] [--rerank MODEL]
 
 With ``--mode``, it measures the quality of each search mode through ``Index.search`` on SQLite, FAISS
 (flat) and PostgreSQL, with the index's own chunking (``benchmarks/retrieval_modes.py``); dense search
@@ -79,6 +79,7 @@ def main() -> None:
     )
     parser.add_argument("--chunk-overlap", type=int, default=32)
     parser.add_argument("--vectors", help="an .npz file that remembers embeddings by text (with --mode)")
+    parser.add_argument("--rerank", metavar="MODEL", help="with --mode: each mode again with this CrossEncoder")
     args = parser.parse_args()
 
     corpus, queries, qrels = scifact(args.data)
@@ -88,7 +89,12 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             url = None if args.no_postgres else stack.enter_context(postgres_url())
             chunk_tokens = None if args.chunk_tokens < 0 else args.chunk_tokens
-            run(corpus, queries, qrels, encoder, modes, chunk_tokens, args.chunk_overlap, url)
+            rerank = None
+            if args.rerank:
+                from embedkit import CrossEncoder
+
+                rerank = CrossEncoder(args.rerank)
+            run(corpus, queries, qrels, encoder, modes, chunk_tokens, args.chunk_overlap, url, rerank)
         return
     doc_ids, qids = list(corpus), list(queries)
     model = SentenceTransformer(args.model)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import util
+    from . import models, util
+    from .cross_encoder import CrossEncoder
     from .model import SentenceTransformer
     from .util import (
         LoggingHandler,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CrossEncoder",
     "LoggingHandler",
     "SentenceTransformer",
     "__version__",
@@ -42,6 +44,7 @@ __all__ = [
     "dot_score",
     "euclidean_sim",
     "manhattan_sim",
+    "models",
     "normalize_embeddings",
     "pairwise_cos_sim",
     "pairwise_dot_score",
@@ -59,6 +62,10 @@ __all__ = [
 def __getattr__(name: str):
     if name == "SentenceTransformer":
         return importlib.import_module("embedkit.model").SentenceTransformer
+    if name == "CrossEncoder":
+        return importlib.import_module("embedkit.cross_encoder").CrossEncoder
+    if name == "models":
+        return importlib.import_module("embedkit.models")
     if name == "util" or name in __all__:
         util = importlib.import_module("embedkit.util")  # cos_sim, ..., quantize_embeddings, semantic_search
         return util if name == "util" else getattr(util, name)

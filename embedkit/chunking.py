@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
-from .tokenizing import fingerprint
+from ._encoding.tokenizing import fingerprint
 
 Span = tuple[int, int]
 
@@ -97,23 +97,21 @@ class Chunker:
             return self._plan_slow(texts)
         prompt = self.prompt
         spans, token_ids = [], []
+        n = len(prompt)
         for text, encoding in zip(texts, backend.encode_batch([prompt + t for t in texts], add_special_tokens=True)):
+            all_offsets, ids = encoding.offsets, encoding.ids  # each read of an Encoding's field builds a list
             # the text's own tokens: not special, and ending past the prompt (offsets are into prompt + text)
             own = [
-                t
-                for t, (m, (_, end)) in enumerate(zip(encoding.special_tokens_mask, encoding.offsets))
-                if not m and end > len(prompt)
+                t for t, (m, (_, end)) in enumerate(zip(encoding.special_tokens_mask, all_offsets)) if not m and end > n
             ]
             if len(own) <= self.size:
                 spans.append(None)
-                whole = self.reuse and len(encoding.ids) <= self.limit and not any(encoding.type_ids)
-                token_ids.append(encoding.ids if whole else None)
+                whole = self.reuse and len(ids) <= self.limit and not any(encoding.type_ids)
+                token_ids.append(ids if whole else None)
                 continue
-            offsets = [
-                (max(encoding.offsets[t][0] - len(prompt), 0), encoding.offsets[t][1] - len(prompt)) for t in own
-            ]
-            words = [encoding.word_ids[t] for t in own]
-            spans.append(self._chunks(text, offsets, words))
+            offsets = [(max(all_offsets[t][0] - n, 0), all_offsets[t][1] - n) for t in own]
+            word_ids = encoding.word_ids
+            spans.append(self._chunks(text, offsets, [word_ids[t] for t in own]))
             token_ids.append(None)
         return Plan(spans, token_ids)
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._optional import require
 from .chunking import Chunker, piece
-from .extras import require
 from .quantization import PRECISIONS
 
 CHUNK_COLUMNS = ("chunk", "chunks", "span")

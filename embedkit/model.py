@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .batching import run, to_numpy, token_lengths
-from .checks import check_encode_options, check_texts
-from .folder import load_folder, model_config, save_folder
+from ._checks import check_encode_options, check_texts
+from ._encoding.batching import run, to_numpy, token_lengths
+from ._encoding.npy_file import encode_to_file
 from .hub import resolve_model_path
+from .model_folder import load_folder, model_config, save_folder
 from .modules import Transformer
 from .modules.transformer import BACKENDS
-from .ondisk import encode_to_file
 from .pool import EncodePool
 from .quantization import quantization_ranges, quantize_embeddings
 from .similarity import PAIRWISE, SIMILARITY, SIMILARITY_FUNCTIONS
@@ -211,7 +211,7 @@ class SentenceTransformer(nn.Sequential):
 
     def encode_to_file(self, sentences, path: str, chunk_size: int = 10000, resume: bool = False, **kwargs):
         """Stream the embeddings of any iterable of texts into a .npy file with bounded memory; ``resume``
-        continues an interrupted run. Returns a read-only memmap. See ``embedkit.ondisk``."""
+        continues an interrupted run. Returns a read-only memmap. See ``embedkit._encoding.npy_file``."""
         return encode_to_file(self, sentences, path, chunk_size=chunk_size, resume=resume, **kwargs)
 
     def encode(

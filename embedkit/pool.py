@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_positive_int
+from ._checks import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class EncodePool:
         try:
             ready = 0
             while ready < len(self._processes):
-                kind, _, _, payload = self._next_message()
-                if kind == "error":
+                status, _, _, payload = self._next_message()
+                if status == "error":
                     raise WorkerError(f"an encoding worker failed:\n{payload}")
-                ready += kind == "ready"
+                ready += status == "ready"
         except BaseException:
             self.stop()
             raise
@@ -149,10 +149,10 @@ class EncodePool:
         failure = None
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
             while len(results) < len(starts):
-                kind, job, n, payload = self._next_message()
+                status, job, n, payload = self._next_message()
                 if job != self._job:
                     continue  # a leftover from an earlier, failed call
-                if kind == "error":
+                if status == "error":
                     failure = failure or payload
                     results[n] = None
                     continue

@@ -6,6 +6,7 @@
     │   └── NotAnIndexError                   another store's files, a plain file, an empty docstore
     ├── DimensionMismatchError (ValueError)   an index built for vectors of another dimension
     ├── IndexClosedError (ValueError)         a call on a closed index
+    ├── IndexNotFoundError (FileNotFoundError) no index where one must exist (create=False, the CLI)
     ├── ReadOnlyIndexError (PermissionError)  a write to an index on read-only storage
     └── SearchError (RuntimeError)            the database failed a search (its own message, no SQL)
 
@@ -36,6 +37,10 @@ class DimensionMismatchError(StoreError, ValueError):
 
 class IndexClosedError(StoreError, ValueError):
     """The index was closed; open it again to use it."""
+
+
+class IndexNotFoundError(StoreError, FileNotFoundError):
+    """No index exists at the target, and none may be created there; nothing was created."""
 
 
 class ReadOnlyIndexError(StoreError, PermissionError):

@@ -14,8 +14,9 @@ from typing import Any, overload
 
 import numpy as np
 
-from embedkit.checks import check_non_negative_int, check_positive_int, check_texts
+from embedkit._checks import check_non_negative_int, check_positive_int, check_texts
 from embedkit.chunking import Chunker
+from integrations._shared import rerank as reranking
 from integrations._shared import validation
 from integrations._shared.chunk_rows import Rows, chunk_rows, documents
 from integrations._shared.fusion import MODES, fuse
@@ -88,6 +89,8 @@ class Index(ABC):
         mode: str = "vector",
         rrf_k: int = 60,
         candidates: int = 100,
+        rerank: Any = None,
+        rerank_candidates: int = 50,
     ) -> list[Hit]: ...
 
     @overload
@@ -100,6 +103,8 @@ class Index(ABC):
         mode: str = "vector",
         rrf_k: int = 60,
         candidates: int = 100,
+        rerank: Any = None,
+        rerank_candidates: int = 50,
     ) -> list[list[Hit]]: ...
 
     @guarded
@@ -112,36 +117,46 @@ class Index(ABC):
         mode: str = "vector",
         rrf_k: int = 60,
         candidates: int = 100,
+        rerank: Any = None,
+        rerank_candidates: int = 50,
     ) -> list[Hit] | list[list[Hit]]:
         """The ``k`` best documents for a query (or a list of lists for several), best first.
 
         ``mode``: ``"vector"`` (cosine similarity), ``"keyword"`` (the backend's full-text index) or
         ``"hybrid"`` (both, fused by reciprocal rank fusion with constant ``rrf_k``, each leg ``candidates``
-        deep; see ``integrations._shared.fusion``). The filter applies to every leg. ``include_vectors`` sets each
-        hit's ``vector`` to its stored (normalized) embedding."""
+        deep; see ``integrations._shared.fusion``). The filter applies to every leg. ``include_vectors``
+        sets each hit's ``vector`` to its stored (normalized) embedding. ``rerank`` (a CrossEncoder, or a
+        callable ``(query, passages) -> scores``) reorders the first ``rerank_candidates`` documents and
+        keeps the ``k`` best (see ``integrations._shared.rerank``)."""
         queries = check_texts(query, "search()")
         for i, text in enumerate(queries):
             check_string(text, f"search() input at index {i}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "vector":
-            return self._find(isinstance(query, str), queries, k, filter, encode=True, include_vectors=include_vectors)
         check_positive_int("rrf_k", rrf_k)
         check_positive_int("candidates", candidates)
         self._check_open()
         check_positive_int("k", k)
+        score = None if rerank is None else reranking.scorer(rerank, rerank_candidates, k)
         k, candidates = min(k, MAX_ROWS), min(candidates, MAX_ROWS)
+        first = k if score is None else min(rerank_candidates, MAX_ROWS)  # what the first stage fetches
         node = parse_filter(filter)
         if not queries:
             return []
         if mode == "keyword":
-            results = self._keyword(queries, k, node, include_vectors)
+            results = self._keyword(queries, first, node, include_vectors)
         else:
-            depth = max(k, candidates)
-            vectors = self._check_vectors(self.encoder.encode_query(queries), None)
-            dense = self._dense(vectors, depth, node, include_vectors)
-            sparse = self._keyword(queries, depth, node, include_vectors)
-            results = [fuse({"vector": d, "keyword": s}, k, rrf_k) for d, s in zip(dense, sparse)]
+            depth = first if mode == "vector" else max(first, candidates)
+            dense = self._dense(
+                self._check_vectors(self.encoder.encode_query(queries), None), depth, node, include_vectors
+            )
+            if mode == "vector":
+                results = dense
+            else:
+                sparse = self._keyword(queries, depth, node, include_vectors)
+                results = [fuse({"vector": d, "keyword": s}, first, rrf_k) for d, s in zip(dense, sparse)]
+        if score is not None:
+            results = [reranking.rerank_hits(score, q, hits, k, mode) for q, hits in zip(queries, results)]
         return results[0] if isinstance(query, str) else results
 
     @guarded
@@ -151,7 +166,7 @@ class Index(ABC):
         """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
         array = np.asarray(vector.cpu() if hasattr(vector, "cpu") else vector, dtype=np.float32)
         single, queries = array.ndim == 1, array[None] if array.ndim == 1 else array
-        return self._find(single, queries, k, filter, encode=False, include_vectors=include_vectors)
+        return self._find(single, queries, k, filter, include_vectors)
 
     @guarded
     def get(
@@ -324,17 +339,12 @@ class Index(ABC):
             self._write(rows)
         return ids
 
-    def _find(self, single: bool, queries, k: int, filter: dict | None, encode: bool, include_vectors: bool):
+    def _find(self, single: bool, queries, k: int, filter: dict | None, include_vectors: bool):
         self._check_open()
         check_positive_int("k", k)
-        k = min(k, MAX_ROWS)
         node = parse_filter(filter)
-        if encode:
-            if not queries:
-                return []
-            queries = self.encoder.encode_query(queries)
         vectors = self._check_vectors(queries, None)
-        results = self._dense(vectors, k, node, include_vectors) if len(vectors) else []
+        results = self._dense(vectors, min(k, MAX_ROWS), node, include_vectors) if len(vectors) else []
         return results[0] if single else results
 
     def _dense(self, vectors: np.ndarray, k: int, node, include_vectors: bool) -> list[list[Hit]]:

@@ -1,20 +1,23 @@
-"""LangChain adapters: ``EmbedkitEmbeddings`` (an ``Embeddings``) and ``EmbedkitVectorStore`` (a
-``VectorStore`` over any ``integrations.Index``). Needs the ``langchain`` extra (langchain-core)."""
+"""LangChain adapters: ``EmbedkitEmbeddings`` (an ``Embeddings``), ``EmbedkitVectorStore`` (a
+``VectorStore`` over any ``integrations.Index``) and ``EmbedkitReranker`` (a ``BaseDocumentCompressor`` for
+``ContextualCompressionRetriever``). Needs the ``langchain`` extra (langchain-core)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import uuid
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from embedkit.extras import missing
+from embedkit._checks import check_positive_int
+from embedkit._optional import missing
 
 try:
-    from langchain_core.documents import Document
+    from langchain_core.documents import BaseDocumentCompressor, Document
     from langchain_core.embeddings import Embeddings
     from langchain_core.vectorstores import VectorStore
     from langchain_core.vectorstores.utils import maximal_marginal_relevance
@@ -22,6 +25,7 @@ except ImportError as exc:
     raise missing("langchain_core", "langchain", "integrations.langchain") from exc
 
 from embedkit import SentenceTransformer
+from integrations._shared.rerank import scorer
 from integrations.faiss import FaissIndex
 from integrations.index import Index
 from integrations.records import Record
@@ -140,15 +144,16 @@ class EmbedkitVectorStore(VectorStore):
     def similarity_search(
         self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[Document]:
-        """``mode``: ``"vector"``, ``"keyword"`` or ``"hybrid"`` (see ``Index.search``); ``rrf_k`` and
-        ``candidates`` pass through. ``as_retriever(search_kwargs={"mode": "hybrid"})`` is a hybrid retriever.
+        """``mode``: ``"vector"``, ``"keyword"`` or ``"hybrid"`` (see ``Index.search``); ``rrf_k``,
+        ``candidates``, ``rerank`` and ``rerank_candidates`` pass through, so that
+        ``as_retriever(search_kwargs={"mode": "hybrid", "rerank": cross_encoder})`` reranks a hybrid search.
         A document stored in chunks comes back as its best chunk, with ``metadata["span"]``."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, mode=mode, **kwargs)]
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        options = {key: kwargs[key] for key in ("rrf_k", "candidates") if key in kwargs}
+        options = {key: kwargs[key] for key in ("rrf_k", "candidates", "rerank", "rerank_candidates") if key in kwargs}
         return [(_document(h), h.score) for h in self.index.search(query, k=k, filter=filter, mode=mode, **options)]
 
     def similarity_search_by_vector(
@@ -238,22 +243,59 @@ class EmbedkitVectorStore(VectorStore):
         metadatas: list[dict] | None = None,
         *,
         ids: list[str] | None = None,
-        backend: str = "faiss",
+        target: str | None = None,
         **index_kwargs: Any,
     ) -> EmbedkitVectorStore:
-        """Build a store: ``backend="faiss"`` (FaissIndex kwargs: path, kind, precision, ...; with a path,
-        every add is durable) or ``"sql"`` (SQLIndex kwargs: url, table). An EmbedkitEmbeddings is
-        unwrapped to its model."""
+        """Build a store at ``target``, as ``open_index`` takes it: a SQLAlchemy URL (SQLIndex; kwargs
+        ``table``, ...), a folder (FaissIndex, every add durable; kwargs ``kind``, ``precision``, ...) or
+        None (an in-memory FaissIndex). An EmbedkitEmbeddings is unwrapped to its model. The older
+        ``backend="faiss"`` with ``path=`` and ``backend="sql"`` with ``url=`` still work."""
         encoder = embedding.model if isinstance(embedding, EmbedkitEmbeddings) else embedding
-        if backend == "faiss":
-            index = open_index(index_kwargs.pop("path", None), encoder, **index_kwargs)
-        elif backend == "sql":
-            index = open_index(index_kwargs.pop("url", "sqlite:///embedkit.db"), encoder, **index_kwargs)
-        else:
-            raise ValueError(f"backend must be 'faiss' or 'sql', got {backend!r}")
+        backend = index_kwargs.pop("backend", None)
+        if backend is not None:
+            if backend not in ("faiss", "sql"):
+                raise ValueError(f"backend must be 'faiss' or 'sql', got {backend!r}")
+            warnings.warn("from_texts(backend=...) is deprecated; pass target=", DeprecationWarning, stacklevel=2)
+        if "path" in index_kwargs or "url" in index_kwargs:
+            default = "sqlite:///embedkit.db" if backend == "sql" else None
+            target = index_kwargs.pop("path", None) or index_kwargs.pop("url", default)
+        elif backend == "sql" and target is None:
+            target = "sqlite:///embedkit.db"
+        index = open_index(target, encoder, **index_kwargs)
         store = cls(index, embedding if isinstance(embedding, Embeddings) else None)
         store.add_texts(texts, metadatas, ids=ids)
         return store
+
+
+class EmbedkitReranker(BaseDocumentCompressor):
+    """Reorders retrieved documents by a reranker and keeps the ``top_n`` best, each with its score in
+    ``metadata["relevance_score"]``. ``model``: an embedkit (or sentence-transformers) CrossEncoder, or a
+    callable ``(query, passages) -> scores``."""
+
+    model: Any
+    top_n: int = 3
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    def compress_documents(self, documents, query: str, callbacks=None) -> list[Document]:
+        documents = list(documents)
+        if not documents:
+            return []
+        check_positive_int("top_n", self.top_n)
+        score = scorer(self.model, self.top_n, self.top_n)
+        scores = score(query, [d.page_content for d in documents])
+        scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
+        if len(scores) != len(documents):
+            raise ValueError(f"the reranker gave {len(scores)} scores for {len(documents)} documents")
+        order = sorted(range(len(documents)), key=lambda i: -scores[i])[: self.top_n]
+        return [
+            Document(
+                page_content=documents[i].page_content,
+                metadata={**documents[i].metadata, "relevance_score": scores[i]},
+                id=documents[i].id,
+            )
+            for i in order
+        ]
 
 
 def _document(record: Record) -> Document:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedkit.extras import require
+from embedkit._optional import require
 from integrations._shared import validation
 from integrations._shared.chunk_rows import SEP, Rows
 from integrations.index import Index

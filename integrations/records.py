@@ -24,11 +24,14 @@ class Record:
 class Hit(Record):
     """A search result, best first. ``score``: the cosine similarity to the query (vector search), the
     keyword relevance (keyword search) or the fused score (hybrid search); higher is better. ``ranks``:
-    the hit's rank in each leg that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode)."""
+    the hit's rank in each leg or stage that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode
+    and with a rerank stage, which adds ``"rerank"``). ``scores``: with a rerank stage, the first stage's
+    score under its mode's name and the reranker's under ``"rerank"``."""
 
     score: float = 0.0
     span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
     ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
+    scores: dict[str, float] | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def passage(self) -> str:

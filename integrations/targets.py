@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from integrations.errors import IndexNotFoundError
 from integrations.index import Index
 
 FAISS_FILES = ("docs.sqlite", "CURRENT")  # a FAISS index folder, or one written by embedkit 0.1
@@ -13,7 +14,8 @@ FAISS_FILES = ("docs.sqlite", "CURRENT")  # a FAISS index folder, or one written
 def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> Index:
     """A SQLAlchemy URL (``sqlite:///docs.db``, ``postgresql+psycopg://...``) opens a SQLIndex; anything
     else is a FAISS index folder, and None an in-memory FaissIndex. With ``create=False`` an index that
-    does not exist yet is a FileNotFoundError naming it (see ``check_index``), instead of a new empty one.
+    does not exist yet is an IndexNotFoundError (a FileNotFoundError) naming it (see ``check_index``),
+    instead of a new empty one.
     ``kwargs`` go to the index (``table=...``, ``kind=...``, ...)."""
     _check_target(target)
     if target is not None and "://" in target:
@@ -28,14 +30,14 @@ def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> In
 
 
 def check_index(target: str | None, table: str = "documents") -> None:
-    """FileNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
+    """IndexNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
     _check_target(target)
     if target is not None and "://" in target:
         from integrations.sql.engines import check_exists
 
         check_exists(target, table)
     elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):
-        raise FileNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
+        raise IndexNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
 
 
 def _check_target(target) -> None:

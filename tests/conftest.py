@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
-import uuid
 
 import pytest
 import torch
 from helpers import oracle_model
-from store_workers import HashEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
@@ -86,21 +85,53 @@ def tiny_model(prompt_model_dir):
     return SentenceTransformer(prompt_model_dir, device="cpu")
 
 
-STORES = ["faiss-flat", "faiss-hnsw-int8", "faiss-flat-ubinary", "sqlite", "postgres"]
+@pytest.fixture(scope="session")
+def cross_dirs(tmp_path_factory, minilm_path):
+    """Tiny BERT sequence classifiers with 1 and 3 labels (fixed seeds, the packaged tokenizer), each saved
+    by sentence-transformers' CrossEncoder.save, so that the folders have the real format."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folders = {}
+    for labels in (1, 3):
+        plain = str(tmp_path_factory.mktemp(f"hf_{labels}"))
+        torch.manual_seed(labels)
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            num_labels=labels,
+        )
+        BertForSequenceClassification(config).save_pretrained(plain)
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+        tokenizer.model_max_length = 128
+        tokenizer.save_pretrained(plain)
+        saved = str(tmp_path_factory.mktemp(f"st_{labels}"))
+        from sentence_transformers import CrossEncoder as OracleCrossEncoder
+
+        OracleCrossEncoder(plain, device="cpu").save(saved)
+        folders[labels] = saved
+        folders[f"plain{labels}"] = plain
+    return folders
 
 
-@pytest.fixture(params=STORES)
-def make(request, tmp_path):
-    """Opens (and reopens) one backend over the same storage, with the torch-free HashEncoder; keyword
-    arguments go to the index."""
-    from integrations import open_index
+@pytest.fixture
+def run_cli(capsys):
+    """The ``embedkit`` command run in this process: ``run_cli(*args)`` gives (exit code, stdout, stderr)."""
+    from integrations.cli import main
 
-    name = request.param
-    if name.startswith("faiss"):
-        kind, *precision = name.split("-")[1:]
-        where, options = str(tmp_path / "f"), {"kind": kind, "precision": precision[0] if precision else "float32"}
-    elif name == "sqlite":
-        where, options = f"sqlite:///{tmp_path}/d.db", {}
-    else:
-        where, options = request.getfixturevalue("pg_url")[0], {"table": f"t_{uuid.uuid4().hex[:12]}"}
-    return lambda encoder=None, **kwargs: open_index(where, encoder or HashEncoder(), **options, **kwargs)
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            if not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

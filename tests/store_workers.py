@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from integrations import FaissIndex, SQLIndex, open_index
+from integrations import FaissIndex, open_index
 
 DIM = 32
 
@@ -128,22 +128,35 @@ def crasher(target: str, options: dict, saves: bool, started) -> None:
         b += 1
 
 
+FAISS = [
+    f"faiss-{kind}-{precision}" for kind in ("flat", "hnsw", "ivf") for precision in ("float32", "int8", "ubinary")
+]
+EVERY = [*FAISS, "sqlite", "postgres"]  # the registry: every store configuration the tests open
+MAIN = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite", "postgres"]  # one of each kind
+
+
 class Backend:
-    """Opens (and reopens) one kind of index over the same storage."""
+    """One store configuration of the registry (``faiss-KIND-PRECISION``, ``sqlite``, ``postgres``), opened
+    and reopened over the same storage: ``target`` and ``options`` are what ``open_index`` takes."""
 
     def __init__(self, name, tmp_path, request):
-        self.name = name
+        if name not in EVERY:
+            raise ValueError(f"{name!r} is not in the registry: {EVERY}")
+        self.name, self.options = name, {}
         self.path = str(tmp_path / "faiss")
-        if name == "sqlite":
-            self.url, self.table = f"sqlite:///{tmp_path}/docs.db", "documents"
-        elif name == "postgres":
-            self.url, self.table = request.getfixturevalue("pg_url")[0], f"t_{uuid.uuid4().hex[:12]}"
+        if name.startswith("faiss"):
+            _, kind, precision = name.split("-")
+            self.target, self.options = self.path, {"kind": kind, "precision": precision}
+        elif name == "sqlite":
+            self.target = self.url = f"sqlite:///{tmp_path}/docs.db"
+            self.table = "documents"
+        else:
+            self.target = self.url = request.getfixturevalue("pg_url")[0]
+            self.table = f"t_{uuid.uuid4().hex[:12]}"
+            self.options = {"table": self.table}
 
-    def open(self, encoder):
-        if self.name.startswith("faiss"):
-            _, kind, precision = self.name.split("-")
-            return FaissIndex(encoder, path=self.path, kind=kind, precision=precision)
-        return SQLIndex(encoder, self.url, table=self.table)
+    def open(self, encoder=None, **kwargs):
+        return open_index(self.target, encoder or HashEncoder(), **self.options, **kwargs)
 
     def reopen(self, index, encoder):
         if isinstance(index, FaissIndex):

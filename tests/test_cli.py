@@ -1,10 +1,12 @@
-"""The `embedkit encode` command writes what model.encode returns."""
+"""The `embedkit encode`, `add` and `search` commands: in this process, and once each through the real entry
+point (``python -m integrations.cli`` in a subprocess)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,17 +14,28 @@ import pytest
 from embedkit import SentenceTransformer
 
 
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "integrations.cli", *args], capture_output=True, text=True, cwd=cwd)
+def spawn(*args):
+    return subprocess.run([sys.executable, "-m", "integrations.cli", *args], capture_output=True, text=True)
 
 
-def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir):
+@pytest.fixture
+def run(run_cli):
+    """The command in this process, with a subprocess's result attributes."""
+
+    def call(*args):
+        code, out, err = run_cli(*args)
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call
+
+
+def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir, run):
     texts = ["first line", "second, longer line of text", ""]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
     model = SentenceTransformer(prompt_model_dir, device="cpu")
 
-    out = run("encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "a.npy"), "-m", prompt_model_dir)
+    out = spawn("encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "a.npy"), "-m", prompt_model_dir)
     assert out.returncode == 0, out.stderr
     assert "Encoding" in out.stderr  # the progress bar
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), model.encode(texts), atol=1e-6)
@@ -52,21 +65,21 @@ def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir):
         ('{"body": "x"}\n', "bad.jsonl:1: expected an object with a string 'text' field"),
     ],
 )
-def test_bad_jsonl_names_the_line(tmp_path, prompt_model_dir, content, message):
+def test_bad_jsonl_names_the_line(tmp_path, prompt_model_dir, content, message, run):
     (tmp_path / "bad.jsonl").write_text(content)
     out = run("encode", str(tmp_path / "bad.jsonl"), "-m", prompt_model_dir, "-o", str(tmp_path / "x.npy"))
     assert out.returncode != 0 and message in out.stderr
     assert not (tmp_path / "x.npy").exists()
 
 
-def test_missing_model_is_a_clean_error(tmp_path):
+def test_missing_model_is_a_clean_error(tmp_path, run):
     (tmp_path / "in.txt").write_text("x\n")
     out = run("encode", str(tmp_path / "in.txt"), "-m", str(tmp_path / "nope"), "-o", str(tmp_path / "x.npy"))
     assert out.returncode != 0
     assert "embedkit encode: Model" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
+def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir, run):
     records = [
         {"id": "a", "text": "cats sleep on warm mats", "metadata": {"source": "pets.txt", "page": 1}},
         {"id": "b", "text": "bond yields rose sharply", "metadata": {"source": "news.txt", "page": 2}},
@@ -74,7 +87,7 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
     ]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     model = SentenceTransformer(prompt_model_dir, device="cpu")
-    for db in (f"sqlite:///{tmp_path}/d.db", str(tmp_path / "faiss-idx")):
+    for db, run in ((f"sqlite:///{tmp_path}/d.db", spawn), (str(tmp_path / "faiss-idx"), run)):
         out = run("add", db, str(tmp_path / "docs.jsonl"), "-m", prompt_model_dir)
         assert out.returncode == 0, out.stderr
         assert "Adding" in out.stderr and "3 added, 0 updated, 0 unchanged, 0 removed" in out.stderr
@@ -102,7 +115,7 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir):
         assert text.stdout.startswith("Q: finance\n  1. ")
 
 
-def test_search_reports_bad_filters(tmp_path, prompt_model_dir):
+def test_search_reports_bad_filters(tmp_path, prompt_model_dir, run):
     db = f"sqlite:///{tmp_path}/d.db"
     (tmp_path / "a.txt").write_text("one document\n")
     assert run("add", db, str(tmp_path / "a.txt"), "-m", prompt_model_dir, "-q").returncode == 0
@@ -112,7 +125,7 @@ def test_search_reports_bad_filters(tmp_path, prompt_model_dir):
     assert out.returncode != 0 and "unknown operator '$near'" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_encode_resume_continues_a_run(tmp_path, prompt_model_dir):
+def test_encode_resume_continues_a_run(tmp_path, prompt_model_dir, run):
     texts = [f"line {i}" for i in range(30)]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     model = SentenceTransformer(prompt_model_dir, device="cpu")

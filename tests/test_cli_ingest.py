@@ -13,24 +13,13 @@ import pytest
 
 from embedkit import SentenceTransformer
 from integrations import SQLIndex, open_index
-from integrations.cli import main
 from integrations.cli.readers import find_files, read_file
 
 
 @pytest.fixture
-def cli(prompt_model_dir, capsys):
-    def run(*args) -> tuple[int, str, str]:
-        try:
-            main([*args, "-m", prompt_model_dir])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-            if not isinstance(exc.code, int):
-                print(exc.code, file=sys.stderr)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
+def cli(prompt_model_dir, run_cli):
+    """The command in this process, with the tiny model."""
+    return lambda *args: run_cli(*args, "-m", prompt_model_dir)
 
 
 @pytest.fixture
@@ -121,7 +110,8 @@ def test_re_adding_a_changed_folder_updates_in_place(docs, cli, prompt_model_dir
 def test_search_on_a_missing_index_is_an_error(tmp_path, cli, monkeypatch, target, message):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("search", target, "query")
-    assert code == 1 and message in err and out == "" and "Traceback" not in err
+    assert code == (1 if "looks like a URL" in message else 3)  # bad input, or no such index
+    assert message in err and out == "" and "Traceback" not in err
     assert os.listdir(tmp_path) == []  # nothing was created
 
 
@@ -243,3 +233,35 @@ def test_the_existence_check_reads_without_an_engine_and_changes_nothing(tmp_pat
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     with pytest.raises(CorruptIndexError, match="junk.db: the database is damaged"):
         check_index(f"sqlite:///{tmp_path}/junk.db")
+
+
+def test_exit_codes_tell_the_failures_apart(tmp_path, cli, monkeypatch):
+    """1 bad input, 2 usage (argparse), 3 no such index, 4 a damaged file or not an index (docs/cli.md)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    code, _, err = cli("search", "sqlite:///junk.db", "q")
+    assert code == 4 and "junk.db: the database is damaged" in err and "Traceback" not in err
+    assert cli("search", "sqlite:///none.db", "q")[0] == 3
+    assert cli("search", "sqlite:///junk.db", "q", "--filter", "{bad")[0] == 1
+    assert cli("search", "sqlite:///junk.db", "q", "-k", "many")[0] == 2
+
+
+def test_search_with_a_rerank_stage(tmp_path, cli, monkeypatch, cross_dirs, prompt_model_dir):
+    import json
+
+    from embedkit import CrossEncoder
+
+    monkeypatch.chdir(tmp_path)
+    lines = ["cats sleep on warm mats", "bond yields rose", "kittens nap in the sun", "soup with basil", "a dog"]
+    (tmp_path / "notes.txt").write_text("\n\n".join(lines) + "\n")
+    assert cli("add", "sqlite:///kb.db", "notes.txt", "-q")[0] == 0
+    code, out, err = cli("search", "sqlite:///kb.db", "cats", "-k", "3", "--json", "--rerank", cross_dirs[1])
+    assert code == 0, err
+    hits = json.loads(out)
+    with SQLIndex(SentenceTransformer(prompt_model_dir, device="cpu"), "sqlite:///kb.db") as index:
+        first = index.search("cats", k=50)
+    ranked = CrossEncoder(cross_dirs[1], device="cpu").rank("cats", [h.text for h in first], top_k=3)
+    assert [h["id"] for h in hits] == [first[r["corpus_id"]].id for r in ranked]
+    assert [h["ranks"]["rerank"] for h in hits] == [1, 2, 3]
+    code, _, err = cli("search", "sqlite:///kb.db", "cats", "-k", "5", "--rerank", "x", "--rerank-candidates", "2")
+    assert code == 1 and "--rerank-candidates 2 is less than -k 5" in err

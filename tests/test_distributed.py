@@ -15,6 +15,8 @@ from embedkit.distributed import embed_dataset  # noqa: E402
 from integrations import FaissIndex, SQLIndex  # noqa: E402
 from integrations.ray_writers import StoredVectors, load_parquet, write_pgvector  # noqa: E402
 
+pytestmark = pytest.mark.slow  # each test starts a Ray cluster
+
 TEXTS = [f"document {i} about {['cats', 'bonds', 'soup', 'stars', 'rain'][i % 5]} number {i * 7}" for i in range(120)]
 
 
@@ -132,7 +134,7 @@ def test_bad_arguments(cluster, minilm_path):
         StoredVectors("m", 4).encode_query(["q"])
 
 
-def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, monkeypatch):
+def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, monkeypatch, capsys):
     import pyarrow.dataset as pads
 
     from integrations.cli import main
@@ -150,8 +152,10 @@ def test_cli_encode_on_ray_into_parquet(cluster, minilm_path, minilm, tmp_path, 
     main(["encode", "--ray", "docs/long.txt", "-o", "long", "-m", minilm_path, "-q", "--chunk-tokens", "48"])
     table = pads.dataset("long", format="parquet").to_table()
     assert table.column("chunk").to_pylist() == list(range(len(table))) and len(table) > 1
-    with pytest.raises(SystemExit, match="encode --chunk-tokens needs --ray"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
         main(["encode", "docs/long.txt", "-o", "x.npy", "-m", minilm_path, "--chunk-tokens", "48"])
+    assert exc.value.code == 1 and "encode --chunk-tokens needs --ray" in capsys.readouterr().err
 
 
 LONG = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import huggingface_hub
@@ -124,3 +125,22 @@ def test_missing_path_is_not_sent_to_the_hub(tmp_path, clean_env):
         SentenceTransformer(str(tmp_path / "does" / "not" / "exist"))
     with pytest.raises(TypeError, match="non-empty string"):
         resolve_model_path("")
+
+
+def test_embedkit_home_is_one_folder_for_models_and_exports(bert_dir, tmp_path, clean_env):
+    """EMBEDKIT_HOME holds models under models/ and ONNX exports under onnx/; models cached directly in it
+    (the layout before) are still found; a path object names a model as a str does."""
+    import pathlib
+
+    from embedkit.hub import default_cache_folder
+    from embedkit.modules.onnx_runtime import cache_folder
+
+    clean_env.setenv("EMBEDKIT_HOME", str(tmp_path))
+    assert default_cache_folder() == str(tmp_path / "models")
+    assert cache_folder(bert_dir).startswith(str(tmp_path / "onnx") + "/")
+    new = make_cache(tmp_path / "models", "org/new", bert_dir)
+    old = make_cache(tmp_path, "org/old", bert_dir)
+    assert resolve_model_path("org/new") == new and resolve_model_path("org/old") == old
+    assert resolve_model_path(pathlib.Path(bert_dir)) == bert_dir
+    clean_env.delenv("EMBEDKIT_HOME")
+    assert cache_folder(bert_dir).startswith(os.path.expanduser("~/.cache/embedkit/onnx/"))

@@ -7,6 +7,7 @@ import ast
 import json
 import pathlib
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -102,7 +103,8 @@ def test_public_names_are_listed_and_load_lazily():
         "assert {'FaissIndex', 'SQLIndex', 'open_index', 'StoreError'} <= set(dir(integrations))\n"
         "assert not {'torch', 'faiss', 'sqlalchemy'} & set(sys.modules), 'imported too early'\n"
         "import embedkit.util\n"
-        "assert set(embedkit.__all__) == {'SentenceTransformer', 'util', '__version__', *embedkit.util.__all__}\n"
+        "names = {'SentenceTransformer', 'CrossEncoder', 'util', 'models', '__version__', *embedkit.util.__all__}\n"
+        "assert set(embedkit.__all__) == names\n"
         "assert all(getattr(embedkit, n) is not None for n in embedkit.__all__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -134,6 +136,10 @@ def test_one_error_tree_keeps_the_old_bases(tmp_path):
         cls = getattr(errors, name)
         assert issubclass(cls, errors.StoreError) and issubclass(cls, ValueError) and getattr(integrations, name) is cls
     assert issubclass(errors.ReadOnlyIndexError, PermissionError) and issubclass(errors.SearchError, RuntimeError)
+    assert issubclass(errors.IndexNotFoundError, FileNotFoundError) and integrations.IndexNotFoundError
+    with pytest.raises(errors.IndexNotFoundError, match="no table 'documents'"):
+        sqlite3.connect(tmp_path / "empty.db").close()
+        SQLIndex(HashEncoder(), f"sqlite:///{tmp_path}/empty.db", create=False)
     index = SQLIndex(HashEncoder(), f"sqlite:///{tmp_path}/d.db")
     with pytest.raises(errors.DimensionMismatchError, match="holds 32-dimensional vectors"):
         SQLIndex(

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from embedkit.batching import FIRST_CHUNK, TOKENIZE_CHUNK, text_chunks, token_batches, tokenized_chunks
+from embedkit._encoding.batching import FIRST_CHUNK, TOKENIZE_CHUNK, text_chunks, token_batches, tokenized_chunks
 
 TEXTS = [f"document {i}: " + "some words " * (i % 11) for i in range(103)]
 
@@ -61,6 +61,7 @@ def test_encode_to_file_bad_input(tiny_model, tmp_path):
         tiny_model.encode_to_file(["ok", 5], str(tmp_path / "x.npy"), show_progress_bar=False)
 
 
+@pytest.mark.slow
 def test_200k_texts_stream_with_bounded_memory(tmp_path, prompt_model_dir):
     """A generator of 200k texts goes to disk; peak RSS grows far less than the list of texts would take."""
     script = tmp_path / "stream.py"

@@ -13,7 +13,7 @@ from helpers import TEXTS, cosines
 
 from embedkit import SentenceTransformer
 from embedkit.modules import Pooling, Transformer
-from embedkit.onnx_backend import SAVED, cache_folder
+from embedkit.modules.onnx_runtime import SAVED, cache_folder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

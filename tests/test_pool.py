@@ -63,6 +63,7 @@ def test_worker_that_cannot_start_fails_the_pool(tiny_model):
         tiny_model.start_multi_process_pool(["no-such-device"])
 
 
+@pytest.mark.slow
 def test_killed_worker_fails_fast(tiny_model):
     pool = tiny_model.start_multi_process_pool(["cpu", "cpu"])
     os.kill(pool._processes[0].pid, signal.SIGKILL)
@@ -94,6 +95,7 @@ def test_stop_is_idempotent_and_cleans_up(tiny_model):
     assert all(p.exitcode is not None for p in pool._processes)
 
 
+@pytest.mark.slow
 def test_spawned_script_with_main_guard(tmp_path, prompt_model_dir):
     script = tmp_path / "encode_script.py"
     script.write_text(
@@ -113,6 +115,7 @@ def test_spawned_script_with_main_guard(tmp_path, prompt_model_dir):
     assert out.stdout.strip() == "True (15, 32)"
 
 
+@pytest.mark.slow
 def test_onnx_backend_pool_runs_the_exported_graph(prompt_model_dir, tmp_path, monkeypatch):
     """Workers of an onnx-backend model load its folder with its backend and run its int8 graph (not float32
     torch, and without exporting it again), and only on CPUs."""

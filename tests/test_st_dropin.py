@@ -134,17 +134,17 @@ def test_encode_with_a_list_of_devices_uses_and_stops_a_pool(minilm_path, monkey
 
 
 def test_encode_to_file_progress_moves_per_batch(tmp_path, prompt_model_dir, monkeypatch):
-    import embedkit.ondisk
+    import embedkit._encoding.npy_file
 
     positions = []
-    real_tqdm = embedkit.ondisk.tqdm
+    real_tqdm = embedkit._encoding.npy_file.tqdm
 
     class Recording(real_tqdm):
         def update(self, n=1):
             positions.append(n)
             return super().update(n)
 
-    monkeypatch.setattr(embedkit.ondisk, "tqdm", Recording)
+    monkeypatch.setattr(embedkit._encoding.npy_file, "tqdm", Recording)
     model = SentenceTransformer(prompt_model_dir, device="cpu")
     texts = [f"text {i}" for i in range(100)]
     model.encode_to_file(texts, str(tmp_path / "out.npy"), chunk_size=100, batch_size=10)

@@ -210,6 +210,7 @@ def test_page_examples_match_the_oracle(minilm_path, capsys, code, names):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [MULTI_PROCESS, MULTI_GPU_SCRIPT], ids=["multi-process", "multi-gpu-script"])
 def test_multi_process_examples_match_the_oracle(minilm_path, tmp_path, code):
     outputs = {}

@@ -13,7 +13,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from embedkit.tokenizing import TruncatingTokenizer, cut, word_local
+from embedkit._encoding.tokenizing import TruncatingTokenizer, cut, word_local
 
 CORPUS = pathlib.Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
 

@@ -7,13 +7,13 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from ..checks import check_positive_int
-from ..tokenizing import TruncatingTokenizer
+from .._checks import check_positive_int
+from .._encoding.batching import pad_to_tensors
+from .._encoding.tokenizing import TruncatingTokenizer
 
 CONFIG_NAMES = [
     "sentence_bert_config.json",
@@ -32,7 +32,7 @@ BACKENDS = ("torch", "onnx")
 class Transformer(nn.Module):
     """Runs a Hugging Face ``AutoModel`` and writes ``token_embeddings`` into the features dict.
 
-    ``backend="onnx"`` runs it as an int8 ONNX Runtime graph on the CPU instead (``embedkit.onnx_backend``).
+    ``backend="onnx"`` runs it as an int8 ONNX Runtime graph on the CPU instead (``embedkit.modules.onnx_runtime``).
     """
 
     def __init__(
@@ -79,10 +79,10 @@ class Transformer(nn.Module):
         self.runtime = None
         self._fast: TruncatingTokenizer | None = None  # built on first tokenize, for the tokenizer then in use
         if backend == "onnx":
-            from ..extras import require
+            from .._optional import require
 
             require("onnx", "backend='onnx'")
-            from ..onnx_backend import onnx_model
+            from .onnx_runtime import onnx_model
 
             self.runtime = onnx_model(self)
 
@@ -105,7 +105,7 @@ class Transformer(nn.Module):
         and ``token_type_ids`` may be None, meaning all 0.
 
         Fast tokenizers run through their ``tokenizers`` backend directly (all cores, no per-text Python
-        work beyond reading the ids), with the shortcuts of ``embedkit.tokenizing`` where they give the same
+        work beyond reading the ids), with the shortcuts of ``embedkit._encoding.tokenizing`` where they give the same
         ids; the attention mask is left to ``pad_to_tensors``.
         """
         if self.do_lower_case:
@@ -135,36 +135,8 @@ class Transformer(nn.Module):
         return {key: values for key, values in enc.items() if key != "attention_mask"} | {"num_truncated": 0}
 
     def pad_to_tensors(self, features, idx, lengths, device, pinned: bool = False) -> dict[str, Any]:
-        """Rows ``idx`` of tokenized ``features`` as padded int64 tensors on ``device``, with their mask.
-
-        ``no_padding`` is set when every row fills the width; the model then runs without a mask,
-        which lets SDPA take its faster unmasked kernels.
-        """
-        rows_length = lengths[idx]
-        width = int(rows_length.max())
-        left = self.tokenizer.padding_side == "left"
-        positions = np.arange(width)
-        mask = positions >= width - rows_length[:, None] if left else positions < rows_length[:, None]
-        fills = {"input_ids": self.tokenizer.pad_token_id or 0, "token_type_ids": self.tokenizer.pad_token_type_id}
-        arrays = {}
-        for key, rows in features.items():
-            if rows is None:  # every type id is 0: no rows to copy
-                arrays[key] = np.where(mask, 0, fills.get(key, 0)).astype(np.int64)
-                continue
-            array = arrays[key] = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
-            for r, i in enumerate(idx):
-                row = rows[i]
-                if left:
-                    array[r, width - len(row) :] = row
-                else:
-                    array[r, : len(row)] = row
-        arrays["attention_mask"] = mask.astype(np.int64)
-        batch: dict[str, Any] = {}
-        for key, array in arrays.items():
-            tensor = torch.from_numpy(array)
-            batch[key] = tensor.pin_memory().to(device, non_blocking=True) if pinned else tensor.to(device)
-        batch["no_padding"] = int(rows_length.min()) == width
-        return batch
+        """Rows ``idx`` of tokenized ``features`` as padded tensors (``batching.pad_to_tensors``)."""
+        return pad_to_tensors(self.tokenizer, features, idx, lengths, device, pinned)
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         names = self.forward_params or {"input_ids", "attention_mask", "token_type_ids"}
@@ -193,7 +165,7 @@ class Transformer(nn.Module):
         with open(os.path.join(path, "sentence_bert_config.json"), "w", encoding="utf8") as f:
             json.dump({"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}, f, indent=4)
         if self.runtime is not None:
-            from ..onnx_backend import save_onnx
+            from .onnx_runtime import save_onnx
 
             save_onnx(self.runtime, path)
 

@@ -101,11 +101,22 @@ def cmd_search(args, load_model: Callable) -> None:
         filter = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
+    rerank = getattr(args, "rerank", None)
+    if rerank is not None and args.rerank_candidates < args.k:  # before any model loads
+        raise ValueError(f"--rerank-candidates {args.rerank_candidates} is less than -k {args.k}")
     check_index(args.db)  # a missing index fails before the model loads, and nothing is created
     with open_index(args.db, load_model()) as index:
-        hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode)
+        if rerank is not None:
+            from embedkit import CrossEncoder
+
+            rerank = CrossEncoder(rerank, device=getattr(args, "device", None))
+        options = {"rerank": rerank, "rerank_candidates": args.rerank_candidates} if rerank is not None else {}
+        hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode, **options)
     if args.json:
-        rows = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span} for h in hits]
+        rows = [
+            {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span, "ranks": h.ranks}
+            for h in hits
+        ]
         print(json.dumps(rows, ensure_ascii=False))
     else:
         print(format_hits(args.query, hits, filter))
@@ -114,8 +125,8 @@ def cmd_search(args, load_model: Callable) -> None:
 def cmd_encode_ray(args, load_model: Callable) -> None:
     """``embedkit encode --ray``: the inputs (read here, with the ids of ``embedkit add``) are embedded on a
     Ray cluster into a Parquet folder or, for a PostgreSQL URL, a pgvector table (``documents``)."""
+    from embedkit._optional import require
     from embedkit.distributed import embed_dataset
-    from embedkit.extras import require
 
     require("ray", "embedkit encode --ray")
     import ray

@@ -147,12 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
     search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector")
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
+    search.add_argument("--rerank", metavar="MODEL", help="rerank with this CrossEncoder (a folder or Hub name)")
+    search.add_argument("--rerank-candidates", type=int, default=50, metavar="N", help="documents the reranker sees")
     search.set_defaults(func=store_command("cmd_search"))
 
     demo = sub.add_parser("demo", parents=[common], help="index the bundled example corpus into SQLite and search it")
     demo.add_argument("--db", default="sqlite:///embedkit-demo.db")
     demo.set_defaults(func=store_command("cmd_demo"))
     return parser
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an error (docs/cli.md): 3 no such index, 4 a damaged file or not an index, 5 the
+    database failed, 1 anything else (bad input, a missing model); argparse's usage errors are 2."""
+    from integrations.errors import CorruptIndexError, IndexNotFoundError, SearchError
+
+    if isinstance(exc, IndexNotFoundError):
+        return 3
+    if isinstance(exc, CorruptIndexError):
+        return 4
+    return 5 if isinstance(exc, SearchError) else 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args, load)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise SystemExit(f"embedkit {args.command}: {message}") from None
+        print(f"embedkit {args.command}: {message}", file=sys.stderr)
+        raise SystemExit(exit_code(exc)) from None
 
 
 if __name__ == "__main__":

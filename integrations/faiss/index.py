@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from embedkit.checks import check_positive_int
+from embedkit._checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 from integrations._shared import sqlite_files
 from integrations._shared.codec import dump_span

@@ -8,7 +8,7 @@ object are ANDed.
 Semantics, identical on every backend:
 - values are str, int, float, bool or None; ``$eq`` is type-strict (``1`` matches ``1.0`` but not ``True``
   or ``"1"``), ``None`` matches a JSON null;
-- ``$gt``-style comparisons take a number or a string and only match fields of the same kind (strings
+- ``$gt``-style comparisons take a number or a string and only match fields of the same JSON type (strings
   compare by code point);
 - ``$ne`` and ``$nin`` also match documents that lack the field; ``$exists`` tests presence;
 - ``{"tags": {"$contains": "x"}}`` matches documents whose ``tags`` is a list with an element equal to
@@ -127,8 +127,8 @@ def filter_key(node: Node) -> str:
 COMPARE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 
 
-def kind(value: Any) -> str:
-    """The JSON kind of a value: 'bool', 'number', 'string', 'null' or 'other'."""
+def value_type(value: Any) -> str:
+    """The JSON type of a value: 'bool', 'number', 'string', 'null' or 'other'."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):

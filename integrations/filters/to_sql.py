@@ -12,7 +12,7 @@ import operator
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from integrations.filters.parse import COMPARE, Node, kind
+from integrations.filters.parse import COMPARE, Node, value_type
 
 OPS = {"$eq": operator.eq, **COMPARE}
 SQLITE_KINDS = {"number": ("integer", "real"), "string": ("text",), "null": ("null",)}
@@ -37,7 +37,7 @@ def _compile(node: Node, column, leaf):
     if op in ("$in", "$nin"):
         groups: dict[str, list] = {}
         for v in value:
-            groups.setdefault(kind(v), []).append(v)
+            groups.setdefault(value_type(v), []).append(v)
         any_of = _balanced(sa.or_, [leaf("$in", column, field, vs) for vs in groups.values()])
         return any_of if op == "$in" else sa.not_(any_of)
     return leaf(op, column, field, value)
@@ -84,7 +84,7 @@ def _sqlite_leaf(op: str, column, field: str, value):
         return json_type.is_not(None) if value else json_type.is_(None)
     if op == "$contains":  # an element of the list equal to value, with $eq's type rules
         elements = sa.func.json_each(column, path).table_valued("type", "value")
-        k = kind(value)
+        k = value_type(value)
         if k == "bool":
             match = elements.c.type == ("true" if value else "false")
         elif k == "null":
@@ -93,14 +93,14 @@ def _sqlite_leaf(op: str, column, field: str, value):
             match = sa.and_(elements.c.type.in_(SQLITE_KINDS[k]), elements.c.value == value)
         is_list = sa.func.json_type(column, path) == "array"
         return _total(sa.and_(is_list, sa.exists(sa.select(1).select_from(elements).where(match))))
-    if op == "$in":  # values of one kind, bound as one JSON array however many there are
-        k = kind(value[0])
+    if op == "$in":  # values of one JSON type, bound as one JSON array however many there are
+        k = value_type(value[0])
         if k in ("bool", "null"):
             return sa.or_(*(_sqlite_leaf("$eq", column, field, v) for v in set(value)))
         values = sa.select(sa.column("value")).select_from(sa.func.json_each(json.dumps(value)).table_valued("value"))
         compare = sa.func.json_extract(column, path).in_(values.scalar_subquery())
         return _total(sa.and_(json_type.in_(SQLITE_KINDS[k]), compare))
-    k = kind(value)
+    k = value_type(value)
     if k == "bool":
         return _total(json_type == ("true" if value else "false"))
     type_ok = json_type.in_(SQLITE_KINDS[k])
@@ -124,7 +124,7 @@ def _postgres_leaf(op: str, column, field: str, value):
         return column.op("@>", is_comparison=True)(
             sa.cast(sa.bindparam(None, json.dumps(probe), type_=sa.Text), postgresql.JSONB)
         )
-    if kind(value) == "number":
+    if value_type(value) == "number":
         return sa.case((sa.func.jsonb_typeof(element) == "number", OPS[op](element, as_json)), else_=sa.false())
     text = column[field].astext.collate("C")  # code-point order, whatever the database collation
     return sa.case((sa.func.jsonb_typeof(element) == "string", OPS[op](text, value)), else_=sa.false())

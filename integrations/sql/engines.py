@@ -12,8 +12,9 @@ import urllib.parse
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from embedkit.extras import require
+from embedkit._optional import require
 from integrations._shared import sqlite_files
+from integrations.errors import IndexNotFoundError
 from integrations.sql import postgres
 
 logger = logging.getLogger(__name__)
@@ -67,14 +68,15 @@ def sqlite_file(parsed: sa.engine.URL) -> str | None:
 
 
 def check_exists(url: str, table: str = "documents") -> None:
-    """FileNotFoundError unless the database at ``url`` exists and holds ``table``; creates nothing."""
+    """IndexNotFoundError (a FileNotFoundError) unless the database at ``url`` exists and holds ``table``;
+    creates nothing."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         file = sqlite_file(parsed)
         if file is None:
-            raise FileNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
+            raise IndexNotFoundError(f"no index at {url!r}: an in-memory database starts empty")
         if not os.path.isfile(file):  # connecting would create it
-            raise FileNotFoundError(f"no index at {url!r}: {file} does not exist")
+            raise IndexNotFoundError(f"no index at {url!r}: {file} does not exist")
         exists = _sqlite_has_table(file, table)
     else:
         engine = make_engine(url)
@@ -84,7 +86,7 @@ def check_exists(url: str, table: str = "documents") -> None:
         finally:
             engine.dispose()
     if not exists:
-        raise FileNotFoundError(f"no index at {parsed.render_as_string(hide_password=True)!r}: no table {table!r}")
+        raise IndexNotFoundError(f"no index at {parsed.render_as_string(hide_password=True)!r}: no table {table!r}")
 
 
 def _sqlite_has_table(file: str, table: str) -> bool:

@@ -34,7 +34,7 @@ class SQLIndex(Index):
 
     - ``url``: a SQLAlchemy URL, ``sqlite:///file.db`` or ``postgresql+psycopg://user@host/db``.
     - ``table``: the table's name, a plain identifier (several indexes can share a database).
-    - ``create``: with False, a database or table that does not exist yet is a FileNotFoundError instead of
+    - ``create``: with False, a database or table that does not exist yet is an IndexNotFoundError instead of
       a new empty index.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
     - ``engine_kwargs``: passed to ``sqlalchemy.create_engine`` (pool sizes, ``connect_args``, ...).

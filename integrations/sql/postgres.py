@@ -39,9 +39,9 @@ def check_id_lengths(ids: list[str]) -> None:
             )
 
 
-def index_name(table: str, kind: str = "hnsw") -> str:
+def index_name(table: str, role: str = "hnsw") -> str:
     """A short index name: ``table + '_embedding_hnsw'`` would be cut at 63 bytes and could collide."""
-    return f"ek_{kind}_" + hashlib.sha1(table.encode()).hexdigest()[:16]
+    return f"ek_{role}_" + hashlib.sha1(table.encode()).hexdigest()[:16]
 
 
 def create_lookup_indexes(conn, table: str) -> None:

@@ -126,8 +126,7 @@ def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
         fake,
         [{"n": 1}, {"n": 2}, {"n": 3}],
         ids=["a", "b", "g"],
-        backend="sql",
-        url=f"sqlite:///{tmp_path}/f.db",
+        target=f"sqlite:///{tmp_path}/f.db",
     )
     assert store.index.dimension == 13 and store.embeddings is fake
     assert store.similarity_search("beta", k=1)[0].id == "b"
@@ -138,11 +137,17 @@ def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
 
 def test_from_texts_with_an_embedkit_model(tiny_model, tmp_path):
     store = EmbedkitVectorStore.from_texts(
-        ["one", "two"], EmbedkitEmbeddings(tiny_model), backend="faiss", path=str(tmp_path / "idx"), kind="flat"
+        ["one", "two"], EmbedkitEmbeddings(tiny_model), target=str(tmp_path / "idx"), kind="flat"
     )
     assert store.index.encoder is tiny_model  # unwrapped: no detour through Python lists
     assert len(store.similarity_search("one", k=5)) == 2
     assert len(open_index(str(tmp_path / "idx"), tiny_model)) == 2  # durable without a save()
+    with pytest.warns(DeprecationWarning, match="pass target="):  # the older spelling still works
+        old = EmbedkitVectorStore.from_texts(["x"], tiny_model, backend="faiss", path=str(tmp_path / "old"))
+    assert old.index.path == str(tmp_path / "old") and len(old.index) == 1
+    with pytest.warns(DeprecationWarning):
+        old = EmbedkitVectorStore.from_texts(["x"], tiny_model, backend="sql", url=f"sqlite:///{tmp_path}/o.db")
+    assert old.index.url == f"sqlite:///{tmp_path}/o.db"
     with pytest.raises(ValueError, match="backend must be 'faiss' or 'sql'"):
         EmbedkitVectorStore.from_texts(["x"], tiny_model, backend="chroma")
 
@@ -187,3 +192,28 @@ def test_a_chunked_document_comes_back_as_its_best_chunk(minilm_path, tmp_path, 
     }
     tea = store.similarity_search("tea", k=1, filter={"kind": "short"})[0]
     assert (tea.page_content, tea.metadata) == ("A short note on tea.", {"kind": "short"})  # one chunk: no span
+
+
+def test_the_reranker_works_in_a_contextual_compression_retriever(tiny_model, cross_dirs):
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    from embedkit import CrossEncoder
+    from integrations.langchain import EmbedkitReranker
+
+    texts = ["Cats purr when they are content.", "Dogs bark at the mail.", "Kittens sleep a lot.", "Stocks fell."]
+    store = EmbedkitVectorStore.from_texts(texts, EmbedkitEmbeddings(tiny_model), ids=["a", "b", "c", "d"])
+    model = CrossEncoder(cross_dirs[1], device="cpu")
+    retriever = ContextualCompressionRetriever(
+        base_compressor=EmbedkitReranker(model=model, top_n=2),
+        base_retriever=store.as_retriever(search_kwargs={"k": 4}),
+    )
+    docs = retriever.invoke("cats")
+    ranked = model.rank("cats", texts, top_k=2)
+    assert [d.page_content for d in docs] == [texts[r["corpus_id"]] for r in ranked]
+    assert [d.metadata["relevance_score"] for d in docs] == pytest.approx([r["score"] for r in ranked], abs=1e-6)
+    by_length = EmbedkitReranker(model=lambda q, passages: [-len(p) for p in passages], top_n=1)
+    assert by_length.compress_documents([Document(page_content=t) for t in texts], "x")[0].page_content == texts[3]
+    with pytest.raises(ValueError, match="top_n must be a positive int"):
+        EmbedkitReranker(model=model, top_n=0).compress_documents([Document(page_content="x")], "q")
+    inside = store.as_retriever(search_kwargs={"k": 2, "rerank": model, "rerank_candidates": 4}).invoke("cats")
+    assert [d.id for d in inside] == [["a", "b", "c", "d"][r["corpus_id"]] for r in ranked]

@@ -39,6 +39,7 @@ def test_query_kwargs_default_to_encode_kwargs(tiny_model):
     assert len(emb.embed_query("q")) == 4 and len(emb.embed_documents(["d"])[0]) == 4
 
 
+@pytest.mark.slow
 def test_multi_process_matches_one_process(tiny_model):
     texts = [f"text number {i}" for i in range(20)]
     one = EmbedkitEmbeddings(tiny_model).embed_documents(texts)

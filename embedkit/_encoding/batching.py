@@ -110,6 +110,40 @@ def token_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | 
     return batches
 
 
+def pad_to_tensors(tokenizer, features, idx, lengths, device, pinned: bool = False) -> dict[str, Any]:
+    """Rows ``idx`` of tokenized ``features`` as padded int64 tensors on ``device``, with their mask, padded
+    as ``tokenizer`` pads.
+
+    ``no_padding`` is set when every row fills the width; the model then runs without a mask,
+    which lets SDPA take its faster unmasked kernels.
+    """
+    rows_length = lengths[idx]
+    width = int(rows_length.max())
+    left = tokenizer.padding_side == "left"
+    positions = np.arange(width)
+    mask = positions >= width - rows_length[:, None] if left else positions < rows_length[:, None]
+    fills = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": tokenizer.pad_token_type_id}
+    arrays = {}
+    for key, rows in features.items():
+        if rows is None:  # every type id is 0: no rows to copy
+            arrays[key] = np.where(mask, 0, fills.get(key, 0)).astype(np.int64)
+            continue
+        array = arrays[key] = np.full((len(idx), width), fills.get(key, 0), dtype=np.int64)
+        for r, i in enumerate(idx):
+            row = rows[i]
+            if left:
+                array[r, width - len(row) :] = row
+            else:
+                array[r, : len(row)] = row
+    arrays["attention_mask"] = mask.astype(np.int64)
+    batch: dict[str, Any] = {}
+    for key, array in arrays.items():
+        tensor = torch.from_numpy(array)
+        batch[key] = tensor.pin_memory().to(device, non_blocking=True) if pinned else tensor.to(device)
+    batch["no_padding"] = int(rows_length.min()) == width
+    return batch
+
+
 @torch.inference_mode()
 def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress, token_ids=None):
     """``model``'s encode: tokenize, sort by token length, run the modules batch by batch.

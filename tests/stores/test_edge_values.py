@@ -15,6 +15,8 @@ from store_workers import HashEncoder, fill, text_of
 
 from integrations import CorruptIndexError, FaissIndex, FilterError, SQLIndex
 
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-flat-ubinary", "sqlite", "postgres"]
+
 
 def test_every_backend_has_the_same_lifecycle(make):
     with make() as index:

@@ -7,12 +7,11 @@ import logging
 
 import numpy as np
 import pytest
-from store_workers import Backend
 
 from embedkit.chunking import Chunker
 from integrations import FaissIndex, SQLIndex
 
-BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 
@@ -112,19 +111,9 @@ def test_byte_level_bpe_offsets_cover_every_character():
 # ----------------------------------------------------------------- on every backend
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, tmp_path):
-    return Backend(request.param, tmp_path, request)
-
-
 @pytest.fixture
 def chunked(backend, tiny_model):
-    kind, precision = (backend.name.split("-")[1:] + ["", ""])[:2]
-    options = {"chunk_tokens": 16, "chunk_overlap": 4}
-    if backend.name.startswith("faiss"):
-        index = FaissIndex(tiny_model, path=backend.path, kind=kind, precision=precision, **options)
-    else:
-        index = SQLIndex(tiny_model, backend.url, table=backend.table, **options)
+    index = backend.open(tiny_model, chunk_tokens=16, chunk_overlap=4)
     texts = {"long": long_text(150, 3), "other": long_text(80, 4), "s1": "tiny note one", "s2": "tiny note two"}
     metadatas = [{"kind": "long"}, {"kind": "long"}, {"kind": "short"}, {"kind": "short"}]
     index.add(list(texts.values()), metadatas, ids=list(texts))

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checks import check_positive_int
+from .._checks import check_positive_int
 
 HEADER_BYTES = 128  # magic + version + length + padded dict: room for any realistic shape
 MAGIC = b"\x93NUMPY\x01\x00"

@@ -6,18 +6,12 @@ import threading
 
 import numpy as np
 import pytest
-from store_workers import Backend, unit
+from store_workers import EVERY, unit
 
 from integrations import SQLIndex
 
-FAISS = [(kind, precision) for kind in ("flat", "hnsw", "ivf") for precision in ("float32", "int8", "ubinary")]
-BACKENDS = [f"faiss-{k}-{p}" for k, p in FAISS] + ["sqlite", "postgres"]
+STORES = EVERY
 EXACT = {"faiss-flat-float32", "sqlite", "postgres"}  # float32 exact search: ranking equals numpy's
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, tmp_path):
-    return Backend(request.param, tmp_path, request)
 
 
 @pytest.fixture

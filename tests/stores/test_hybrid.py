@@ -8,13 +8,12 @@ import sqlite3
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from store_workers import Backend
 
 from integrations import FaissIndex, SQLIndex
 from integrations._shared.fusion import fuse
 from integrations.keyword.terms import terms
 
-BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "sqlite", "postgres"]
 
 WORDS = ["apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel", "kiwi", "lemon", "mango", "nectar"]
 
@@ -33,11 +32,6 @@ def holding(texts, ids, metadatas, words, filter_group=None) -> set[str]:
         for i, t, m in zip(ids, texts, metadatas)
         if set(t.split()) & set(words) and (filter_group is None or m["group"] == filter_group)
     }
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, tmp_path):
-    return Backend(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ import os
 import random
 import signal
 import time
-import uuid
 
 import numpy as np
 import pytest
 from store_workers import DIM, HashEncoder, crasher, open_target, reader, text_of, writer
 
-TARGETS = ["faiss-flat", "faiss-hnsw", "faiss-ivf-int8", "sqlite", "postgres"]
+STORES = ["faiss-flat-float32", "faiss-hnsw-float32", "faiss-ivf-int8", "sqlite", "postgres"]
 
 
 def context():
@@ -23,25 +22,10 @@ def context():
     return ctx
 
 
-def _target(name: str, tmp_path, request):
-    """(target string, index options) for one backend."""
-    if name.startswith("faiss"):
-        kind, *precision = name.split("-")[1:]
-        return str(tmp_path / "faiss"), {"kind": kind, "precision": precision[0] if precision else "float32"}
-    if name == "sqlite":
-        return f"sqlite:///{tmp_path}/docs.db", {}
-    return request.getfixturevalue("pg_url")[0], {"table": f"t_{uuid.uuid4().hex[:12]}"}
-
-
-@pytest.fixture(params=TARGETS)
-def target(request, tmp_path):
-    return _target(request.param, tmp_path, request)
-
-
-@pytest.fixture(params=[t for t in TARGETS if t.startswith("faiss")])
-def faiss_target(request, tmp_path):
-    """The backends whose save() writes files (SQLite and PostgreSQL commit every write instead)."""
-    return _target(request.param, tmp_path, request)
+@pytest.fixture
+def target(backend):
+    """(target string, index options) of the configuration."""
+    return backend.target, backend.options
 
 
 def check_consistent(index) -> set[str]:
@@ -61,6 +45,7 @@ def check_consistent(index) -> set[str]:
     return ids
 
 
+@pytest.mark.slow
 def test_four_writers_and_a_reader_lose_nothing(target):
     where, options = target
     open_target(where, options).close()  # create the store once
@@ -85,12 +70,15 @@ def test_four_writers_and_a_reader_lose_nothing(target):
     index.close()
 
 
+@pytest.mark.slow
 def test_kill_9_during_add_loses_nothing_committed(target):
     kill_repeatedly(*target, saves=False)
 
 
-def test_kill_9_during_save_loses_nothing_committed(faiss_target):
-    where, options = faiss_target
+@pytest.mark.slow
+@pytest.mark.stores(STORES[:3])  # the backends whose save() writes files (SQL commits every write instead)
+def test_kill_9_during_save_loses_nothing_committed(target):
+    where, options = target
     kill_repeatedly(where, options, saves=True)
     assert [n for n in os.listdir(where) if n.startswith(".tmp-")] == []
     assert len([n for n in os.listdir(where) if n.startswith("snapshot-")]) == 1

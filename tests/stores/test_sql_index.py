@@ -21,6 +21,7 @@ def _add_from_process(model_dir: str, url: str, worker: int, n: int) -> None:
         index.add([f"worker {worker} text {j}"], [{"worker": worker}], ids=[f"w{worker}-{j}"])
 
 
+@pytest.mark.slow
 def test_sqlite_several_processes_add_concurrently(tmp_path, prompt_model_dir, tiny_model):
     url = f"sqlite:///{tmp_path}/shared.db"
     SQLIndex(tiny_model, url)  # create the schema once

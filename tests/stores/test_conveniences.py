@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from store_workers import Backend, unit
+from store_workers import MAIN, unit
 
 from integrations import FilterError
 
-BACKENDS = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite", "postgres"]
+STORES = MAIN
 
 IDS = ["b", "a", "Z", "é", "a2", "10", "9"]  # code-point order: 10 9 Z a a2 b é
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, tmp_path):
-    return Backend(request.param, tmp_path, request)
 
 
 @pytest.fixture

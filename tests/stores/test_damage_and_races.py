@@ -22,6 +22,8 @@ from store_workers import HashEncoder, fill, open_at_once, text_of, write_v1_fol
 
 from integrations import CorruptIndexError, FaissIndex, NotAnIndexError, SQLIndex
 
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-flat-ubinary", "sqlite", "postgres"]
+
 
 def _sql(file, statement, *args):
     with sqlite3.connect(file) as db:
@@ -284,7 +286,7 @@ def test_sqlindex_refuses_a_faiss_docstore(tmp_path, table):
     if table != "documents":
         return
     result = _cli("add", f"sqlite:///{folder}/docs.sqlite", str(_jsonl(tmp_path)))  # as a user would
-    assert result.returncode == 1 and "Traceback" not in result.stderr and "FaissIndex docstore" in result.stderr
+    assert result.returncode == 4 and "Traceback" not in result.stderr and "FaissIndex docstore" in result.stderr
     assert _schema(folder / "docs.sqlite") == before
 
 
@@ -367,7 +369,7 @@ def read_only(tmp_path):
 def _in_read_only_mount(source, target, code: str) -> subprocess.CompletedProcess:
     """Run ``code`` where ``target`` shows ``source`` read-only, in a mount namespace of its own."""
     script = f'mount --bind "{source}" "{target}" && mount -o remount,bind,ro "{target}" && exec "$0" -c "$1"'
-    tests = os.path.dirname(__file__)
+    tests = os.path.dirname(os.path.dirname(__file__))  # where store_workers is
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
         ["unshare", "--mount", "--map-root-user", "sh", "-c", script, sys.executable, code],

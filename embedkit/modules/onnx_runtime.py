@@ -13,6 +13,7 @@ beside it are the ones it was exported from. Pooling, Dense and Normalize stay i
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from torch import nn
+
+from ..hub import embedkit_home
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +59,9 @@ class OnnxModel:
         self._lock = threading.Lock()
         session = self._session(1)
         self.input_names = [i.name for i in session.get_inputs()]
-        self.hidden_size = session.get_outputs()[0].shape[-1]
+        output = session.get_outputs()[0]
+        self.output_name, self.hidden_size = output.name, output.shape[-1]
+        self.per_token = len(output.shape) == 3  # hidden states per token; else one row per text (logits)
 
     def _session(self, threads: int):
         with self._lock:
@@ -77,7 +82,7 @@ class OnnxModel:
         types = np.zeros_like(ids) if token_type_ids is None else token_type_ids.cpu().numpy()
         session = self._session(torch.get_num_threads())
         lengths, starts = mask.sum(1), mask.argmax(1)  # each row's tokens are one run, left or right padded
-        out = np.zeros((*ids.shape, self.hidden_size), dtype=np.float32)
+        out = np.zeros((*(ids.shape if self.per_token else ids.shape[:1]), self.hidden_size), dtype=np.float32)
         for start, length in sorted(set(zip(starts.tolist(), lengths.tolist()))):
             if length == 0:
                 continue
@@ -86,34 +91,42 @@ class OnnxModel:
             for part in np.array_split(same, -(-len(same) * length // self.TOKENS_PER_RUN)):
                 given = {"input_ids": ids[part, cols], "token_type_ids": types[part, cols]}
                 given["attention_mask"] = np.ones_like(given["input_ids"])
-                out[part, cols] = session.run(None, {name: given[name] for name in self.input_names})[0]
-        return SimpleNamespace(last_hidden_state=torch.from_numpy(out))
+                found = session.run(None, {name: given[name] for name in self.input_names})[0]
+                if self.per_token:
+                    out[part, cols] = found
+                else:
+                    out[part] = found
+        return SimpleNamespace(**{self.output_name: torch.from_numpy(out)})
 
 
 class _Export(nn.Module):
-    """Positional inputs to the keyword call the exporter needs; returns the last hidden state."""
+    """Positional inputs to the keyword call the exporter needs; returns the ``output`` the model gives."""
 
-    def __init__(self, model: nn.Module, names: list[str]):
+    def __init__(self, model: nn.Module, names: list[str], output: str):
         super().__init__()
-        self.model, self.names = model, names
+        self.model, self.names, self.output = model, names, output
 
     def forward(self, *tensors):
-        return self.model(**dict(zip(self.names, tensors)), return_dict=True).last_hidden_state
+        return getattr(self.model(**dict(zip(self.names, tensors)), return_dict=True), self.output)
 
 
-def onnx_model(transformer) -> OnnxModel:
-    """The int8 ONNX model for ``transformer``: the one saved in its folder, else the cached one, exported
-    and quantized on first use."""
-    source = transformer.source_path
+OUTPUTS = {"feature-extraction": "last_hidden_state", "sequence-classification": "logits"}
+
+
+def onnx_model(owner, task: str = "feature-extraction") -> OnnxModel:
+    """The int8 ONNX model for ``owner`` (a Transformer module, or a CrossEncoder for
+    ``task="sequence-classification"``): the one saved in its folder, else the cached one, exported and
+    quantized on first use."""
+    source = owner.source_path
     stamp = _fingerprint(source)
     saved = os.path.join(source, SAVED)
     if os.path.exists(saved) and _read(os.path.join(os.path.dirname(saved), STAMP)) == stamp:
         return OnnxModel(saved)
-    folder = cache_folder(source)
+    folder = cache_folder(source, task)
     path = os.path.join(folder, FILE)
     if not (os.path.exists(path) and _read(os.path.join(folder, STAMP)) == stamp):
         logger.info("Exporting %s to ONNX with int8 weights into %s", source, folder)
-        export_int8(transformer, path)
+        export_int8(owner, path, OUTPUTS[task])
         _write(os.path.join(folder, STAMP), stamp)
     return OnnxModel(path)
 
@@ -127,15 +140,15 @@ def save_onnx(runtime: OnnxModel, folder: str) -> None:
     _write(os.path.join(os.path.dirname(target), STAMP), _fingerprint(folder))
 
 
-def export_int8(transformer, path: str) -> None:
+def export_int8(owner, path: str, output: str = "last_hidden_state") -> None:
     """Export, fuse and quantize. The graph is traced with eager attention so that ONNX Runtime's
     transformer optimizer recognises and fuses it (see ``_optimize``); the MatMul weights are then
     quantized to int8, per channel."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = transformer.auto_model
-    params = transformer.forward_params or set(INPUTS)
+    model = getattr(owner, "auto_model", None) or owner.model
+    params = getattr(owner, "forward_params", None) or set(inspect.signature(model.forward).parameters)
     names = [n for n in INPUTS if n in params or n != "token_type_ids"]
     example = tuple(
         torch.zeros(2, 8, dtype=torch.long) if n == "token_type_ids" else torch.ones(2, 8, dtype=torch.long)
@@ -151,12 +164,12 @@ def export_int8(transformer, path: str) -> None:
         model.set_attn_implementation("eager")
         try:
             torch.onnx.export(
-                _Export(model, names),
+                _Export(model, names, output),
                 example,
                 fp32,
                 input_names=names,
-                output_names=["last_hidden_state"],
-                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+                output_names=[output],
+                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, output: _axes(output)},
                 opset_version=17,
                 dynamo=False,
             )
@@ -213,11 +226,15 @@ def _optimize(source: str, config, target: str) -> str:
         return source
 
 
-def cache_folder(source: str) -> str:
+def cache_folder(source: str, task: str = "feature-extraction") -> str:
     """embedkit's own cache, never the model's folder (which may belong to another package or the HF
-    cache): ``$EMBEDKIT_HOME/onnx/<hash of the model path>``, by default under ~/.cache/embedkit."""
-    root = os.environ.get("EMBEDKIT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "embedkit")
-    return os.path.join(root, "onnx", hashlib.sha1(os.path.realpath(source).encode()).hexdigest()[:16])
+    cache): ``$EMBEDKIT_HOME/onnx/<hash of the model path (and task)>``, by default under ~/.cache/embedkit."""
+    key = os.path.realpath(source) + ("" if task == "feature-extraction" else f"\0{task}")
+    return os.path.join(embedkit_home(), "onnx", hashlib.sha1(key.encode()).hexdigest()[:16])
+
+
+def _axes(output: str) -> dict[int, str]:
+    return {0: "batch", 1: "sequence"} if output == "last_hidden_state" else {0: "batch"}
 
 
 def _fingerprint(source: str) -> dict:

@@ -1,0 +1,6 @@
+"""The module classes under the name sentence-transformers gives them: ``from embedkit import models`` ports
+``from sentence_transformers import models`` (``models.Transformer``, ``models.Pooling``, ...)."""
+
+from .modules import Dense, Normalize, Pooling, Transformer
+
+__all__ = ["Dense", "Normalize", "Pooling", "Transformer"]
