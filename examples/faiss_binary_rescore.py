@@ -6,12 +6,12 @@ the k x 4 candidates it returns.
 
 import argparse
 import json
-import pathlib
+from importlib import resources
 
 from embedkit import SentenceTransformer
 from integrations import FaissIndex
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 QUESTIONS = [
     "Why do earthquakes happen?",
     "How is bread made without packaged yeast?",

@@ -10,14 +10,14 @@ each article once, and points at its best chunk: that chunk is the context hande
 
 import argparse
 import json
-import pathlib
 import tempfile
 from collections import defaultdict
+from importlib import resources
 
 from embedkit import SentenceTransformer
 from integrations import SQLIndex
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 
 
 def articles() -> dict[str, str]:

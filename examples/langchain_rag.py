@@ -6,15 +6,15 @@ python examples/langchain_rag.py "How do bees help flowers?"
 
 import argparse
 import json
-import pathlib
 import tempfile
+from importlib import resources
 
 from langchain_core.documents import Document
 
 from integrations import SQLIndex
 from integrations.langchain import EmbedkitEmbeddings, EmbedkitVectorStore
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 
 
 def main() -> None:

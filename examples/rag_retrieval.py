@@ -5,13 +5,13 @@ python examples/rag_retrieval.py "How do vaccines work?"
 
 import argparse
 import json
-import pathlib
 import tempfile
+from importlib import resources
 
 from embedkit import SentenceTransformer
 from integrations import SQLIndex
 
-CORPUS = pathlib.Path(__file__).with_name("corpus.jsonl")
+CORPUS = resources.files("integrations.cli") / "demo_corpus.jsonl"  # the corpus of `embedkit demo`
 
 
 def main() -> None:

@@ -13,6 +13,16 @@ from helpers import oracle_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 
+# A plain 2-layer BERT (hidden size 32) that uses the packaged tokenizer's vocabulary.
+TINY_BERT = dict(
+    vocab_size=30522,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)
+
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
@@ -28,15 +38,7 @@ def bert_dir(tmp_path_factory, minilm_path) -> str:
 
     path = str(tmp_path_factory.mktemp("tiny_bert"))
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(path)
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(path)
@@ -95,16 +97,7 @@ def cross_dirs(tmp_path_factory, minilm_path):
     for labels in (1, 3):
         plain = str(tmp_path_factory.mktemp(f"hf_{labels}"))
         torch.manual_seed(labels)
-        config = BertConfig(
-            vocab_size=30522,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-            num_labels=labels,
-        )
-        BertForSequenceClassification(config).save_pretrained(plain)
+        BertForSequenceClassification(BertConfig(**TINY_BERT, num_labels=labels)).save_pretrained(plain)
         tokenizer = AutoTokenizer.from_pretrained(minilm_path)
         tokenizer.model_max_length = 128
         tokenizer.save_pretrained(plain)

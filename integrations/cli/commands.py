@@ -153,7 +153,7 @@ def cmd_encode_ray(args, load_model: Callable) -> None:
 
 
 def demo_corpus() -> list[Document]:
-    text = (resources.files("embedkit.examples") / "corpus.jsonl").read_text(encoding="utf-8")
+    text = (resources.files("integrations.cli") / "demo_corpus.jsonl").read_text(encoding="utf-8")
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [Document(r["id"], r["text"], r.get("metadata", {})) for r in records]
 
