@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from integrations.filters.parse import COMPARE, Node, value_type
 
 OPS = {"$eq": operator.eq, **COMPARE}
-SQLITE_KINDS = {"number": ("integer", "real"), "string": ("text",), "null": ("null",)}
+SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "null": ("null",)}
 
 
 def compile_filter(node: Node, column, dialect: str):
@@ -90,7 +90,7 @@ def _sqlite_leaf(op: str, column, field: str, value):
         elif k == "null":
             match = elements.c.type == "null"
         else:
-            match = sa.and_(elements.c.type.in_(SQLITE_KINDS[k]), elements.c.value == value)
+            match = sa.and_(elements.c.type.in_(SQLITE_TYPES[k]), elements.c.value == value)
         is_list = sa.func.json_type(column, path) == "array"
         return _total(sa.and_(is_list, sa.exists(sa.select(1).select_from(elements).where(match))))
     if op == "$in":  # values of one JSON type, bound as one JSON array however many there are
@@ -99,11 +99,11 @@ def _sqlite_leaf(op: str, column, field: str, value):
             return sa.or_(*(_sqlite_leaf("$eq", column, field, v) for v in set(value)))
         values = sa.select(sa.column("value")).select_from(sa.func.json_each(json.dumps(value)).table_valued("value"))
         compare = sa.func.json_extract(column, path).in_(values.scalar_subquery())
-        return _total(sa.and_(json_type.in_(SQLITE_KINDS[k]), compare))
+        return _total(sa.and_(json_type.in_(SQLITE_TYPES[k]), compare))
     k = value_type(value)
     if k == "bool":
         return _total(json_type == ("true" if value else "false"))
-    type_ok = json_type.in_(SQLITE_KINDS[k])
+    type_ok = json_type.in_(SQLITE_TYPES[k])
     if k == "null":
         return _total(type_ok)
     compare = OPS[op](sa.func.json_extract(column, path), value)
