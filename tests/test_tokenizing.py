@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from embedkit._encoding.tokenizing import TruncatingTokenizer, cut, word_local
 
-CORPUS = pathlib.Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
+CORPUS = pathlib.Path(__file__).resolve().parents[1] / "integrations" / "cli" / "demo_corpus.jsonl"
 
 
 def texts(n: int = 300, seed: int = 0) -> list[str]:
