@@ -15,7 +15,6 @@ by side on CPU cores, in fp16 on CUDA unless a dtype is given; ``backend="onnx"`
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 from typing import Any, Callable
@@ -31,7 +30,7 @@ from ._encoding.pairs import PairTokenizer
 from ._version import __version__
 from .hub import resolve_model_path
 from .model import default_device
-from .model_folder import MODEL_CONFIG
+from .model_folder import MODEL_CONFIG, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ class CrossEncoder(nn.Module):
         return nn.Sigmoid() if self.num_labels == 1 else nn.Identity()
 
     def _saved_activation(self, path: str) -> nn.Module | None:
-        saved = _read_json(os.path.join(path, MODEL_CONFIG)).get("activation_fn")
+        saved = (read_json(os.path.join(path, MODEL_CONFIG)) or {}).get("activation_fn")
         saved = saved or (getattr(self.config, "sentence_transformers", None) or {}).get("activation_fn")
         saved = saved or getattr(self.config, "sbert_ce_default_activation_function", None)
         if not saved:
@@ -281,11 +280,9 @@ class CrossEncoder(nn.Module):
             "prompts": {},
             "default_prompt_name": None,
         }
-        _write_json(os.path.join(path, MODEL_CONFIG), config)
-        _write_json(
-            os.path.join(path, "modules.json"), [{"idx": 0, "name": "0", "path": "", "type": SAVED_TRANSFORMER}]
-        )
-        _write_json(os.path.join(path, "sentence_bert_config.json"), MODULE_CONFIG)
+        write_json(os.path.join(path, MODEL_CONFIG), config)
+        write_json(os.path.join(path, "modules.json"), [{"idx": 0, "name": "0", "path": "", "type": SAVED_TRANSFORMER}])
+        write_json(os.path.join(path, "sentence_bert_config.json"), MODULE_CONFIG)
         if self.runtime is not None:
             from .modules.onnx_runtime import save_onnx
 
@@ -322,15 +319,3 @@ def _check_head(path: str, config, num_labels: int | None) -> None:
             "*ForSequenceClassification model (such as cross-encoder/ms-marco-MiniLM-L6-v2), or num_labels= "
             "to start a new head for training"
         )
-
-
-def _read_json(file: str) -> dict:
-    if not os.path.exists(file):
-        return {}
-    with open(file, encoding="utf8") as f:
-        return json.load(f)
-
-
-def _write_json(file: str, value) -> None:
-    with open(file, "w", encoding="utf8") as f:
-        json.dump(value, f, indent=2)

@@ -27,12 +27,12 @@ MODEL_CONFIG = "config_sentence_transformers.json"
 
 def load_folder(path: str, trust_remote_code: bool = False, **transformer_kwargs) -> tuple[list[nn.Module], dict]:
     """Build the module chain of a folder. Returns (modules, the saved model config)."""
-    config = _read_json(os.path.join(path, MODEL_CONFIG)) or {}
+    config = read_json(os.path.join(path, MODEL_CONFIG)) or {}
     modules_file = os.path.join(path, "modules.json")
     if not os.path.exists(modules_file):
         return plain_transformers_modules(path, **transformer_kwargs), config
     modules = []
-    for entry in _read_json(modules_file):
+    for entry in read_json(modules_file):
         type_path = entry.get("type", "")
         cls = BY_NAME.get(type_path.rpartition(".")[2])
         if cls is None or not type_path.startswith(("sentence_transformers.", "embedkit.")):
@@ -93,11 +93,12 @@ def save_folder(modules: list[nn.Module], path: str, model_config: dict[str, Any
         os.makedirs(os.path.join(path, sub), exist_ok=True)
         module.save(os.path.join(path, sub))
         entries.append({"idx": idx, "name": str(idx), "path": sub, "type": SAVED_TYPES[type(module)]})
-    _write_json(os.path.join(path, "modules.json"), entries)
-    _write_json(os.path.join(path, MODEL_CONFIG), model_config)
+    write_json(os.path.join(path, "modules.json"), entries)
+    write_json(os.path.join(path, MODEL_CONFIG), model_config)
 
 
-def _read_json(file: str) -> Any:
+def read_json(file: str) -> Any:
+    """A folder's JSON file, or None where it does not exist; invalid JSON names the file."""
     if not os.path.exists(file):
         return None
     with open(file, encoding="utf8") as f:
@@ -107,6 +108,6 @@ def _read_json(file: str) -> Any:
             raise ValueError(f"{file} is not valid JSON: {exc}") from exc
 
 
-def _write_json(file: str, data: Any) -> None:
+def write_json(file: str, data: Any) -> None:
     with open(file, "w", encoding="utf8") as f:
         json.dump(data, f, indent=2)

@@ -25,7 +25,7 @@ except ImportError as exc:
     raise missing("langchain_core", "langchain", "integrations.langchain") from exc
 
 from embedkit import SentenceTransformer
-from integrations._shared.rerank import scorer
+from integrations._shared.rerank import scorer, scores_of
 from integrations.faiss import FaissIndex
 from integrations.index import Index
 from integrations.records import Record
@@ -283,10 +283,7 @@ class EmbedkitReranker(BaseDocumentCompressor):
             return []
         check_positive_int("top_n", self.top_n)
         score = scorer(self.model, self.top_n, self.top_n)
-        scores = score(query, [d.page_content for d in documents])
-        scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
-        if len(scores) != len(documents):
-            raise ValueError(f"the reranker gave {len(scores)} scores for {len(documents)} documents")
+        scores = scores_of(score, query, [d.page_content for d in documents])
         order = sorted(range(len(documents)), key=lambda i: -scores[i])[: self.top_n]
         return [
             Document(

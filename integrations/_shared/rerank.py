@@ -33,17 +33,23 @@ def scorer(rerank, rerank_candidates: int, k: int) -> Callable[[str, list[str]],
     )
 
 
+def scores_of(score: Callable, query: str, passages: list[str]) -> list[float]:
+    """``score(query, passages)`` as floats, one finite number per passage, or a ValueError saying what is wrong."""
+    scores = score(query, passages)
+    scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
+    if len(scores) != len(passages):
+        raise ValueError(f"the reranker gave {len(scores)} scores for {len(passages)} passages")
+    bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
+    if bad is not None:
+        raise ValueError(f"the reranker gave a score of {scores[bad]} for the passage at index {bad}")
+    return scores
+
+
 def rerank_hits(score: Callable, query: str, hits: list, k: int, stage: str) -> list:
     """The ``k`` best of ``hits`` by ``score``, ties kept in the first stage's order."""
     if not hits:
         return []
-    scores = score(query, [hit.passage for hit in hits])
-    scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
-    if len(scores) != len(hits):
-        raise ValueError(f"the reranker gave {len(scores)} scores for {len(hits)} passages")
-    bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
-    if bad is not None:
-        raise ValueError(f"the reranker gave a score of {scores[bad]} for the passage at index {bad}")
+    scores = scores_of(score, query, [hit.passage for hit in hits])
     order = sorted(range(len(hits)), key=lambda i: -scores[i])[:k]
     out = []
     for rank, i in enumerate(order, 1):
