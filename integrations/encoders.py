@@ -68,7 +68,7 @@ def as_encoder(obj):
 def encoder_info(encoder: Encoder) -> dict[str, Any]:
     """What an index records about its encoder: name, dimension and prompts."""
     return {
-        "model": encoder.model_name or type(encoder).__name__,
+        "model": str(encoder.model_name or type(encoder).__name__),  # a model loaded from a Path names it
         "dimension": int(encoder.get_embedding_dimension()),
         "prompts": dict(encoder.prompts or {}),
     }
