@@ -29,7 +29,7 @@ try:
         node_to_metadata_dict,
     )
 except ImportError as exc:
-    raise missing("llama_index.core", "llama-index", "integrations.llama_index") from exc
+    raise missing("llama_index", "llama-index", "integrations.llama_index") from exc
 
 from embedkit import SentenceTransformer
 from integrations._shared import pushdown

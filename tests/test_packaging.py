@@ -82,6 +82,8 @@ class E:
     "blocked, code, extra",
     [
         ("langchain_core", "import integrations.langchain", "langchain"),
+        ("llama_index", "import integrations.llama_index", "llama-index"),
+        ("haystack", "import integrations.haystack", "haystack"),
         (
             "psycopg",
             ENCODER + "from integrations import SQLIndex; SQLIndex(E(), 'postgresql+psycopg://u@h/db')",

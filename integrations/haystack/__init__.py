@@ -3,7 +3,7 @@
 ``EmbedkitEmbeddingRetriever``, ``EmbedkitKeywordRetriever``, ``EmbedkitHybridRetriever`` and
 ``EmbedkitRanker``. Needs the ``haystack`` extra (haystack-ai)."""
 
-from integrations.haystack.components import (  # noqa: I001 (the store's import names the extra if missing)
+from integrations.haystack.components import (
     EmbedkitDocumentEmbedder,
     EmbedkitEmbeddingRetriever,
     EmbedkitHybridRetriever,

@@ -10,10 +10,16 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from haystack import Document, component, default_from_dict, default_to_dict
-from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 
 from embedkit._checks import check_positive_int
+from embedkit._optional import missing
+
+try:
+    from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.document_stores.types import FilterPolicy, apply_filter_policy
+except ImportError as exc:
+    raise missing("haystack", "haystack", "integrations.haystack") from exc
+
 from integrations.haystack.document_store import EmbedkitDocumentStore, to_document
 
 
@@ -24,7 +30,8 @@ def _text_of(document: Document, fields: list[str], separator: str) -> str:
 
 
 class _ModelComponent:
-    """What the embedders share: a model name or path, loaded once."""
+    """What the embedders share: a model name or path, loaded once. (``@component`` rebuilds each class,
+    so the subclasses call this one by name rather than through ``super()``.)"""
 
     def __init__(self, model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device):
         check_positive_int("batch_size", batch_size)
@@ -84,7 +91,9 @@ class EmbedkitTextEmbedder(_ModelComponent):
         prompt_name: str | None = None,
         device: str | None = None,
     ):
-        super().__init__(model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device)
+        _ModelComponent.__init__(
+            self, model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device
+        )
 
     @component.output_types(embedding=list[float])
     def run(self, text: str):
@@ -113,13 +122,15 @@ class EmbedkitDocumentEmbedder(_ModelComponent):
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
     ):
-        super().__init__(model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device)
+        _ModelComponent.__init__(
+            self, model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device
+        )
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
 
     def _init_parameters(self) -> dict[str, Any]:
         return {
-            **super()._init_parameters(),
+            **_ModelComponent._init_parameters(self),
             "meta_fields_to_embed": self.meta_fields_to_embed,
             "embedding_separator": self.embedding_separator,
         }

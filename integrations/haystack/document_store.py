@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -35,40 +36,44 @@ class EmbedkitDocumentStore:
     """Haystack documents in an embedkit index: FAISS (a folder, or memory), SQLite or PostgreSQL.
 
     ``target`` and ``model`` are what ``open_index`` takes (a URL, a folder or None; a model name or path,
-    or a loaded encoder), ``index_options`` its keywords (``kind``, ``precision``, ``table``,
-    ``chunk_tokens``, ...); or pass an open ``index``. A document without an embedding is embedded by the
-    index's model with its passage prompt, so every document can be found, and still reads back with
-    ``embedding=None``. Embeddings read back L2-normalized (the index stores cosine geometry). Filters take
-    Haystack's syntax and semantics (``integrations.filters.haystack``); documents come back in id order.
+    all-MiniLM-L6-v2 by default, or a loaded encoder), ``index_options`` its keywords (``kind``,
+    ``precision``, ``table``, ``chunk_tokens``, ...); or pass an open ``index``. A document without an
+    embedding is embedded by the index's model with its passage prompt, so every document can be found,
+    and still reads back with ``embedding=None``. Embeddings read back L2-normalized (the index stores
+    cosine geometry). Filters take Haystack's syntax and semantics (``integrations.filters.haystack``);
+    documents come back in id order.
     """
 
     def __init__(
         self,
         target: str | None = None,
-        model: Any = "all-MiniLM-L6-v2",
+        model: Any = None,
         index_options: dict[str, Any] | None = None,
         *,
         index: Index | None = None,
     ):
         self.target, self.model, self.index_options = target, model, dict(index_options or {})
         if index is None:
-            if not isinstance(model, str):
-                from integrations.encoders import as_encoder
-
-                model = as_encoder(model)
-            else:
+            if model is None or isinstance(model, str):
                 from embedkit import SentenceTransformer
 
-                model = SentenceTransformer(model)
-            index = open_index(target, model, **self.index_options)
+                encoder = SentenceTransformer(model or "all-MiniLM-L6-v2")
+            else:
+                encoder = model
+            index = open_index(target, encoder, **self.index_options)
         elif not isinstance(index, Index):
             raise TypeError(f"index must be an integrations.Index, got {type(index).__name__}")
         self.index = index
 
     # ----------------------------------------------------------------- serialization
     def to_dict(self) -> dict[str, Any]:
+        """The store's ``target``, ``model`` and ``index_options``; it needs a model name or path (and,
+        for a store over an open ``index``, the ``target`` and ``model`` it was opened with)."""
         if not isinstance(self.model, str):
-            raise TypeError("to_dict() needs the store built from a model name or path, not a loaded model")
+            raise TypeError(
+                "to_dict() needs the store built from a model name or path (pass model=, and target= "
+                "for a store over an open index), not a loaded model"
+            )
         return default_to_dict(self, target=self.target, model=self.model, index_options=self.index_options)
 
     @classmethod
@@ -205,6 +210,33 @@ class EmbedkitDocumentStore:
             for i, vector in zip(missing, made):
                 vectors[i] = vector
         self.index.add_embeddings(np.asarray(vectors, dtype=np.float32), texts, metas, ids=ids)
+
+
+def _in_a_thread(name: str):
+    async def method(self, *args, **kwargs):
+        return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = f"{name}_async"
+    method.__doc__ = f"``{name}`` in a worker thread, so that the event loop goes on meanwhile."
+    return method
+
+
+ASYNC = (
+    "count_documents",
+    "filter_documents",
+    "write_documents",
+    "delete_documents",
+    "delete_all_documents",
+    "delete_by_filter",
+    "update_by_filter",
+    "count_documents_by_filter",
+    "count_unique_metadata_by_filter",
+    "get_metadata_fields_info",
+    "get_metadata_field_min_max",
+    "get_metadata_field_unique_values",
+)
+for _name in ASYNC:  # Haystack's async protocol: each method's ``_async`` twin
+    setattr(EmbedkitDocumentStore, f"{_name}_async", _in_a_thread(_name))
 
 
 def stored_meta(document: Document) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Haystack's own DocumentStore suites (``haystack.testing.document_store``) on FAISS (flat), SQLite and
 PostgreSQL. Two of Haystack's tests are overridden as its docstrings ask: ``test_write_documents`` (the
-default policy is the store's to choose: here FAIL, as in Haystack's InMemoryDocumentStore) and
+default policy is the store's to choose: here FAIL, as in Haystack's InMemoryDocumentStore; and its async
+twin) and
 ``assert_documents_are_equal`` (this store returns documents in id order, and embeddings L2-normalized
 in float32, as the index stores them)."""
 
@@ -18,6 +19,20 @@ from haystack.testing.document_store import (
     GetMetadataFieldsInfoTest,
     GetMetadataFieldUniqueValuesTest,
 )
+from haystack.testing.document_store_async import (
+    CountDocumentsAsyncTest,
+    CountDocumentsByFilterAsyncTest,
+    CountUniqueMetadataByFilterAsyncTest,
+    DeleteAllAsyncTest,
+    DeleteByFilterAsyncTest,
+    DeleteDocumentsAsyncTest,
+    FilterDocumentsAsyncTest,
+    GetMetadataFieldMinMaxAsyncTest,
+    GetMetadataFieldsInfoAsyncTest,
+    GetMetadataFieldUniqueValuesAsyncTest,
+    UpdateByFilterAsyncTest,
+    WriteDocumentsAsyncTest,
+)
 
 
 def normalized(embedding):
@@ -34,6 +49,18 @@ class TestHaystackSuites(
     GetMetadataFieldsInfoTest,
     GetMetadataFieldMinMaxTest,
     GetMetadataFieldUniqueValuesTest,
+    CountDocumentsAsyncTest,
+    CountDocumentsByFilterAsyncTest,
+    CountUniqueMetadataByFilterAsyncTest,
+    DeleteAllAsyncTest,
+    DeleteByFilterAsyncTest,
+    DeleteDocumentsAsyncTest,
+    FilterDocumentsAsyncTest,
+    GetMetadataFieldMinMaxAsyncTest,
+    GetMetadataFieldsInfoAsyncTest,
+    GetMetadataFieldUniqueValuesAsyncTest,
+    UpdateByFilterAsyncTest,
+    WriteDocumentsAsyncTest,
 ):
     @pytest.fixture
     def document_store(self, haystack_store):
@@ -58,3 +85,11 @@ class TestHaystackSuites(
         with pytest.raises(DuplicateDocumentError):
             document_store.write_documents([doc])
         self.assert_documents_are_equal(document_store.filter_documents(), [doc])
+
+    @pytest.mark.asyncio
+    async def test_write_documents_async(self, document_store):
+        doc = Document(content="test doc")
+        assert await document_store.write_documents_async([doc]) == 1
+        with pytest.raises(DuplicateDocumentError):
+            await document_store.write_documents_async([doc])
+        self.assert_documents_are_equal(await document_store.filter_documents_async(), [doc])
