@@ -84,6 +84,7 @@ class E:
         ("langchain_core", "import integrations.langchain", "langchain"),
         ("llama_index", "import integrations.llama_index", "llama-index"),
         ("haystack", "import integrations.haystack", "haystack"),
+        ("fastapi", "import integrations.server", "server"),
         (
             "psycopg",
             ENCODER + "from integrations import SQLIndex; SQLIndex(E(), 'postgresql+psycopg://u@h/db')",

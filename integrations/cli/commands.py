@@ -169,3 +169,23 @@ def cmd_demo(args, load_model: Callable) -> None:
         for query, filter in DEMO_QUERIES:
             print(format_hits(query, index.search(query, k=3, filter=filter), filter) + "\n")
     print(f'Try: embedkit search {args.db} "your question" -k 5')
+    if args.serve:
+        args.index, args.reranker = [f"demo={args.db}"], None
+        cmd_serve(args, load_model)
+
+
+def cmd_serve(args, load_model: Callable) -> None:
+    """Serve the model (and the reranker and indexes) over HTTP until SIGTERM or Ctrl-C, which drain
+    the requests in flight. An index that does not exist yet is created."""
+    from integrations.cli.serve import serve
+
+    indexes = {}
+    for spec in args.index:
+        name, sep, target = spec.partition("=")
+        if not sep or not name or not target:
+            raise ValueError(f"--index takes NAME=TARGET (e.g. docs=sqlite:///docs.db), got {spec!r}")
+        if name in indexes:
+            raise ValueError(f"--index {name!r} is given twice")
+        indexes[name] = target
+    api_key = args.api_key or os.environ.get("EMBEDKIT_API_KEY") or None
+    serve(args, load_model, indexes, api_key)

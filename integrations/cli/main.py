@@ -151,8 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--rerank-candidates", type=int, default=50, metavar="N", help="documents the reranker sees")
     search.set_defaults(func=store_command("cmd_search"))
 
-    demo = sub.add_parser("demo", parents=[common], help="index the bundled example corpus into SQLite and search it")
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
+    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (or set EMBEDKIT_API_KEY)")
+    serving.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=16384,
+        help="tokens per model batch across concurrent requests (0: no cross-request batching)",
+    )
+    serving.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill up")
+    serving.add_argument("--max-queue", type=int, default=1024, help="requests that may wait; more get 503")
+    serving.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this origin")
+
+    srv = sub.add_parser("serve", parents=[common, serving], help="serve embeddings, reranking and search over HTTP")
+    srv.add_argument("--reranker", metavar="MODEL", help="a CrossEncoder for /v1/rerank and reranked searches")
+    srv.add_argument(
+        "--index", action="append", default=[], metavar="NAME=TARGET", help="serve an index (created if missing)"
+    )
+    srv.set_defaults(func=store_command("cmd_serve"))
+
+    demo = sub.add_parser(
+        "demo", parents=[common, serving], help="index the bundled example corpus into SQLite and search it"
+    )
     demo.add_argument("--db", default="sqlite:///embedkit-demo.db")
+    demo.add_argument("--serve", action="store_true", help="then serve it, with the search page at /")
     demo.set_defaults(func=store_command("cmd_demo"))
     return parser
 
@@ -171,7 +195,7 @@ def exit_code(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    load = functools.partial(load_model, args.model, args.device, args.quiet)
+    load = functools.cache(functools.partial(load_model, args.model, args.device, args.quiet))  # loaded once
     try:
         args.func(args, load)
     except KeyboardInterrupt:

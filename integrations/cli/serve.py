@@ -1,0 +1,42 @@
+"""``embedkit serve``: load the model, open the indexes and run the server with uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+from embedkit._optional import missing
+
+
+def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> None:
+    try:
+        import uvicorn
+
+        from integrations.server import Limits, Service, create_app
+    except ImportError as exc:
+        raise missing(exc.name or "fastapi", "server", "embedkit serve") from exc
+    from integrations.targets import open_index
+
+    model = load_model()
+    reranker = None
+    if args.reranker:
+        from embedkit import CrossEncoder
+
+        reranker = CrossEncoder(args.reranker, device=args.device)
+    indexes = {name: open_index(target, model) for name, target in targets.items()}
+    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    service = Service(model, args.model, reranker, args.reranker, indexes, limits)
+    app = create_app(service, api_key=api_key, cors_origins=args.cors_origin or None)
+    served = ", ".join(f"{name} ({len(index)} documents)" for name, index in indexes.items()) or "none"
+    print(
+        f"embedkit serve: http://{args.host}:{args.port}/ with {args.model}; indexes: {served}; "
+        f"API key {'required' if api_key else 'not required'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning" if args.quiet else "info",
+        timeout_graceful_shutdown=30,
+    )
