@@ -65,7 +65,7 @@ class EmbedkitEmbedding(BaseEmbedding):
         elif not isinstance(model, SentenceTransformer):
             raise TypeError(f"model must be an embedkit SentenceTransformer, got {type(model).__name__}")
         else:
-            self.model_name = model.model_name or self.model_name
+            self.model_name = str(model.model_name or self.model_name)
         self._model = model
 
     @classmethod
@@ -100,8 +100,9 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
     index's text, the rest of the node (metadata, ``ref_doc_id``, relationships) in its metadata, as
     LlamaIndex's ``node_to_metadata_dict`` writes it. Filters are ``MetadataFilters`` with LlamaIndex's
     semantics (``integrations.filters.llama_index``). Query modes: ``DEFAULT`` (cosine), ``TEXT_SEARCH``
-    (the store's full-text index), ``HYBRID`` (reciprocal rank fusion; ``alpha`` is refused, as RRF has no
-    weight) and ``MMR`` (``mmr_threshold``, LlamaIndex's own MMR over ``mmr_prefetch_k`` candidates)."""
+    (the store's full-text index), ``HYBRID`` (reciprocal rank fusion of legs ``Index.search`` deep, or
+    ``similarity_top_k``/``sparse_top_k`` deep with ``hybrid_top_k`` results; ``alpha`` is refused, as RRF
+    has no weight) and ``MMR`` (``mmr_threshold``, LlamaIndex's own MMR over ``mmr_prefetch_k`` candidates)."""
 
     stores_text: bool = True
     flat_metadata: bool = False
@@ -199,8 +200,9 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
         parts = [] if bounds is None else [bounds]
         if query.doc_ids is not None:
             parts.append(exact({"ref_doc_id": {"$in": list(query.doc_ids)}} if query.doc_ids else FALSE))
-        allowed = set(query.node_ids) if query.node_ids else None  # a VectorStoreIndex over a store that keeps
-        if allowed is not None:  # the text passes node_ids=[], meaning no restriction (its list is empty)
+        # A VectorStoreIndex over a store that keeps the text always passes node_ids=[]: no restriction.
+        allowed = set(query.node_ids) if query.node_ids else None
+        if allowed is not None:
             parts.append(unknown())
 
         def keep(hit) -> bool:
@@ -224,7 +226,9 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
             )
         if not query.query_str:
             raise ValueError(f"query mode {query.mode.value!r} needs query_str")
-        options = {"candidates": max(query.similarity_top_k, query.sparse_top_k or 0)} if mode == "hybrid" else {}
+        options = {}
+        if mode == "hybrid" and query.hybrid_top_k:  # then similarity_top_k and sparse_top_k size the legs
+            options["candidates"] = max(query.similarity_top_k, query.sparse_top_k or 0)
         return lambda depth, flt: self._index.search(query.query_str, k=depth, filter=flt, mode=mode, **options)
 
     # ----------------------------------------------------------------- async

@@ -157,8 +157,11 @@ def test_text_search_and_hybrid_are_the_index_s_own(make, mode, name):
     store.add(_nodes())
     even = MetadataFilters(filters=[MetadataFilter(key="even", value=1)])  # True == 1, as in Python
     result = store.query(VectorStoreQuery(query_str="tea", similarity_top_k=4, mode=mode, filters=even))
-    want = index.search("tea", k=4, mode=name, filter={"even": True}, candidates=4)
+    want = index.search("tea", k=4, mode=name, filter={"even": True})
     assert result.ids == [h.id for h in want] and len(want) == 4
+    if mode == VectorStoreQueryMode.HYBRID:  # hybrid_top_k: the legs are similarity_top_k and sparse_top_k deep
+        q = VectorStoreQuery(query_str="tea", similarity_top_k=3, sparse_top_k=5, hybrid_top_k=2, mode=mode)
+        assert store.query(q).ids == [h.id for h in index.search("tea", k=2, mode="hybrid", candidates=5)]
     with pytest.raises(ValueError, match="alpha is not supported"):
         store.query(VectorStoreQuery(query_str="tea", mode=VectorStoreQueryMode.HYBRID, alpha=0.5))
     with pytest.raises(ValueError, match="not supported"):
