@@ -126,12 +126,14 @@ class EmbedkitVectorStore(VectorStore):
         ids: list[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
+        _no_others("add_texts", kwargs)
         texts = list(texts)
         if ids is not None:
             ids = [i if i else uuid.uuid4().hex for i in ids]
         return self.index.add(texts, [dict(m) for m in metadatas] if metadatas else None, ids=ids)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        _no_others("delete", kwargs)
         if ids is None:
             raise ValueError("delete() needs a list of ids")
         self.index.delete(list(ids))
@@ -153,12 +155,14 @@ class EmbedkitVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        options = {key: kwargs[key] for key in ("rrf_k", "candidates", "rerank", "rerank_candidates") if key in kwargs}
+        _no_others("similarity_search", kwargs, SEARCH_OPTIONS)
+        options = {key: kwargs[key] for key in SEARCH_OPTIONS if key in kwargs}
         return [(_document(h), h.score) for h in self.index.search(query, k=k, filter=filter, mode=mode, **options)]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: dict | None = None, **kwargs: Any
     ) -> list[Document]:
+        _no_others("similarity_search_by_vector", kwargs)
         return [
             _document(h)
             for h in self.index.search_by_vector(np.asarray(embedding, dtype=np.float32), k=k, filter=filter)
@@ -176,6 +180,7 @@ class EmbedkitVectorStore(VectorStore):
         filter: dict | None = None,
         **kwargs: Any,
     ) -> list[Document]:
+        _no_others("max_marginal_relevance_search", kwargs)
         vector = self.index.encoder.encode_query([query])[0]
         return self.max_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, filter=filter)
 
@@ -188,6 +193,7 @@ class EmbedkitVectorStore(VectorStore):
         filter: dict | None = None,
         **kwargs: Any,
     ) -> list[Document]:
+        _no_others("max_marginal_relevance_search_by_vector", kwargs)
         query = np.asarray(embedding, dtype=np.float32)
         candidates = self.index.search_by_vector(query, k=max(fetch_k, k), filter=filter, include_vectors=True)
         if not candidates:
@@ -293,6 +299,16 @@ class EmbedkitReranker(BaseDocumentCompressor):
             )
             for i in order
         ]
+
+
+SEARCH_OPTIONS = ("rrf_k", "candidates", "rerank", "rerank_candidates")
+
+
+def _no_others(method: str, kwargs: dict, allowed: tuple = ()) -> None:
+    """A misspelt keyword (``filtr=``) is an error, not a search that silently ignores it."""
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword arguments: {', '.join(unknown)}")
 
 
 def _document(record: Record) -> Document:

@@ -4,6 +4,7 @@ point (``python -m integrations.cli`` in a subprocess)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -110,7 +111,7 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir, run):
         q = model.encode_query("cats sleep on warm mats")
         d = model.encode_document("cats sleep on warm mats")
         assert abs(hits[0]["score"] - float(q @ d / np.linalg.norm(q) / np.linalg.norm(d))) < 1e-4
-        assert hits[0]["metadata"] == {"source": "pets.txt", "page": 1}
+        assert hits[0]["metadata"] == {"source": "pets.txt", "page": 1, "root": os.path.realpath(tmp_path)}
         text = run("search", db, "finance", "-m", prompt_model_dir, "-k", "1")
         assert text.stdout.startswith("Q: finance\n  1. ")
 

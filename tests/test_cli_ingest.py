@@ -3,6 +3,7 @@ metadata, re-adding in place, and errors that name the missing index. Runs main(
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -40,33 +41,58 @@ def stored(db: str, model_dir: str) -> dict:
 
 
 def test_add_a_folder(docs, cli, prompt_model_dir, monkeypatch):
+    """A file is one document by default; a file of an unsupported type is counted, not read."""
     monkeypatch.chdir(docs)
     db = "sqlite:///kb.db"
     code, _, err = cli("add", db, "docs/", "-q")
     assert code == 0, err
-    assert "7 added, 0 updated, 0 unchanged, 0 removed, 3 blank skipped; 7 documents in total" in err
+    assert "4 added, 0 updated, 0 unchanged, 0 removed, 1 blank skipped; 4 documents in total" in err
+    assert "files skipped: 1 unsupported type" in err
+    root = os.path.realpath(docs / "docs")
+    meta = lambda source, **more: {"source": source, "root": root, **more}  # noqa: E731
     assert stored(db, prompt_model_dir) == {
-        "docs/a/notes.txt:1": ("cats sleep on warm mats", {"source": "docs/a/notes.txt", "line": 1}),
-        "docs/a/notes.txt:4": ("the sun is a star", {"source": "docs/a/notes.txt", "line": 4}),
-        "docs/b/notes.txt:1": ("bond yields rose sharply", {"source": "docs/b/notes.txt", "line": 1}),
-        "docs/guide.md:1": ("# Title", {"source": "docs/guide.md", "line": 1}),
-        "docs/guide.md:3": ("First paragraph\nstill first.", {"source": "docs/guide.md", "line": 3}),
-        "docs/guide.md:6": ("```\ncode\n\nmore\n```", {"source": "docs/guide.md", "line": 6}),
-        "r1": ("a row, with a comma", {"source": "docs/table.csv", "lang": "en"}),
+        "docs/a/notes.txt": ("cats sleep on warm mats\n\n   \nthe sun is a star", meta("docs/a/notes.txt")),
+        "docs/b/notes.txt": ("bond yields rose sharply", meta("docs/b/notes.txt")),
+        "docs/guide.md": ("# Title\n\nFirst paragraph\nstill first.\n\n```\ncode\n\nmore\n```", meta("docs/guide.md")),
+        "r1": ("a row, with a comma", meta("docs/table.csv", lang="en")),
     }
+
+
+def test_units_line_and_paragraph(docs, cli, prompt_model_dir, monkeypatch):
+    monkeypatch.chdir(docs)
+    assert cli("add", "sqlite:///lines.db", "docs/a", "--unit", "line", "-q")[0] == 0
+    root = os.path.realpath(docs / "docs" / "a")
+    assert stored("sqlite:///lines.db", prompt_model_dir) == {
+        "a/notes.txt:1": ("cats sleep on warm mats", {"source": "a/notes.txt", "root": root, "line": 1}),
+        "a/notes.txt:4": ("the sun is a star", {"source": "a/notes.txt", "root": root, "line": 4}),
+    }
+    (docs / "docs" / "guide.md").write_text("# Tea\n\nGreen tea.\n\n## Brewing\nSteep it.\n\nNot long.\n")
+    assert cli("add", "sqlite:///paras.db", "docs/guide.md", "--unit", "paragraph", "-q")[0] == 0
+    first = stored("sqlite:///paras.db", prompt_model_dir)
+    assert sorted((t, m["headings"], m["line"]) for t, m in first.values()) == [
+        ("Green tea.", ["Tea"], 3),
+        ("Not long.", ["Tea", "Brewing"], 8),
+        ("Steep it.", ["Tea", "Brewing"], 5),
+    ]  # headings are context, not documents
+    (docs / "docs" / "guide.md").write_text(
+        "# Tea\n\nA new first paragraph.\n\nGreen tea.\n\n## Brewing\nSteep it.\n\nNot long.\n"
+    )
+    code, _, err = cli("add", "sqlite:///paras.db", "docs/guide.md", "--unit", "paragraph", "-q")
+    assert code == 0 and "1 added, 3 updated (3 metadata only), 0 unchanged" in err, err  # lines moved, not re-embedded
+    assert set(first) < set(stored("sqlite:///paras.db", prompt_model_dir))
 
 
 def test_two_files_with_one_name_are_both_found_and_filterable(docs, cli, monkeypatch):
     monkeypatch.chdir(docs)
     db = str(docs / "faiss-idx")
-    assert cli("add", db, "docs/a/notes.txt", "docs/b/notes.txt", "-q")[0] == 0
+    assert cli("add", db, "docs/a/notes.txt", "docs/b/notes.txt", "--unit", "line", "-q")[0] == 0
     code, out, err = cli("search", db, "bond yields rose sharply", "-k", "5", "--json")
     assert code == 0, err
     hits = json.loads(out)
-    assert {h["id"] for h in hits} == {"docs/a/notes.txt:1", "docs/a/notes.txt:4", "docs/b/notes.txt:1"}
-    assert hits[0]["id"] == "docs/b/notes.txt:1"
-    code, out, _ = cli("search", db, "anything", "--json", "--filter", '{"source": "docs/a/notes.txt"}')
-    assert {h["id"] for h in json.loads(out)} == {"docs/a/notes.txt:1", "docs/a/notes.txt:4"}
+    assert {h["id"] for h in hits} == {"a/notes.txt:1", "a/notes.txt:4", "b/notes.txt:1"}
+    assert hits[0]["id"] == "b/notes.txt:1"
+    code, out, _ = cli("search", db, "anything", "--json", "--filter", '{"source": "a/notes.txt"}')
+    assert {h["id"] for h in json.loads(out)} == {"a/notes.txt:1", "a/notes.txt:4"}
 
 
 def test_globs_reach_the_same_ids_as_the_folder(docs, cli, prompt_model_dir, monkeypatch):
@@ -74,28 +100,115 @@ def test_globs_reach_the_same_ids_as_the_folder(docs, cli, prompt_model_dir, mon
     db = "sqlite:///kb.db"
     assert cli("add", db, "docs/*/*.txt", "-q")[0] == 0
     first = stored(db, prompt_model_dir)
-    assert set(first) == {"docs/a/notes.txt:1", "docs/a/notes.txt:4", "docs/b/notes.txt:1"}
+    assert set(first) == {"docs/a/notes.txt", "docs/b/notes.txt"}
     code, _, err = cli("add", db, "docs", "-q")
-    assert code == 0 and "4 added, 0 updated, 3 unchanged" in err  # the .txt documents were already there
+    assert code == 0 and "2 added, 0 updated, 2 unchanged" in err  # the .txt documents were already there
 
 
-def test_re_adding_a_changed_folder_updates_in_place(docs, cli, prompt_model_dir, monkeypatch):
+def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model_dir, monkeypatch):
+    db = f"sqlite:///{docs}/kb.db"
+    monkeypatch.chdir(docs / "docs" / "a")
+    assert cli("add", db, "../../docs", "-q")[0] == 0
+    monkeypatch.chdir(docs)
+    assert cli("add", db, "docs", "-q")[2].count("4 unchanged") == 1
+    code, _, err = cli("add", db, str(docs / "docs") + "/", "-q")
+    assert code == 0 and "0 added, 0 updated, 4 unchanged, 0 removed" in err
+    assert len(stored(db, prompt_model_dir)) == 4
+
+
+def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch):
     monkeypatch.chdir(docs)
     db = "sqlite:///kb.db"
     assert cli("add", db, "docs", "-q")[0] == 0
-    (docs / "docs" / "a" / "notes.txt").write_text("cats sleep on cold mats\n")  # line 4 is gone
+    (docs / "docs" / "a" / "notes.txt").write_text("cats sleep on cold mats\n")
     code, _, err = cli("add", db, "docs", "-q")
-    assert code == 0, err
-    assert "0 added, 1 updated, 5 unchanged, 1 removed, 1 blank skipped; 6 documents in total" in err
-    after = stored(db, prompt_model_dir)
-    assert after["docs/a/notes.txt:1"][0] == "cats sleep on cold mats" and "docs/a/notes.txt:4" not in after
+    assert code == 0 and "0 added, 1 updated, 3 unchanged, 0 removed" in err, err
     model = SentenceTransformer(prompt_model_dir, device="cpu")
     with SQLIndex(model, db) as index:  # the updated document was re-embedded
         np.testing.assert_allclose(
-            index.get_vectors(["docs/a/notes.txt:1"])[0],
+            index.get_vectors(["docs/a/notes.txt"])[0],
             model.encode_document("cats sleep on cold mats", normalize_embeddings=True),
             atol=1e-5,
         )
+    (docs / "docs" / "b" / "notes.txt").unlink()
+    code, _, err = cli("add", db, "docs", "--no-prune", "-q")
+    assert code == 0 and "0 removed" in err and "docs/b/notes.txt" in stored(db, prompt_model_dir)
+    code, _, err = cli("add", db, "docs", "-q")
+    assert code == 0 and "1 removed (1 files gone)" in err, err
+    after = stored(db, prompt_model_dir)
+    assert "docs/b/notes.txt" not in after and len(after) == 3
+    code, out, _ = cli("search", db, "bond yields", "--json", "--filter", '{"source": "docs/b/notes.txt"}')
+    assert json.loads(out) == []
+
+
+def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_model_dir, monkeypatch):
+    """An older CLI stored ``source`` as typed and ids PATH:LINE; adding the folder again replaces them."""
+    monkeypatch.chdir(docs)
+    db = "sqlite:///kb.db"
+    with open_index(db, SentenceTransformer(prompt_model_dir, device="cpu")) as index:
+        index.add(
+            ["cats sleep on warm mats", "bond yields rose sharply"],
+            [{"source": "../x/docs/a/notes.txt", "line": 1}, {"source": "docs/b/notes.txt", "line": 1}],
+            ids=["../x/docs/a/notes.txt:1", "docs/b/notes.txt:1"],
+        )
+    code, _, err = cli("add", db, "docs", "-q")
+    assert code == 0 and "4 added" in err and "stored under older ids replaced" in err, err
+    assert set(stored(db, prompt_model_dir)) == {"docs/a/notes.txt", "docs/b/notes.txt", "docs/guide.md", "r1"}
+
+
+def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "good.txt").write_text("a good file\n")
+    (tmp_path / "kb" / "bom.md").write_bytes("\ufeffwith a byte order mark\n".encode())
+    (tmp_path / "kb" / "latin.txt").write_bytes("café au lait\n".encode("latin-1"))
+    (tmp_path / "kb" / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
+    code, _, err = cli("add", "sqlite:///kb.db", "kb", "-q")
+    assert code == 0, err
+    assert "2 added" in err and "files skipped: 2 undecodable" in err
+    assert "kb/latin.txt: not utf-8 text" in err and "kb/image.md: holds NUL bytes" in err
+    docs = stored("sqlite:///kb.db", prompt_model_dir)
+    assert docs["kb/bom.md"][0] == "with a byte order mark"  # no BOM kept
+    code, _, err = cli("add", "sqlite:///latin.db", "kb/latin.txt", "--encoding", "latin-1", "-q")
+    assert code == 0 and stored("sqlite:///latin.db", prompt_model_dir)["kb/latin.txt"][0] == "café au lait"
+    code, _, err = cli("add", "sqlite:///strict.db", "kb", "--strict", "-q")
+    assert code == 1 and "holds NUL bytes" in err and not (tmp_path / "strict.db").exists()
+
+
+def test_jsonl_top_level_fields_are_metadata(tmp_path, cli, prompt_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [
+        {"key": "t1", "body": "ticket about a login bug", "status": "open", "metadata": {"team": "web"}},
+        {"key": "t2", "body": "ticket about billing", "status": "closed"},
+    ]
+    (tmp_path / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, err = cli("add", "sqlite:///kb.db", "tickets.jsonl", "--id-field", "key", "--text-field", "body", "-q")
+    assert code == 0, err
+    docs = stored("sqlite:///kb.db", prompt_model_dir)
+    assert docs["t1"][1]["status"] == "open" and docs["t1"][1]["team"] == "web" and "body" not in docs["t1"][1]
+    code, out, _ = cli("search", "sqlite:///kb.db", "ticket", "--json", "--filter", '{"status": "open"}')
+    assert [h["id"] for h in json.loads(out)] == ["t1"]
+
+
+def test_argument_errors_and_a_missing_folder_fail_before_any_model_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from integrations.cli import main\n"
+        "for args in ({k!r}, {missing!r}):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exc:\n"
+        "        print(exc.code)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    ).format(
+        k=["search", "sqlite:///x.db", "q", "-k", "0"], missing=["add", "sqlite:///no/such/dir/x.db", str(tmp_path)]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "1"]
+    assert "-k: must be at least 1, got 0" in out.stderr
+    assert "the folder" in out.stderr and "no/such/dir does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -166,21 +279,24 @@ def test_records_are_a_library_that_raises_value_errors(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "x.md").write_text("a\n")
     md = str(tmp_path / "sub" / "x.md")
-    assert find_files([md, str(tmp_path / "sub")]) == [(md, md)]  # each file once
+    found, skipped = find_files([md, str(tmp_path / "sub")])
+    assert [(f.path, f.source) for f in found] == [(md, "sub/x.md")] and not skipped  # each file once
 
 
 def test_chunked_adds_and_hybrid_search(tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     words = " ".join(f"word{i}" for i in range(200))
     (tmp_path / "long.md").write_text(f"# Title\n\n{words} quokka\n")
-    assert cli("add", "sqlite:///kb.db", "long.md", "--chunk-tokens", "16", "--chunk-overlap", "4", "-q")[0] == 0
+    add = ("add", "sqlite:///kb.db", "long.md", "--chunk-tokens", "16", "--chunk-overlap", "4", "--unit", "paragraph")
+    assert cli(*add, "-q")[0] == 0
     code, out, err = cli("search", "sqlite:///kb.db", "quokka", "--mode", "keyword", "--json")
     assert code == 0, err
     (hit,) = json.loads(out)
-    assert hit["id"] == "long.md:3" and hit["text"].endswith("quokka") and hit["span"] is None
+    assert hit["id"].endswith("long.md#" + hit["id"].rsplit("#", 1)[1]) and hit["text"].endswith("quokka")
+    assert hit["metadata"]["headings"] == ["Title"] and hit["span"] is None
     code, out, _ = cli("search", "sqlite:///kb.db", "word150 quokka", "--mode", "hybrid", "--json", "-k", "1")
-    (hit,) = json.loads(out)
-    assert hit["id"] == "long.md:3" and 0 <= hit["span"][0] < hit["span"][1] <= len(hit["text"])
+    (again,) = json.loads(out)
+    assert again["id"] == hit["id"] and 0 <= again["span"][0] < again["span"][1] <= len(again["text"])
 
 
 def test_help_and_version_import_neither_torch_nor_the_stores():
@@ -254,7 +370,7 @@ def test_search_with_a_rerank_stage(tmp_path, cli, monkeypatch, cross_dirs, prom
     monkeypatch.chdir(tmp_path)
     lines = ["cats sleep on warm mats", "bond yields rose", "kittens nap in the sun", "soup with basil", "a dog"]
     (tmp_path / "notes.txt").write_text("\n\n".join(lines) + "\n")
-    assert cli("add", "sqlite:///kb.db", "notes.txt", "-q")[0] == 0
+    assert cli("add", "sqlite:///kb.db", "notes.txt", "--unit", "line", "-q")[0] == 0
     code, out, err = cli("search", "sqlite:///kb.db", "cats", "-k", "3", "--json", "--rerank", cross_dirs[1])
     assert code == 0, err
     hits = json.loads(out)
@@ -265,3 +381,72 @@ def test_search_with_a_rerank_stage(tmp_path, cli, monkeypatch, cross_dirs, prom
     assert [h["ranks"]["rerank"] for h in hits] == [1, 2, 3]
     code, _, err = cli("search", "sqlite:///kb.db", "cats", "-k", "5", "--rerank", "x", "--rerank-candidates", "2")
     assert code == 1 and "--rerank-candidates 2 is less than -k 5" in err
+
+
+def test_info_list_get_delete_and_prune(docs, cli, prompt_model_dir, monkeypatch):
+    monkeypatch.chdir(docs)
+    for db in ("sqlite:///kb.db", str(docs / "faiss-kb")):
+        assert cli("add", db, "docs", "-q")[0] == 0
+        code, out, err = cli("info", db, "--json")
+        assert code == 0, err
+        facts = json.loads(out)
+        assert facts["documents"] == 4 and facts["dimension"] == 32 and facts["bytes on disk"] > 0
+        assert facts["documents per source"] == {
+            "docs/a/notes.txt": 1,
+            "docs/b/notes.txt": 1,
+            "docs/guide.md": 1,
+            "docs/table.csv": 1,
+        }
+        code, out, _ = cli("info", db)
+        assert "documents: 4" in out and "docs/guide.md" in out
+        code, out, _ = cli("list", db, "--limit", "2", "--offset", "1")
+        assert out.split() == ["docs/b/notes.txt", "docs/guide.md"]  # id order, the second page of 1
+        code, out, _ = cli("list", db, "--filter", '{"lang": "en"}')
+        assert out.split() == ["r1"]
+        code, out, _ = cli("get", db, "r1", "docs/guide.md")
+        assert [json.loads(line)["id"] for line in out.splitlines()] == ["r1", "docs/guide.md"]
+        code, _, err = cli("get", db, "nope")
+        assert code == 1 and "no documents with ids ['nope']" in err
+        code, _, err = cli("delete", db, "--filter", '{"source": "docs/table.csv"}')
+        assert code == 0 and "1 deleted; 3 documents in total" in err
+        code, _, err = cli("delete", db)
+        assert code == 1 and "delete needs ids, --filter or both" in err
+    (docs / "docs" / "guide.md").unlink()
+    for db in ("sqlite:///kb.db", str(docs / "faiss-kb")):
+        code, _, err = cli("prune", db)
+        assert code == 0 and "1 documents of vanished files deleted; 2 documents in total" in err, err
+    code, _, err = cli("info", "sqlite:///none.db")
+    assert code == 3 and "none.db does not exist" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_it(tmp_path, prompt_model_dir):
+    import signal
+    import sqlite3
+    import time
+
+    (tmp_path / "kb").mkdir()
+    for i in range(600):
+        (tmp_path / "kb" / f"note{i:03d}.txt").write_text(f"note number {i} about tea and rivers " * 5)
+    command = [sys.executable, "-m", "integrations.cli", "add", "sqlite:///kb.db", "kb", "-m", prompt_model_dir]
+    process = subprocess.Popen([*command, "--batch-size", "4"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    written = 0
+    while written < 20 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+        if (tmp_path / "kb.db").exists():
+            with contextlib.suppress(sqlite3.Error), sqlite3.connect(tmp_path / "kb.db") as conn:
+                written = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    said = int(err.split("interrupted; ")[1].split(" documents")[0])
+    assert "Run the same command again" in err and "Traceback" not in err and "Loading weights" not in err
+    with sqlite3.connect(tmp_path / "kb.db") as conn:
+        kept = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+    assert 20 <= said == kept < 600
+    again = subprocess.run(command + ["-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"{600 - kept} added, 0 updated, {kept} unchanged" in again.stderr and "600 documents in total" in again.stderr
+    )

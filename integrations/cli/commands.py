@@ -13,7 +13,7 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
-from integrations.cli.readers import Document, FileDocuments, find_files, read_file
+from integrations.cli.readers import Document, FileDocuments, Found, UndecodableFile, find_files, read_file
 from integrations.index import Index
 from integrations.records import Hit
 from integrations.targets import check_index, open_index
@@ -28,17 +28,23 @@ DEMO_QUERIES = [
 
 def add_documents(index: Index, documents: list[Document], batch_size: int = 256, bar=None, counts=None) -> Counter:
     """Add in batches, one transaction each (durable when it returns). Documents stored with the same
-    text and metadata are left alone. Counts the added, updated and unchanged documents into ``counts``."""
+    text and metadata are left alone; those whose text is the same but metadata differs (a paragraph that
+    moved down) get the new metadata without being embedded again. Counts the added, updated (and of
+    those, metadata only) and unchanged documents into ``counts``."""
     counts = Counter() if counts is None else counts
     for start in range(0, len(documents), batch_size):
         batch = documents[start : start + batch_size]
         stored = {r.id: r for r in index.get([d.id for d in batch])}
-        changed = [d for d in batch if d.id not in stored or _differs(stored[d.id], d)]
+        changed = [d for d in batch if d.id not in stored or stored[d.id].text != d.text]
+        relabelled = [d for d in batch if d.id in stored and stored[d.id].text == d.text and _differs(stored[d.id], d)]
         if changed:
             index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
+        if relabelled:
+            index.update_metadata([d.id for d in relabelled], [d.metadata for d in relabelled])
         counts["added"] += sum(d.id not in stored for d in changed)
-        counts["updated"] += sum(d.id in stored for d in changed)
-        counts["unchanged"] += len(batch) - len(changed)
+        counts["updated"] += sum(d.id in stored for d in changed) + len(relabelled)
+        counts["metadata only"] += len(relabelled)
+        counts["unchanged"] += len(batch) - len(changed) - len(relabelled)
         if bar is not None:
             bar.update(len(batch))
             bar.set_postfix(counts, refresh=False)
@@ -49,19 +55,49 @@ def _differs(record, document: Document) -> bool:
     return (record.text, record.metadata) != (document.text, document.metadata)
 
 
-def read_paths(paths: list[str], field: str = "text") -> list[FileDocuments]:
-    """Every file of ``paths`` read and checked (see ``embedkit.records``), before anything is written."""
-    files = [read_file(path, source, field) for path, source in find_files(paths)]
+def read_paths(
+    paths: list[str],
+    field: str = "text",
+    *,
+    unit: str = "file",
+    id_field: str = "id",
+    encoding: str = "utf-8",
+    strict: bool = False,
+) -> tuple[list[FileDocuments], list[Found], Counter, list[str]]:
+    """Every file of ``paths`` read and checked (see ``integrations.cli.readers``), before anything is
+    written: (the files read, what was found, files left out by reason, the undecodable ones named)."""
+    found, skipped = find_files(paths)
+    files, undecodable = [], []
+    for f in found:
+        try:
+            files.append(
+                read_file(f.path, f.source, field, unit=unit, id_field=id_field, encoding=encoding, root=f.root)
+            )
+        except UndecodableFile as exc:
+            if strict:
+                raise
+            skipped["undecodable"] += 1
+            undecodable.append(str(exc))
     twice = [i for i, n in Counter(d.id for f in files for d in f.documents).items() if n > 1]
     if twice:
         raise ValueError(f"{len(twice)} ids appear more than once in the input, e.g. {twice[0]!r}")
-    return files
+    return files, found, skipped, undecodable
 
 
-def add_files(index: Index, files: list[FileDocuments], batch_size: int = 256, quiet: bool = False) -> Counter:
-    """Add the documents of ``files``. Documents that a file no longer holds (stored under its ``source``
-    with an id the file no longer yields) are removed, so re-adding a changed folder leaves no stale copies."""
-    counts = Counter(blank=sum(f.blank for f in files))
+def add_files(
+    index: Index,
+    files: list[FileDocuments],
+    batch_size: int = 256,
+    quiet: bool = False,
+    prune: list[Found] = (),
+    counts: Counter | None = None,
+) -> Counter:
+    """Add the documents of ``files``. Documents that a file no longer holds are removed, so re-adding a
+    changed file leaves no stale copies; for the folders of ``prune`` (found by walking them), so are the
+    documents of files that are gone, and documents that an older CLI stored under another spelling of
+    the same files (no ``root`` in their metadata)."""
+    counts = Counter() if counts is None else counts
+    counts["blank"] += sum(f.blank for f in files)
     documents = [d for f in files for d in f.documents]
     with tqdm(total=len(documents), desc="Adding", unit="doc", disable=quiet, file=sys.stderr) as bar:
         add_documents(index, documents, batch_size, bar, counts)
@@ -69,8 +105,32 @@ def add_files(index: Index, files: list[FileDocuments], batch_size: int = 256, q
         kept = {d.id for d in file.documents}
         stale = [r.id for r in index.get(filter={"source": file.source}) if r.id not in kept]
         counts["removed"] += index.delete(stale) if stale else 0
+    present = {f.source for f in files}
+    for root in sorted({f.root for f in prune}):
+        gone = [r for r in index.get(filter={"root": root}) if r.metadata.get("source") not in present]
+        if gone:
+            counts["removed"] += index.delete([r.id for r in gone])
+            counts["files gone"] += len({r.metadata.get("source") for r in gone})
+        counts["migrated"] += _migrate(index, root, present)
     index.save()
     return counts
+
+
+def _migrate(index: Index, root: str, present: set[str]) -> int:
+    """Delete what an older CLI stored for these files: ``source`` as typed then (a path that resolves
+    into ``root``, or one that ends with a current source's path inside it) and no ``root``."""
+    old = index.get(filter={"$and": [{"root": {"$exists": False}}, {"source": {"$exists": True}}]})
+    inside = {s.split("/", 1)[1] for s in present if "/" in s}
+    ours = [
+        r.id
+        for r in old
+        if isinstance(r.metadata["source"], str)
+        and (
+            os.path.realpath(r.metadata["source"]).startswith(root + os.sep)
+            or any(r.metadata["source"] == i or r.metadata["source"].endswith("/" + i) for i in inside)
+        )
+    ]
+    return index.delete(ours) if ours else 0
 
 
 def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
@@ -87,13 +147,53 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
 
 
 def cmd_add(args, load_model: Callable) -> None:
-    files = read_paths(args.paths, args.field)  # a bad input fails before the model loads or the index opens
+    check_parent(args.db)  # a bad target or input fails before the model loads or the index opens
+    files, found, skipped, undecodable = read_paths(
+        args.paths, args.field, unit=args.unit, id_field=args.id_field, encoding=args.encoding, strict=args.strict
+    )
     chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
+    prune = [] if args.no_prune else [f for f in found if f.pruned]
+    counts = Counter()
     with open_index(args.db, load_model(), **chunking) as index:
-        counts = add_files(index, files, args.batch_size, args.quiet)
+        try:
+            add_files(index, files, args.batch_size, args.quiet, prune, counts)
+        except KeyboardInterrupt:
+            written = counts["added"] + counts["updated"]
+            print(
+                f"\n{args.db}: interrupted; {written} documents were written and are kept. "
+                "Run the same command again to add the rest (what is stored unchanged is skipped).",
+                file=sys.stderr,
+            )
+            raise
         total = len(index)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("added", "updated", "unchanged", "removed"))
-    print(f"{args.db}: {summary}, {counts['blank']} blank skipped; {total} documents in total", file=sys.stderr)
+    if counts["metadata only"]:
+        summary = summary.replace(" updated", f" updated ({counts['metadata only']} metadata only)", 1)
+    if counts["files gone"]:
+        summary += f" ({counts['files gone']} files gone)"
+    if counts["migrated"]:
+        summary += f", {counts['migrated']} stored under older ids replaced"
+    left_out = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+    print(
+        f"{args.db}: {summary}, {counts['blank']} blank skipped; {total} documents in total"
+        + (f"; files skipped: {left_out}" if left_out else ""),
+        file=sys.stderr,
+    )
+    for line in undecodable:
+        print(f"  skipped {line}", file=sys.stderr)
+
+
+def check_parent(target: str) -> None:
+    """A SQLite file or FAISS folder whose parent folder does not exist is a one-line error, at once."""
+    if "://" in target:
+        if not target.startswith("sqlite:///") or target.startswith("sqlite:///:memory:"):
+            return
+        path = target[len("sqlite:///") :].split("?", 1)[0]
+    else:
+        path = target
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{target}: the folder {parent} does not exist")
 
 
 def cmd_search(args, load_model: Callable) -> None:
@@ -135,7 +235,7 @@ def cmd_encode_ray(args, load_model: Callable) -> None:
         args.input, args.ray = [args.ray, *args.input], "local"
     if not args.input:
         raise ValueError("encode --ray needs at least one input file, folder or glob")
-    files = read_paths(args.input, args.field)
+    files = read_paths(args.input, args.field, unit="line")[0]
     rows = [{"id": d.id, "text": d.text, "source": d.metadata.get("source")} for f in files for d in f.documents]
     ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
     role = None if args.role == "none" else args.role

@@ -26,10 +26,10 @@ def version() -> str:
         return __version__
 
 
-def load_model(name: str, device: str | None = None, quiet: bool = False):
+def load_model(name: str, device: str | None = None, verbose: bool = False):
     from embedkit import SentenceTransformer
 
-    if quiet:
+    if not verbose:  # transformers' "Loading weights" bar says nothing a user needs
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
@@ -68,13 +68,24 @@ def cmd_encode(args: argparse.Namespace, load) -> None:
         )
 
 
-def store_command(name: str):
+def store_command(name: str, module: str = "commands"):
     def run(args: argparse.Namespace, load) -> None:
-        from integrations.cli import commands
+        import importlib
 
-        getattr(commands, name)(args, load)
+        getattr(importlib.import_module(f"integrations.cli.{module}"), name)(args, load)
 
     return run
+
+
+def positive(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (a usage error at once, before any model loads)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name or folder")
     common.add_argument("--device", default=None)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("-v", "--verbose", action="store_true", help="show the model's loading progress too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     enc = sub.add_parser("encode", parents=[common], help="embed the lines or records of a file into a .npy file")
@@ -125,12 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
         "add",
         parents=[common],
         help="add .txt, .md, .jsonl and .csv files (or folders, or globs) to an index",
-        description="Ids are PATH:LINE, so adding a folder again updates it in place; see embedkit.records.",
+        description="Adding a folder again makes the index hold what the folder holds now (see docs/cli.md).",
     )
     add.add_argument("db", help="a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...) or a FAISS folder")
     add.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (searched recursively) or globs")
-    add.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
-    add.add_argument("--batch-size", type=int, default=256, help="documents per transaction")
+    add.add_argument(
+        "--text-field", "--field", dest="field", default="text", help="the JSONL field or CSV column of the text"
+    )
+    add.add_argument("--id-field", default="id", help="the JSONL field or CSV column of the id (default: id)")
+    add.add_argument(
+        "--unit",
+        choices=["file", "paragraph", "line"],
+        default="file",
+        help=".txt and .md: a document per file (chunked by the index; the default), per paragraph or per line",
+    )
+    add.add_argument("--encoding", default="utf-8", help="the files' encoding (default: utf-8; a BOM is dropped)")
+    add.add_argument(
+        "--strict", action="store_true", help="fail on a file that does not decode, instead of skipping it"
+    )
+    add.add_argument(
+        "--no-prune", action="store_true", help="keep the documents of files that are gone from a folder given again"
+    )
+    add.add_argument("--batch-size", type=positive, default=256, help="documents per transaction")
     add.add_argument(
         "--chunk-tokens",
         type=int,
@@ -143,13 +171,40 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", parents=[common], help="search an index")
     search.add_argument("db")
     search.add_argument("query")
-    search.add_argument("-k", type=int, default=5)
+    search.add_argument("-k", type=positive, default=5)
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
     search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector")
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.add_argument("--rerank", metavar="MODEL", help="rerank with this CrossEncoder (a folder or Hub name)")
-    search.add_argument("--rerank-candidates", type=int, default=50, metavar="N", help="documents the reranker sees")
+    search.add_argument(
+        "--rerank-candidates", type=positive, default=50, metavar="N", help="documents the reranker sees"
+    )
     search.set_defaults(func=store_command("cmd_search"))
+
+    info = sub.add_parser("info", parents=[common], help="what an index holds: count, model, size, sources")
+    info.add_argument("db")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--sources", type=positive, default=10, metavar="N", help="list the N largest sources")
+    info.set_defaults(func=store_command("cmd_info", "inspection"))
+    listing = sub.add_parser("list", parents=[common], help="the ids of an index, in id order, a page at a time")
+    listing.add_argument("db")
+    listing.add_argument("--filter", help="a JSON filter")
+    listing.add_argument("--limit", type=positive, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true", help="one JSON object (id, metadata) per line")
+    listing.set_defaults(func=store_command("cmd_list", "inspection"))
+    get = sub.add_parser("get", parents=[common], help="stored documents by id, as JSON lines")
+    get.add_argument("db")
+    get.add_argument("ids", nargs="+", metavar="ID")
+    get.set_defaults(func=store_command("cmd_get", "inspection"))
+    delete = sub.add_parser("delete", parents=[common], help="delete documents by id and/or --filter")
+    delete.add_argument("db")
+    delete.add_argument("ids", nargs="*", metavar="ID")
+    delete.add_argument("--filter", help="a JSON filter")
+    delete.set_defaults(func=store_command("cmd_delete", "inspection"))
+    prune = sub.add_parser("prune", parents=[common], help="delete the documents of files that no longer exist")
+    prune.add_argument("db")
+    prune.set_defaults(func=store_command("cmd_prune", "inspection"))
 
     serving = argparse.ArgumentParser(add_help=False)
     serving.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
@@ -195,7 +250,7 @@ def exit_code(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    load = functools.cache(functools.partial(load_model, args.model, args.device, args.quiet))  # loaded once
+    load = functools.cache(functools.partial(load_model, args.model, args.device, args.verbose))  # loaded once
     try:
         args.func(args, load)
     except KeyboardInterrupt:

@@ -1,32 +1,42 @@
 """Documents read from files, folders and globs: .txt, .md, .jsonl and .csv.
 
-Used by the ``embedkit`` command. A bad input raises ValueError naming the file and line.
+Used by the ``embedkit`` command. A bad record raises ValueError naming the file and line.
 
-- ``.txt``: one document per line.
-- ``.md``: one document per paragraph (lines up to a blank line; a fenced code block stays whole).
-- ``.jsonl``: one object per line, with the text in ``field`` and optionally ``id`` and ``metadata``.
-- ``.csv``: a header row, the text in column ``field``, optionally an ``id`` column; the other columns
-  become metadata.
+Units (``unit``), for .txt and .md:
+- ``file`` (the default): the whole file is one document, which the index chunks by tokens;
+- ``paragraph``: one document per paragraph (lines up to a blank line; a fenced code block stays whole).
+  In Markdown a heading is not a document of its own: the paragraphs under it carry the heading path in
+  ``metadata["headings"]``. Ids are ``SOURCE#HASH`` of the paragraph's text, so inserting text above
+  leaves the others' ids alone;
+- ``line``: one document per line, ids ``SOURCE:LINE``.
+``.jsonl`` holds one object per line: the text in ``text_field``, the id in ``id_field`` (else
+``SOURCE:LINE``), every other top-level field as metadata (``metadata``, an object, is merged in too).
+``.csv`` has a header row: the text in column ``text_field``, the id in ``id_field``; the other columns
+become metadata.
 
-Each document's id is ``PATH:LINE``: the file's path as reached from the argument (the argument itself
-for a file or a glob match, the folder argument joined with the path inside it for a folder), in forward
-slashes, and the line where the document starts. A JSONL or CSV record's own ``id`` wins. Adding the
-same folder again therefore finds the same ids, and two files of the same name never collide. Every
-document's metadata gets ``source`` (that path) and, where the id holds it, ``line``, unless the record's
-own metadata has them. Blank and whitespace-only documents are skipped and counted.
+Sources are canonical: a file found under a folder argument is named ``FOLDER/PATH/IN/IT``, where FOLDER
+is the folder's own name, whatever spelling reached it (``../kb``, ``kb``, an absolute path); a file
+argument is named after its folder the same way, and a glob after the folder its pattern starts in. Every
+document's metadata gets ``source`` and ``root`` (the folder, resolved: what ``embedkit add`` prunes by).
+Files are read as ``encoding`` (UTF-8 by default, a BOM dropped); a file that does not decode, or holds
+NUL bytes, is skipped and named (``UndecodableFile``).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
+import io
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".csv")
+UNITS = ("file", "paragraph", "line")
 
 
 @dataclass
@@ -41,45 +51,119 @@ class FileDocuments:
     source: str
     documents: list[Document]
     blank: int  # documents skipped because their text was blank
+    root: str | None = None
 
 
-def find_files(paths: list[str]) -> list[tuple[str, str]]:
-    """(file on disk, source name) for every file that ``paths`` (files, folders searched recursively,
-    globs) name, each file once. A path that names nothing is an error."""
-    found: dict[str, tuple[str, str]] = {}
+@dataclass(frozen=True)
+class Found:
+    path: str  # on disk
+    source: str  # the canonical name
+    root: str  # the resolved folder it is named from
+    pruned: bool  # found by walking a folder or a glob: its root's vanished files may be pruned
+
+
+class UndecodableFile(ValueError):
+    """A file that is not text in the expected encoding."""
+
+
+def find_files(paths: list[str]) -> tuple[list[Found], Counter]:
+    """Every file that ``paths`` (files, folders searched recursively, globs) name, each once, and the
+    files inside folders that were left out, counted by reason. A path that names nothing is an error."""
+    found: dict[str, Found] = {}
+    skipped: Counter = Counter()
     for arg in paths:
         if os.path.isdir(arg):
-            matches = []
-            for root, dirs, files in os.walk(arg):
+            root = os.path.realpath(arg)
+            for folder, dirs, files in os.walk(root):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                matches += [os.path.join(root, f) for f in sorted(files) if f.endswith(SUFFIXES)]
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    if not name.endswith(SUFFIXES):
+                        skipped["unsupported type"] += 1
+                        continue
+                    path = os.path.join(folder, name)
+                    found.setdefault(os.path.realpath(path), Found(path, _name(root, path), root, True))
         elif os.path.isfile(arg):
             if not arg.endswith(SUFFIXES):
                 raise ValueError(f"{arg}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
-            matches = [arg]
+            root = os.path.realpath(os.path.dirname(os.path.abspath(arg)))
+            found.setdefault(os.path.realpath(arg), Found(arg, _name(root, arg), root, False))
         elif glob.has_magic(arg):
             matches = [m for m in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(m) and m.endswith(SUFFIXES)]
             if not matches:
                 raise ValueError(f"{arg}: no {', '.join(SUFFIXES)} files match")
+            root = os.path.realpath(_fixed_prefix(arg))
+            for m in matches:
+                found.setdefault(os.path.realpath(m), Found(m, _name(root, m), root, False))
         else:
             raise ValueError(f"{arg}: no such file or folder")
-        for path in matches:
-            found.setdefault(os.path.realpath(path), (path, os.path.normpath(path).replace(os.sep, "/")))
-    return list(found.values())
+    return list(found.values()), skipped
 
 
-def read_file(path: str, source: str, field: str = "text") -> FileDocuments:
+def _name(root: str, path: str) -> str:
+    inside = os.path.relpath(os.path.realpath(path), root)
+    return "/".join([os.path.basename(root) or "root", *inside.split(os.sep)])
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folder a glob starts in: its parts before the first with a wildcard."""
+    parts = []
+    for part in pattern.replace(os.sep, "/").split("/"):
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return "/".join(parts) or "."
+
+
+def read_file(
+    path: str,
+    source: str,
+    text_field: str = "text",
+    *,
+    unit: str = "file",
+    id_field: str = "id",
+    encoding: str = "utf-8",
+    root: str | None = None,
+) -> FileDocuments:
     """The documents of one file, named after ``source``."""
-    reader = {".md": _markdown, ".jsonl": _jsonl, ".csv": _csv}.get(os.path.splitext(path)[1], _lines)
-    documents, blank = [], 0
-    with open(path, encoding="utf-8", newline="") as file:
-        for line, doc_id, text, metadata in reader(file, path, field):
-            if not text.strip():
-                blank += 1
-                continue
-            named = {"source": source} if doc_id else {"source": source, "line": line}
-            documents.append(Document(doc_id or f"{source}:{line}", text, {**named, **metadata}))
-    return FileDocuments(source, documents, blank)
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    text = read_text(path, encoding)
+    kind = os.path.splitext(path)[1]
+    if kind in (".jsonl", ".csv"):
+        records = (_jsonl if kind == ".jsonl" else _csv)(io.StringIO(text, newline=None), path, text_field, id_field)
+    else:
+        records = _units(text, source, unit, kind == ".md")
+    documents, blank, seen = [], 0, Counter()
+    for line, doc_id, body, metadata in records:
+        if not body.strip():
+            blank += 1
+            continue
+        base = {"source": source} if root is None else {"source": source, "root": root}
+        if line is not None:
+            base["line"] = line
+        doc_id = doc_id or (f"{source}:{line}" if line is not None else source)
+        seen[doc_id] += 1
+        if seen[doc_id] > 1 and unit == "paragraph":  # the same paragraph twice in a file
+            doc_id = f"{doc_id}-{seen[doc_id]}"
+        documents.append(Document(doc_id, body, {**base, **metadata}))
+    return FileDocuments(source, documents, blank, root)
+
+
+def read_text(path: str, encoding: str = "utf-8") -> str:
+    """The file's text, a BOM dropped; UndecodableFile for bytes that are not text in ``encoding``."""
+    with open(path, "rb") as file:
+        data = file.read()
+    if b"\0" in data and not encoding.lower().startswith("utf-16"):
+        raise UndecodableFile(f"{path}: holds NUL bytes (binary, not text)")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UndecodableFile(f"{path}: not {encoding} text (byte {exc.start}: {exc.reason}); try --encoding") from None
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    return text.removeprefix("\ufeff")
 
 
 def iter_texts(path: str, field: str = "text") -> Iterator[str]:
@@ -88,36 +172,54 @@ def iter_texts(path: str, field: str = "text") -> Iterator[str]:
     if path == "-":
         yield from (line.rstrip("\r\n") for line in sys.stdin)
         return
-    reader = {".jsonl": _jsonl, ".csv": _csv}.get(os.path.splitext(path)[1], _lines)
-    with open(path, encoding="utf-8", newline="") as file:
-        for _, _, text, _ in reader(file, path, field):
-            yield text
+    kind = os.path.splitext(path)[1]
+    text = read_text(path)
+    if kind in (".jsonl", ".csv"):
+        for _, _, body, _ in (_jsonl if kind == ".jsonl" else _csv)(io.StringIO(text, newline=None), path, field, "id"):
+            yield body
+    else:
+        yield from text.splitlines()
 
 
-def _lines(file, path: str, field: str):
-    for n, line in enumerate(file, 1):
-        yield n, None, line.rstrip("\r\n"), {}
+def _units(text: str, source: str, unit: str, markdown: bool):
+    if unit == "file":
+        yield None, None, text.strip("\n"), {}
+    elif unit == "line":
+        for n, line in enumerate(text.splitlines(), 1):
+            yield n, None, line, {}
+    else:
+        headings: list[tuple[int, str]] = []
+        for start, paragraph in _paragraphs(text):
+            first = paragraph.split("\n", 1)[0]
+            if markdown and first.startswith("#") and first.lstrip("#").startswith(" "):
+                level = len(first) - len(first.lstrip("#"))
+                headings = [h for h in headings if h[0] < level] + [(level, first.lstrip("#").strip())]
+                paragraph = paragraph.split("\n", 1)[1] if "\n" in paragraph else ""
+                if not paragraph.strip():
+                    continue
+            digest = hashlib.sha1(paragraph.encode()).hexdigest()[:12]
+            metadata = {"headings": [h for _, h in headings]} if markdown and headings else {}
+            yield start, f"{source}#{digest}", paragraph, metadata
 
 
-def _markdown(file, path: str, field: str):
+def _paragraphs(text: str):
     start, lines, fenced = 0, [], False
-    for n, line in enumerate(file, 1):
-        line = line.rstrip("\r\n")
+    for n, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
         if not line.strip() and not fenced:
             if lines:
-                yield start, None, "\n".join(lines), {}
+                yield start, "\n".join(lines)
             lines = []
             continue
         if not lines:
             start = n
         lines.append(line)
     if lines:
-        yield start, None, "\n".join(lines), {}
+        yield start, "\n".join(lines)
 
 
-def _jsonl(file, path: str, field: str):
+def _jsonl(file, path: str, text_field: str, id_field: str):
     for n, line in enumerate(file, 1):
         if not line.strip():
             continue
@@ -125,25 +227,27 @@ def _jsonl(file, path: str, field: str):
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            raise ValueError(f"{path}:{n}: expected an object with a string {field!r} field")
-        metadata = record.get("metadata") or {}
-        if not isinstance(metadata, dict):
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            raise ValueError(f"{path}:{n}: expected an object with a string {text_field!r} field")
+        nested = record.get("metadata") or {}
+        if not isinstance(nested, dict):
             raise ValueError(f"{path}:{n}: 'metadata' must be an object")
-        doc_id = record.get("id")
+        doc_id = record.get(id_field)
         if doc_id is not None and (not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or doc_id == ""):
-            raise ValueError(f"{path}:{n}: 'id' must be a non-empty string or an integer, got {doc_id!r}")
-        yield n, None if doc_id is None else str(doc_id), record[field], metadata
+            raise ValueError(f"{path}:{n}: {id_field!r} must be a non-empty string or an integer, got {doc_id!r}")
+        fields = {k: v for k, v in record.items() if k not in (text_field, id_field, "metadata")}
+        own = None if doc_id is None else str(doc_id)
+        yield (n if own is None else None), own, record[text_field], {**fields, **nested}
 
 
-def _csv(file, path: str, field: str):
+def _csv(file, path: str, text_field: str, id_field: str):
     rows = csv.DictReader(file)
-    if rows.fieldnames is None or field not in rows.fieldnames:
-        raise ValueError(f"{path}: no {field!r} column (columns: {rows.fieldnames or []})")
+    if rows.fieldnames is None or text_field not in rows.fieldnames:
+        raise ValueError(f"{path}: no {text_field!r} column (columns: {rows.fieldnames or []})")
     line = rows.line_num + 1
     for row in rows:
         if None in row:
             raise ValueError(f"{path}:{line}: more values than the {len(rows.fieldnames)} columns of the header")
-        text, doc_id = row.pop(field) or "", row.pop("id", None) or None
-        yield line, doc_id, text, {k: v for k, v in row.items() if v is not None}
+        text, doc_id = row.pop(text_field) or "", row.pop(id_field, None) or None
+        yield (line if doc_id is None else None), doc_id, text, {k: v for k, v in row.items() if v is not None}
         line = rows.line_num + 1

@@ -5,9 +5,12 @@ SQLite FTS5 (``porter unicode61``, ranked by bm25) for SQLIndex on SQLite and fo
 and a generated ``tsvector`` column with a GIN index (ranked by BM25 computed in SQL,
 ``integrations.keyword.pg_bm25``) on PostgreSQL.
 
-A query never reaches a keyword engine as syntax: it is cut into words (letters and digits), and the
-words are OR-ed, each quoted where the engine has quoting. So quotes, ``*``, ``-``, ``NEAR``, parentheses
-and colons are plain text, and a query without words finds nothing.
+A query never reaches a keyword engine as syntax: it is cut into units, and the units are OR-ed. A unit is
+a word (letters and digits), or a phrase: text in double quotes, or a code whose words are joined by
+``-``, ``.``, ``/`` or ``_`` (``Zorblax-7``, ``v1.2.3``), which matches only where its words stand in that
+order, side by side. So ``Zorblax-7`` does not match a document that merely holds a "7", and ``*``,
+``NEAR``, parentheses and colons are plain text; a query without words finds nothing. Words are not
+required (OR), and words found in most documents weigh next to nothing in BM25's ranking.
 
 Hybrid search fuses the keyword and vector legs in ``integrations._shared.fusion``.
 """
@@ -19,21 +22,43 @@ import re
 MAX_TERMS = 64  # words of a query that reach the keyword engine
 
 
+WORD = r"[^\W_]+"
+CODE = WORD + r"(?:[-./_]" + WORD + r")*"
+
+
 def terms(query: str) -> list[str]:
     """The distinct words of ``query``, lowercased, in order (at most ``MAX_TERMS``)."""
-    return list(dict.fromkeys(re.findall(r"[^\W_]+", query.lower())))[:MAX_TERMS]
+    return list(dict.fromkeys(w for unit in units(query) for w in unit))
+
+
+def units(query: str) -> list[tuple[str, ...]]:
+    """The distinct match units of ``query``, lowercased, in order: a word is a unit of one, a quoted
+    phrase or a joined code a unit of several (at most ``MAX_TERMS`` words in all)."""
+    return [words for _, words in _units(query)]
+
+
+def _units(query: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(the unit as written, lowercased; its words) for each unit of ``query``."""
+    found, count = {}, 0
+    for quoted, plain in re.findall(r'"([^"]*)"|([^"\s]+)', query.lower()):
+        for piece in [quoted] if quoted else re.findall(CODE, plain):
+            words = tuple(re.findall(WORD, piece))
+            if words and words not in found and count + len(words) <= MAX_TERMS:
+                found[words] = piece
+                count += len(words)
+    return [(piece, words) for words, piece in found.items()]
 
 
 def fts5_query(query: str) -> str | None:
-    """An FTS5 MATCH expression: the query's words, each quoted, OR-ed; None when it has none."""
-    words = terms(query)
-    return " OR ".join(f'"{w}"' for w in words) if words else None
+    """An FTS5 MATCH expression: the query's units as quoted phrases, OR-ed; None when it has none."""
+    found = units(query)
+    return " OR ".join('"' + " ".join(u) + '"' for u in found) if found else None
 
 
-def tsquery(query: str) -> str | None:
-    """A ``to_tsquery`` expression: the query's words OR-ed; None when it has none."""
-    words = terms(query)
-    return " | ".join(words) if words else None
+def phrases(query: str) -> list[str]:
+    """The query's units as written, for PostgreSQL's ``phraseto_tsquery`` (OR-ed by the caller): its own
+    parser then cuts a code such as ``zorblax-7`` as it cut the documents."""
+    return [piece for piece, _ in _units(query)]
 
 
 def quote_lexeme(lexeme: str) -> str:

@@ -217,3 +217,26 @@ def test_the_reranker_works_in_a_contextual_compression_retriever(tiny_model, cr
         EmbedkitReranker(model=model, top_n=0).compress_documents([Document(page_content="x")], "q")
     inside = store.as_retriever(search_kwargs={"k": 2, "rerank": model, "rerank_candidates": 4}).invoke("cats")
     assert [d.id for d in inside] == [["a", "b", "c", "d"][r["corpus_id"]] for r in ranked]
+
+
+def test_unknown_keywords_are_errors_not_ignored():
+    from store_workers import HashEncoder
+
+    from integrations import FaissIndex
+    from integrations.langchain import EmbedkitVectorStore
+
+    store = EmbedkitVectorStore(FaissIndex(HashEncoder()))
+    store.add_texts(["a", "b"], [{"s": 1}, {"s": 2}], ids=["a", "b"])
+    calls = [
+        lambda: store.similarity_search("a", filtr={"s": 1}),
+        lambda: store.similarity_search_with_score("a", k=1, fliter=None),
+        lambda: store.similarity_search_by_vector([0.0] * 32, filtr={}),
+        lambda: store.max_marginal_relevance_search("a", lamda=0.1),
+        lambda: store.add_texts(["c"], metadata=[{}]),
+        lambda: store.delete(["a"], id=["b"]),
+    ]
+    for call, name in zip(calls, ["filtr", "fliter", "filtr", "lamda", "metadata", "id"]):
+        with pytest.raises(TypeError, match=f"unexpected keyword arguments: {name}"):
+            call()
+    assert [d.id for d in store.similarity_search("a", k=2, filter={"s": 1})] == ["a"]
+    assert len(store.index) == 2  # nothing was written or deleted by the refused calls

@@ -197,3 +197,24 @@ def test_sqlite_keyword_index_sees_writes_made_without_embedkit(tmp_path, tiny_m
             conn.exec_driver_sql("UPDATE documents SET text = 'a wombat appears' WHERE id = 'x'")
         assert [h.id for h in index.search("wombat", mode="keyword")] == ["x"]
         assert index.search("plain", mode="keyword") == []
+
+
+def test_codes_and_quoted_phrases_match_as_phrases(make):
+    """``Zorblax-7`` is one unit: its words side by side, in order. A document that only has a "7" (many
+    of them) does not match; nor does one with both words apart. Quoted text is a phrase too."""
+    index = make()
+    index.add(
+        [
+            "Inflation rose 7 percent, then 7 percent again: 7, 7, 7.",
+            "The Zorblax-7 module failed the audit.",
+            "zorblax engineers counted 7 modules",
+            "Green tea is steamed soon after picking.",
+            "This tea is not green at all.",
+        ],
+        ids=["percent", "code", "apart", "phrase", "apart-words"],
+    )
+    assert [h.id for h in index.search("Zorblax-7", k=5, mode="keyword")] == ["code"]
+    assert [h.id for h in index.search("zorblax 7", k=5, mode="keyword")][:1] in (["code"], ["apart"])
+    assert [h.id for h in index.search('"green tea" picking', k=5, mode="keyword")] == ["phrase"]
+    assert {h.id for h in index.search("green tea", k=5, mode="keyword")} == {"phrase", "apart-words"}
+    assert index.search("Zorblax-7", k=1, mode="hybrid")[0].id == "code"

@@ -1,0 +1,108 @@
+"""The commands that look inside an index: info, list, get, delete and prune."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+
+from integrations.targets import check_index, open_index
+
+
+def _open(args, load_model: Callable):
+    check_index(args.db)  # a missing index fails before the model loads, and nothing is created
+    return open_index(args.db, load_model(), create=False)
+
+
+def _filter(args) -> dict | None:
+    try:
+        return json.loads(args.filter) if getattr(args, "filter", None) else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
+
+
+def _size(target: str) -> int | None:
+    """Bytes on disk of a SQLite file (with its WAL) or a FAISS folder; None for a server database."""
+    if "://" in target:
+        if not target.startswith("sqlite:///"):
+            return None
+        path = target[len("sqlite:///") :].split("?", 1)[0]
+        return sum(os.path.getsize(p) for p in (path, path + "-wal", path + "-shm") if os.path.exists(p))
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(target) for f in files)
+
+
+def cmd_info(args, load_model: Callable) -> None:
+    with _open(args, load_model) as index:
+        sources = Counter(r.metadata.get("source", "(none)") for r in index)
+        facts = {
+            "index": repr(index),
+            "documents": len(index),
+            "model": index.info["model"],
+            "dimension": index.dimension,
+            "prompts": index.info.get("prompts", {}),
+            "chunk tokens": index.chunker.size or "off",  # as this open chunks new texts
+            "chunk overlap": getattr(index.chunker, "overlap", 0),
+            "bytes on disk": _size(args.db),
+            "sources": len(sources),
+        }
+    if args.json:
+        print(json.dumps({**facts, "documents per source": dict(sources.most_common())}, ensure_ascii=False))
+        return
+    for key, value in facts.items():
+        print(f"{key:>14}: {value}")
+    for source, n in sources.most_common(args.sources):
+        print(f"{n:>14}  {source}")
+    if len(sources) > args.sources:
+        print(f"{'':>14}  ... and {len(sources) - args.sources} more sources (--sources N shows more)")
+
+
+def cmd_list(args, load_model: Callable) -> None:
+    with _open(args, load_model) as index:
+        records = index.get(filter=_filter(args), limit=args.limit, offset=args.offset)
+    for record in records:
+        print(record.id if not args.json else json.dumps({"id": record.id, "metadata": record.metadata}))
+
+
+def cmd_get(args, load_model: Callable) -> None:
+    with _open(args, load_model) as index:
+        records = {r.id: r for r in index.get(args.ids)}
+    missing = [i for i in args.ids if i not in records]
+    for i in args.ids:
+        if i in records:
+            r = records[i]
+            print(json.dumps({"id": r.id, "text": r.text, "metadata": r.metadata}, ensure_ascii=False))
+    if missing:
+        raise KeyError(f"no documents with ids {missing}")
+
+
+def cmd_delete(args, load_model: Callable) -> None:
+    flt = _filter(args)
+    if not args.ids and flt is None:
+        raise ValueError("delete needs ids, --filter or both")
+    with _open(args, load_model) as index:
+        deleted = index.delete(args.ids or None, filter=flt)
+        index.save()
+        total = len(index)
+    print(f"{args.db}: {deleted} deleted; {total} documents in total", file=sys.stderr)
+
+
+def cmd_prune(args, load_model: Callable) -> None:
+    """Delete the documents whose source file no longer exists (``root`` and ``source`` as ``embedkit
+    add`` records them; an older index's ``source`` is read from the current folder)."""
+    with _open(args, load_model) as index:
+        gone = [r.id for r in index if _vanished(r.metadata)]
+        deleted = index.delete(gone) if gone else 0
+        index.save()
+        total = len(index)
+    print(f"{args.db}: {deleted} documents of vanished files deleted; {total} documents in total", file=sys.stderr)
+
+
+def _vanished(metadata: dict) -> bool:
+    source, root = metadata.get("source"), metadata.get("root")
+    if not isinstance(source, str):
+        return False
+    if isinstance(root, str):
+        return not os.path.exists(os.path.join(root, *source.split("/")[1:]))
+    return not os.path.exists(source)
