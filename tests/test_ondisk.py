@@ -41,13 +41,33 @@ def test_resume_after_an_interruption(tiny_model, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tiny_model.encode_to_file(interrupted(), path, chunk_size=10, show_progress_bar=False)
     assert json.loads((tmp_path / "out.npy.progress.json").read_text())["rows"] == 40
-    with pytest.raises(ValueError):
-        np.load(path)  # an unfinished file is not mistaken for a complete one
+    partial = np.load(path)  # an unfinished file reads as the rows written so far, never as garbage
+    assert partial.shape == (40, 32) and np.abs(partial - tiny_model.encode(TEXTS[:40])).max() <= 1e-5
     result = tiny_model.encode_to_file(iter(TEXTS), path, chunk_size=10, resume=True, show_progress_bar=False)
     assert np.abs(np.asarray(result) - tiny_model.encode(TEXTS)).max() <= 1e-5
     with pytest.raises(ValueError, match="the input has 3 texts, but 40 were already encoded"):
         (tmp_path / "out.npy.progress.json").write_text(json.dumps({"rows": 40, "dim": 32, "dtype": "<f4"}))
         tiny_model.encode_to_file(TEXTS[:3], path, resume=True, show_progress_bar=False)
+
+
+def test_chunks_grow_from_small_so_short_runs_resume_near_where_they_stopped(tiny_model, tmp_path, monkeypatch):
+    from embedkit._encoding import npy_file
+
+    monkeypatch.setattr(npy_file, "FIRST_CHUNK", 4)
+    sizes = []
+    encode = tiny_model.encode
+    monkeypatch.setattr(tiny_model, "encode", lambda texts, **kw: sizes.append(len(texts)) or encode(texts, **kw))
+    tiny_model.encode_to_file(TEXTS, str(tmp_path / "g.npy"), chunk_size=30, show_progress_bar=False)
+    assert sizes == [4, 8, 16, 30, 30, 15]
+    empty_start = tmp_path / "never.npy"
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.encode_to_file(_raising(), str(empty_start), show_progress_bar=False)
+    assert np.load(empty_start).shape == (0, 0)  # interrupted before any row: an empty array, not "pickled data"
+
+
+def _raising():
+    raise KeyboardInterrupt
+    yield ""
 
 
 def test_encode_to_file_bad_input(tiny_model, tmp_path):

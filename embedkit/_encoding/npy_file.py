@@ -1,8 +1,11 @@
 """Encode an iterable of texts of any length straight into a ``.npy`` file, with bounded memory.
 
-The file gets a fixed-size header that is rewritten with the final row count at the end, so rows can be
-appended as they are encoded. A ``<file>.progress.json`` beside it records how many rows are done;
-``resume=True`` skips that many texts and continues. ``numpy.load(path, mmap_mode="r")`` reads the result.
+The file gets a fixed-size header that is rewritten with the row count after every chunk, so rows can be
+appended as they are encoded and the file is a valid .npy of the rows written so far at every moment
+(an interrupted run leaves no file that numpy misreads). A ``<file>.progress.json`` beside it records how
+many rows are done; ``resume=True`` skips that many texts and continues. Chunks start small and double up
+to ``chunk_size``, so a short run resumes close to where it stopped. ``numpy.load(path, mmap_mode="r")``
+reads the result.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 from .._checks import check_positive_int
 
 HEADER_BYTES = 128  # magic + version + length + padded dict: room for any realistic shape
+FIRST_CHUNK = 256  # texts in the first chunk; each next one is twice as large, up to chunk_size
 MAGIC = b"\x93NUMPY\x01\x00"
 
 
@@ -72,10 +76,12 @@ def encode_to_file(
         tqdm(total=total, initial=done, desc="Encoding", unit="text", disable=not show_progress_bar) as bar,
     ):
         if mode == "wb":
-            out.write(b"\0" * HEADER_BYTES)
+            out.write(npy_header(np.dtype(np.float32), 0, 0))  # an empty array until the first chunk
         out.seek(HEADER_BYTES + done * (dim * dtype.itemsize if dim else 0))
         out.truncate()
-        while chunk := list(itertools.islice(texts, chunk_size)):
+        size = min(chunk_size, FIRST_CHUNK)
+        while chunk := list(itertools.islice(texts, size)):
+            size = min(chunk_size, size * 2)
             # the bar moves per batch; a pool reports per chunk
             per_batch = bar if show_progress_bar and encode_kwargs.get("pool") is None else False
             emb = model.encode(chunk, show_progress_bar=per_batch, convert_to_numpy=True, **encode_kwargs)
@@ -86,8 +92,11 @@ def encode_to_file(
                     f"{path} holds {dim}-wide {dtype} rows; this run produces {emb.shape[1]}-wide {emb.dtype}"
                 )
             out.write(np.ascontiguousarray(emb).tobytes())
-            out.flush()
             done += len(chunk)
+            out.seek(0)
+            out.write(npy_header(dtype, done, dim))  # the file now reads as the rows so far
+            out.seek(0, os.SEEK_END)
+            out.flush()
             _save_progress(progress_file, done, dim, dtype)
             if per_batch is False:
                 bar.update(len(chunk))

@@ -6,11 +6,12 @@ and a generated ``tsvector`` column with a GIN index (ranked by BM25 computed in
 ``integrations.keyword.pg_bm25``) on PostgreSQL.
 
 A query never reaches a keyword engine as syntax: it is cut into units, and the units are OR-ed. A unit is
-a word (letters and digits), or a phrase: text in double quotes, or a code whose words are joined by
-``-``, ``.``, ``/`` or ``_`` (``Zorblax-7``, ``v1.2.3``), which matches only where its words stand in that
-order, side by side. So ``Zorblax-7`` does not match a document that merely holds a "7", and ``*``,
-``NEAR``, parentheses and colons are plain text; a query without words finds nothing. Words are not
-required (OR), and words found in most documents weigh next to nothing in BM25's ranking.
+a word (letters and digits), or a phrase: text in double quotes, or a code with a digit in it whose
+words are joined by ``-``, ``.``, ``/`` or ``_`` (``Zorblax-7``, ``v1.2.3``, ``IL-6``), which matches only
+where its words stand in that order, side by side (``anti-inflammatory`` stays two words). So
+``Zorblax-7`` does not match a document that merely holds a "7", and ``*``, ``NEAR``, parentheses and
+colons are plain text; a query without words finds nothing. Words are not required (OR), and words
+found in most documents weigh next to nothing in BM25's ranking.
 
 Hybrid search fuses the keyword and vector legs in ``integrations._shared.fusion``.
 """
@@ -41,12 +42,19 @@ def _units(query: str) -> list[tuple[str, tuple[str, ...]]]:
     """(the unit as written, lowercased; its words) for each unit of ``query``."""
     found, count = {}, 0
     for quoted, plain in re.findall(r'"([^"]*)"|([^"\s]+)', query.lower()):
-        for piece in [quoted] if quoted else re.findall(CODE, plain):
+        pieces = [quoted] if quoted else [piece for code in re.findall(CODE, plain) for piece in _split(code)]
+        for piece in pieces:
             words = tuple(re.findall(WORD, piece))
             if words and words not in found and count + len(words) <= MAX_TERMS:
                 found[words] = piece
                 count += len(words)
     return [(piece, words) for words, piece in found.items()]
+
+
+def _split(code: str) -> list[str]:
+    """A joined code with a digit in it (``Zorblax-7``, ``v1.2``, ``IL-6``) stays one phrase; a joined word
+    without one (``anti-inflammatory``) is its words, each a unit."""
+    return [code] if re.search(r"\d", code) else re.findall(WORD, code)
 
 
 def fts5_query(query: str) -> str | None:
