@@ -142,18 +142,24 @@ def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch):
 
 
 def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_model_dir, monkeypatch):
-    """An older CLI stored ``source`` as typed and ids PATH:LINE; adding the folder again replaces them."""
+    """An older CLI stored ``source`` as typed and ids PATH:LINE; adding the folder again replaces them,
+    and leaves alone what an older add stored from other folders."""
     monkeypatch.chdir(docs)
     db = "sqlite:///kb.db"
     with open_index(db, SentenceTransformer(prompt_model_dir, device="cpu")) as index:
         index.add(
-            ["cats sleep on warm mats", "bond yields rose sharply"],
-            [{"source": "../x/docs/a/notes.txt", "line": 1}, {"source": "docs/b/notes.txt", "line": 1}],
-            ids=["../x/docs/a/notes.txt:1", "docs/b/notes.txt:1"],
+            ["cats sleep on warm mats", "bond yields rose sharply", "another folder's note"],
+            [
+                {"source": "../x/docs/a/notes.txt", "line": 1},
+                {"source": "docs/b/notes.txt", "line": 1},
+                {"source": "other/a/notes.txt", "line": 1},
+            ],
+            ids=["../x/docs/a/notes.txt:1", "docs/b/notes.txt:1", "other/a/notes.txt:1"],
         )
     code, _, err = cli("add", db, "docs", "-q")
     assert code == 0 and "4 added" in err and "stored under older ids replaced" in err, err
-    assert set(stored(db, prompt_model_dir)) == {"docs/a/notes.txt", "docs/b/notes.txt", "docs/guide.md", "r1"}
+    kept = {"docs/a/notes.txt", "docs/b/notes.txt", "docs/guide.md", "r1", "other/a/notes.txt:1"}
+    assert set(stored(db, prompt_model_dir)) == kept
 
 
 def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir, monkeypatch):

@@ -117,17 +117,16 @@ def add_files(
 
 
 def _migrate(index: Index, root: str, present: set[str]) -> int:
-    """Delete what an older CLI stored for these files: ``source`` as typed then (a path that resolves
-    into ``root``, or one that ends with a current source's path inside it) and no ``root``."""
+    """Delete what an older CLI stored for these files: no ``root``, and ``source`` as typed then, a path
+    that resolves into ``root`` from here or that ends with a current source (folder name included)."""
     old = index.get(filter={"$and": [{"root": {"$exists": False}}, {"source": {"$exists": True}}]})
-    inside = {s.split("/", 1)[1] for s in present if "/" in s}
     ours = [
         r.id
         for r in old
         if isinstance(r.metadata["source"], str)
         and (
             os.path.realpath(r.metadata["source"]).startswith(root + os.sep)
-            or any(r.metadata["source"] == i or r.metadata["source"].endswith("/" + i) for i in inside)
+            or any(r.metadata["source"] == s or r.metadata["source"].endswith("/" + s) for s in present)
         )
     ]
     return index.delete(ours) if ours else 0
