@@ -456,3 +456,27 @@ def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_
     assert (
         f"{600 - kept} added, 0 updated, {kept} unchanged" in again.stderr and "600 documents in total" in again.stderr
     )
+
+
+def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    filler = " ".join(f"word{i}" for i in range(120))
+    (tmp_path / "guide.md").write_text(
+        f"# Tea\n\n{filler}\n\n## Brewing\n\n{filler} quokka steeping\n\n```\n# not a heading\n```\n"
+    )
+    add = ("add", "sqlite:///kb.db", "guide.md", "--chunk-tokens", "32", "--chunk-overlap", "4", "-q")
+    assert cli(*add)[0] == 0
+    code, out, err = cli("search", "sqlite:///kb.db", "quokka steeping", "--mode", "hybrid", "--json", "-k", "1")
+    assert code == 0, err
+    (hit,) = json.loads(out)  # one document; the span is its best chunk (the tiny model's choice)
+    text, (start, _) = hit["text"], hit["span"]
+    assert hit["id"].endswith("/guide.md")
+    want = ["Tea", "Brewing"] if start >= text.index("## Brewing") else ["Tea"]  # the fenced "#" is no heading
+    assert hit["headings"] == want
+    code, out, _ = cli("search", "sqlite:///kb.db", "quokka steeping", "--mode", "hybrid", "-k", "1")
+    assert f"under: {' > '.join(want)}" in out
+    from integrations.cli.readers import headings_at
+
+    assert headings_at(text, text.index("quokka")) == ["Tea", "Brewing"]
+    assert headings_at(text, text.index("word5")) == ["Tea"] and headings_at(text, 0) == []
+    assert headings_at(text, len(text)) == ["Tea", "Brewing"]

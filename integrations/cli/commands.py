@@ -13,7 +13,15 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
-from integrations.cli.readers import Document, FileDocuments, Found, UndecodableFile, find_files, read_file
+from integrations.cli.readers import (
+    Document,
+    FileDocuments,
+    Found,
+    UndecodableFile,
+    find_files,
+    headings_at,
+    read_file,
+)
 from integrations.index import Index
 from integrations.records import Hit
 from integrations.targets import check_index, open_index
@@ -140,9 +148,19 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
         text = " ".join(hit.passage.split())
         text = text if len(text) <= 100 else text[:97] + "..."
         lines.append(f"  {rank}. {hit.score:.3f}  {hit.id:<10} {text}")
+        if under := chunk_headings(hit):
+            lines.append(f"     under: {' > '.join(under)}")
         if hit.metadata:
             lines.append(f"     {json.dumps(hit.metadata, ensure_ascii=False)}")
     return "\n".join(lines)
+
+
+def chunk_headings(hit: Hit) -> list[str]:
+    """For a hit on a chunk of a whole Markdown file, the headings it sits under (else none)."""
+    source = hit.metadata.get("source")
+    if hit.span is None or not isinstance(source, str) or not source.endswith(".md"):
+        return []
+    return headings_at(hit.text, hit.span[0])
 
 
 def cmd_add(args, load_model: Callable) -> None:
@@ -214,6 +232,7 @@ def cmd_search(args, load_model: Callable) -> None:
     if args.json:
         rows = [
             {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span, "ranks": h.ranks}
+            | ({"headings": under} if (under := chunk_headings(h)) else {})
             for h in hits
         ]
         print(json.dumps(rows, ensure_ascii=False))

@@ -202,6 +202,21 @@ def _units(text: str, source: str, unit: str, markdown: bool):
             yield start, f"{source}#{digest}", paragraph, metadata
 
 
+def headings_at(text: str, offset: int) -> list[str]:
+    """The Markdown heading path in force at character ``offset`` of ``text`` (outside fenced code):
+    what a chunk of a whole-file document sits under."""
+    path: list[tuple[int, str]] = []
+    fenced, at = False, 0
+    for line in text[:offset].splitlines(keepends=True):
+        at += len(line)
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and line.startswith("#") and line.lstrip("#").startswith(" "):
+            level = len(line) - len(line.lstrip("#"))
+            path = [h for h in path if h[0] < level] + [(level, line.lstrip("#").strip())]
+    return [title for _, title in path]
+
+
 def _paragraphs(text: str):
     start, lines, fenced = 0, [], False
     for n, line in enumerate(text.splitlines(), 1):
