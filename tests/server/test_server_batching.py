@@ -52,7 +52,15 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(make_service, 
 
 
 def test_a_full_queue_answers_503_and_the_server_recovers(make_service, tiny_model, client):
-    with running(make_service(max_queue=2, max_wait_ms=50)) as url:
+    service = make_service(max_queue=2, max_batch_tokens=0)
+    fast = service.batcher.encode
+
+    def slow(options, items):  # a model busy enough that the queue fills, whatever the machine's speed
+        time.sleep(0.05)
+        return fast(options, items)
+
+    service.batcher.encode = slow
+    with running(service) as url:
         answers = asyncio.run(fire(url, [{"input": [s] * 8} for s in SENTENCES]))
         codes = [a.status_code for a in answers]
         assert set(codes) == {200, 503} and codes.count(503) > 0
