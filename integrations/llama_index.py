@@ -155,28 +155,14 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
         ``clear()`` deletes everything)."""
         if node_ids is None and filters is None:
             raise ValueError("delete_nodes() needs node_ids, filters or both; clear() deletes every node")
-        bounds = translation.translate(filters)
-        if bounds is None:
-            self._index.delete(list(node_ids))
-        elif bounds.exact:
-            if not pushdown.matches_nothing(bounds):
-                flt = pushdown.store_filter(bounds)
-                if flt is None:
-                    self._delete_all(node_ids)
-                else:
-                    self._index.delete(None if node_ids is None else list(node_ids), filter=flt)
-        else:
-            ids = [r.id for r in self._select(node_ids, filters)]
-            if ids:
-                self._index.delete(ids)
+        self._delete(node_ids, filters)
 
     def clear(self) -> None:
-        self._delete_all(None)
+        self._delete(None, None)
 
-    def _delete_all(self, node_ids: list[str] | None) -> None:
-        ids = [r.id for r in self._index] if node_ids is None else list(node_ids)
-        if ids:
-            self._index.delete(ids)
+    def _delete(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> None:
+        ids = None if node_ids is None else list(node_ids)
+        pushdown.delete(self._index, translation.translate(filters), lambda r: matches(filters, r.metadata), ids)
 
     # ----------------------------------------------------------------- reads
     def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
@@ -184,10 +170,10 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
         return [_node(r) for r in self._select(node_ids, filters)]
 
     def _select(self, node_ids, filters) -> list[Record]:
-        if node_ids is not None:
-            records = self._index.get(list(node_ids))
-            return [r for r in records if matches(filters, r.metadata)] if filters is not None else records
-        return pushdown.select(self._index, translation.translate(filters), lambda r: matches(filters, r.metadata))
+        ids = None if node_ids is None else list(node_ids)
+        return pushdown.select(
+            self._index, translation.translate(filters), lambda r: matches(filters, r.metadata), ids=ids
+        )
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         mode = MODES.get(query.mode)

@@ -20,13 +20,32 @@ def matches_nothing(bounds: Bounds | None) -> bool:
 
 
 def select(
-    index: Index, bounds: Bounds | None, matches: Callable[[Record], bool], include_vectors: bool = False
+    index: Index,
+    bounds: Bounds | None,
+    matches: Callable[[Record], bool],
+    include_vectors: bool = False,
+    ids: list[str] | None = None,
 ) -> list[Record]:
-    """Every document the filter matches, in id order."""
+    """Every document the filter matches (among ``ids``, in their order, if given; else in id order)."""
     if matches_nothing(bounds):
         return []
-    records = index.get(filter=store_filter(bounds), include_vectors=include_vectors)
+    records = index.get(ids, filter=store_filter(bounds), include_vectors=include_vectors)
     return records if bounds is None or bounds.exact else [r for r in records if matches(r)]
+
+
+def delete(index: Index, bounds: Bounds | None, matches: Callable[[Record], bool], ids: list[str] | None = None) -> int:
+    """Delete the documents the filter matches (among ``ids`` if given; no filter and no ids: all of
+    them); returns how many. An exact filter deletes in one statement."""
+    if matches_nothing(bounds) or ids == []:
+        return 0
+    if bounds is None or bounds.exact:
+        flt = store_filter(bounds)
+        if flt is not None:
+            return index.delete(ids, filter=flt)
+        ids = [r.id for r in index] if ids is None else ids
+    else:
+        ids = [r.id for r in select(index, bounds, matches, ids=ids)]
+    return index.delete(ids) if ids else 0
 
 
 def search(run: Callable[[int, dict | None], list], k: int, bounds: Bounds | None, matches: Callable) -> list:

@@ -97,9 +97,11 @@ class EmbedkitDocumentStore:
             documents = list({d.id: d for d in documents}.values())
         else:
             stored = {r.id for r in self.index.get([d.id for d in documents])} if documents else set()
-            if policy == DuplicatePolicy.SKIP:
-                documents = [d for d in {d.id: d for d in reversed(documents)}.values() if d.id not in stored]
-                documents.reverse()
+            if policy == DuplicatePolicy.SKIP:  # the first of each id, unless stored already
+                first: dict[str, Document] = {}
+                for d in documents:
+                    first.setdefault(d.id, d)
+                documents = [d for d in first.values() if d.id not in stored]
             else:
                 seen = set()
                 for d in documents:
@@ -115,17 +117,10 @@ class EmbedkitDocumentStore:
 
     # ----------------------------------------------------------------- the extended suites
     def delete_all_documents(self) -> None:
-        ids = [r.id for r in self.index]
-        if ids:
-            self.index.delete(ids)
+        pushdown.delete(self.index, None, self._matcher(None))
 
     def delete_by_filter(self, filters: dict[str, Any]) -> int:
-        bounds = self._translate(filters)
-        if bounds is not None and bounds.exact and not pushdown.matches_nothing(bounds):
-            flt = pushdown.store_filter(bounds)
-            return self.index.delete(filter=flt) if flt is not None else self._delete_all_counted()
-        ids = [r.id for r in pushdown.select(self.index, bounds, self._matcher(filters))]
-        return self.index.delete(ids) if ids else 0
+        return pushdown.delete(self.index, self._translate(filters), self._matcher(filters))
 
     def update_by_filter(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """Merge ``meta`` into the metadata of every matching document (one transaction); returns how many."""
@@ -151,10 +146,8 @@ class EmbedkitDocumentStore:
         return info
 
     def get_metadata_field_min_max(self, metadata_field: str) -> dict[str, Any]:
-        values = [v for v in _values(list(self.index), metadata_field) if _number(v)]
-        if not values:
-            strings = [v for v in _values(list(self.index), metadata_field) if isinstance(v, str)]
-            values = strings
+        stored = _values(list(self.index), metadata_field)  # read once
+        values = [v for v in stored if _number(v)] or [v for v in stored if isinstance(v, str)]
         return {"min": min(values), "max": max(values)} if values else {"min": None, "max": None}
 
     def get_metadata_field_unique_values(
@@ -191,10 +184,6 @@ class EmbedkitDocumentStore:
     @staticmethod
     def _matcher(filters):
         return lambda record: document_matches_filter(filters, to_document(record))
-
-    def _delete_all_counted(self) -> int:
-        ids = [r.id for r in self.index]
-        return self.index.delete(ids) if ids else 0
 
     def _write(self, documents: list[Document]) -> None:
         texts = [d.content or "" for d in documents]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -242,14 +244,14 @@ def test_reopened_in_a_new_process(backend, tmp_path):
         built = VectorStoreIndex.from_vector_store(EmbedkitVectorStore(index), embed_model=HashEmbedding())
         print(json.dumps([r.node.node_id for r in built.as_retriever(similarity_top_k=3).retrieve("Black tea")]))
     """)
-    here = str(__import__("pathlib").Path(__file__).parent)
-    env_path = [here, str(__import__("pathlib").Path(here).parent)]
+    here = pathlib.Path(__file__).parent
+    env_path = [str(here), str(here.parent)]
     out = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": ":".join(env_path)},
+        env={**os.environ, "PYTHONPATH": ":".join(env_path)},
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == want
