@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import zlib
-
-import numpy as np
 import pytest
+from hash768 import Hash768
 from store_workers import Backend
 
 pytest.importorskip("haystack")  # the dev extra installs it; without it these tests cannot run
@@ -14,22 +12,6 @@ pytest.importorskip("haystack")  # the dev extra installs it; without it these t
 from integrations.haystack import EmbedkitDocumentStore  # noqa: E402
 
 STORES = ["faiss-flat-float32", "sqlite", "postgres"]
-
-
-class Hash768:
-    """The same unit vector for the same text, 768 wide."""
-
-    model_name = "hash-768"
-    prompts: dict[str, str] = {}
-
-    def get_embedding_dimension(self) -> int:
-        return 768
-
-    def encode_document(self, texts, **kw) -> np.ndarray:
-        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=768) for t in texts]
-        return np.asarray(rows, dtype=np.float32).reshape(len(texts), 768)
-
-    encode_query = encode_document
 
 
 @pytest.fixture(params=STORES)

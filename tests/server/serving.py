@@ -1,5 +1,6 @@
 """A real embedkit server on loopback: uvicorn in a thread of the test process (``running``), or the
-``embedkit serve`` command in a process of its own (``spawn_server``), for kill -9 and SIGTERM."""
+``embedkit serve`` command in a process of its own (``spawn_server``), for kill -9 and SIGTERM. The tests
+import these from here, not from ``conftest``, which names whichever folder's conftest came first."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from conftest import KEY, running
+from serving import KEY, running
 
 from integrations import open_index
 

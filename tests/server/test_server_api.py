@@ -8,8 +8,8 @@ import base64
 import httpx
 import numpy as np
 import pytest
-from conftest import KEY, running
 from openai import OpenAI
+from serving import KEY, running
 from store_workers import HashEncoder
 
 from integrations import open_index

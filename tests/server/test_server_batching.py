@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import KEY, running, spawn_server
+from serving import KEY, running, spawn_server
 from store_workers import HashEncoder
 
 from integrations import open_index
