@@ -3,7 +3,6 @@ metadata, re-adding in place, and errors that name the missing index. Runs main(
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from embedkit import SentenceTransformer
+from embedkit.chunking import Chunker
 from integrations import SQLIndex, open_index
 from integrations.cli.readers import find_files, read_file
 
@@ -425,37 +425,62 @@ def test_info_list_get_delete_and_prune(docs, cli, prompt_model_dir, monkeypatch
     assert code == 3 and "none.db does not exist" in err
 
 
+def _many_notes(folder):
+    for i in range(600):
+        (folder / f"note{i:03d}.txt").write_text(f"note number {i} about tea and rivers " * 5)
+    return ["--batch-size", "4"], 600
+
+
+def _one_long_file(folder):
+    from integrations.cli.batches import PART_CHUNKS
+
+    (folder / "long.txt").write_text(" ".join(f"tea{i % 997} rivers{i % 991}" for i in range(60_000)))
+    return ["--chunk-tokens", "16", "--chunk-overlap", "0", "--batch-size", str(PART_CHUNKS)], None
+
+
 @pytest.mark.slow
-def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_it(tmp_path, prompt_model_dir):
+@pytest.mark.parametrize(("target", "make"), [("sqlite:///kb.db", _many_notes), ("faiss-kb", _one_long_file)])
+def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_it(
+    tmp_path, prompt_model_dir, target, make, monkeypatch
+):
+    """Many small files into SQLite, and one file long enough to be written in parts into FAISS: SIGINT
+    once some batches are written (the progress bar says so) keeps them, and the rerun adds the rest."""
+    import re
     import signal
-    import sqlite3
+    import threading
     import time
 
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "kb").mkdir()
-    for i in range(600):
-        (tmp_path / "kb" / f"note{i:03d}.txt").write_text(f"note number {i} about tea and rivers " * 5)
-    command = [sys.executable, "-m", "integrations.cli", "add", "sqlite:///kb.db", "kb", "-m", prompt_model_dir]
-    process = subprocess.Popen([*command, "--batch-size", "4"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    options, total = make(tmp_path / "kb")
+    command = [sys.executable, "-m", "integrations.cli", "add", target, "kb", "-m", prompt_model_dir, *options]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE)
+    said = []
+    reader = threading.Thread(target=lambda: said.extend(iter(lambda: process.stderr.read1(4096), b"")))
+    reader.start()
     deadline = time.monotonic() + 120
-    written = 0
-    while written < 20 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-        if (tmp_path / "kb.db").exists():
-            with contextlib.suppress(sqlite3.Error), sqlite3.connect(tmp_path / "kb.db") as conn:
-                written = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+    while time.monotonic() < deadline and process.poll() is None:
+        written = [int(n) for n in re.findall(rb"added=(\d+)", b"".join(said))]
+        if written and written[-1] >= 3:
+            break
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    reader.join()
+    err = b"".join(said).decode()
     assert process.returncode == 130, err
-    said = int(err.split("interrupted; ")[1].split(" documents")[0])
+    kept_said = int(err.split("interrupted; ")[1].split(" documents")[0])
     assert "Run the same command again" in err and "Traceback" not in err and "Loading weights" not in err
-    with sqlite3.connect(tmp_path / "kb.db") as conn:
-        kept = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
-    assert 20 <= said == kept < 600
+    kept = len(stored(target, prompt_model_dir))
+    total = total or -(-int(re.findall(r"/(\d+) \[", err)[-1]) // int(options[-1]))  # parts: chunks / PART_CHUNKS
+    assert 3 <= kept_said == kept < total
     again = subprocess.run(command + ["-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert (
-        f"{600 - kept} added, 0 updated, {kept} unchanged" in again.stderr and "600 documents in total" in again.stderr
-    )
+    assert f"{total - kept} added, 0 updated, {kept} unchanged" in again.stderr, again.stderr
+    assert f"{total} documents in total" in again.stderr
+    if make is _one_long_file:
+        records = sorted(stored(target, prompt_model_dir).items(), key=lambda r: r[1][1]["part"])
+        assert "".join(text for _, (text, _) in records) == (tmp_path / "kb" / "long.txt").read_text()
 
 
 def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch):
@@ -480,3 +505,35 @@ def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, mon
     assert headings_at(text, text.index("quokka")) == ["Tea", "Brewing"]
     assert headings_at(text, text.index("word5")) == ["Tea"] and headings_at(text, 0) == []
     assert headings_at(text, len(text)) == ["Tea", "Brewing"]
+
+
+def test_a_long_document_is_written_in_parts_with_progress_in_chunks(tmp_path, cli, prompt_model_dir, monkeypatch):
+    """A file longer than PART_CHUNKS chunks becomes parts, each a document; the bar counts chunks."""
+    from integrations.cli import batches
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(batches, "PART_CHUNKS", 4)
+    words = " ".join(f"w{i}" for i in range(400))
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "long.md").write_text(f"# Top\n\n{words}\n\n## Deep\n\n{words} quokka\n")
+    (tmp_path / "kb" / "short.txt").write_text("tea and rivers")
+    add = ("add", "sqlite:///kb.db", "kb", "--chunk-tokens", "64", "--chunk-overlap", "0")
+    code, _, err = cli(*add, "--batch-size", "5")
+    assert code == 0, err
+    model = SentenceTransformer(prompt_model_dir, device="cpu")
+    with open_index("sqlite:///kb.db", model, create=False) as index:
+        records = {r.id: r for r in index}
+    text = (tmp_path / "kb" / "long.md").read_text().strip("\n")
+    spans = Chunker(model, 64, 0).plan([text]).spans[0]
+    parts = sorted((r for r in records.values() if "part" in r.metadata), key=lambda r: r.metadata["part"])
+    n = -(-len(spans) // 4)
+    assert len(spans) > 8 and [r.id for r in parts] == [f"kb/long.md#part-{k}" for k in range(1, n + 1)]
+    assert "".join(r.text for r in parts) == text[spans[0][0] :]  # the parts tile the file, none lost
+    assert all(r.metadata["parts"] == n and r.metadata["source"] == "kb/long.md" for r in parts)
+    assert parts[0].text.startswith("# Top") and "headings" not in parts[0].metadata
+    deep = next(r for r in parts if "quokka" in r.text)
+    assert deep.metadata["headings"] == (["Top", "Deep"] if "## Deep" not in deep.text else ["Top"])
+    total = len(spans) + 1  # the short file is one chunk
+    assert f"{total}/{total}" in err and "chunk" in err
+    code, _, err = cli(*add, "-q")
+    assert code == 0 and f"0 added, 0 updated, {n + 1} unchanged" in err, err

@@ -13,6 +13,7 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
+from integrations.cli.batches import batches, measure
 from integrations.cli.readers import (
     Document,
     FileDocuments,
@@ -34,29 +35,36 @@ DEMO_QUERIES = [
 ]
 
 
-def add_documents(index: Index, documents: list[Document], batch_size: int = 256, bar=None, counts=None) -> Counter:
-    """Add in batches, one transaction each (durable when it returns). Documents stored with the same
-    text and metadata are left alone; those whose text is the same but metadata differs (a paragraph that
-    moved down) get the new metadata without being embedded again. Counts the added, updated (and of
-    those, metadata only) and unchanged documents into ``counts``."""
+def add_documents(index: Index, documents: list[Document], batch_size: int = 256, quiet: bool = True, counts=None):
+    """Add in batches of about ``batch_size`` chunks, one transaction each (durable when it returns; see
+    ``integrations.cli.batches``, which also splits very long documents into parts), with a progress bar
+    counting chunks unless ``quiet``. Documents stored with the same text and metadata are left alone;
+    those whose text is the same but metadata differs (a paragraph that moved down) get the new metadata
+    without being embedded again. Counts the added, updated (and of those, metadata only) and unchanged
+    documents into ``counts``; returns the ids written or kept, parts included."""
     counts = Counter() if counts is None else counts
-    for start in range(0, len(documents), batch_size):
-        batch = documents[start : start + batch_size]
-        stored = {r.id: r for r in index.get([d.id for d in batch])}
-        changed = [d for d in batch if d.id not in stored or stored[d.id].text != d.text]
-        relabelled = [d for d in batch if d.id in stored and stored[d.id].text == d.text and _differs(stored[d.id], d)]
-        if changed:
-            index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
-        if relabelled:
-            index.update_metadata([d.id for d in relabelled], [d.metadata for d in relabelled])
-        counts["added"] += sum(d.id not in stored for d in changed)
-        counts["updated"] += sum(d.id in stored for d in changed) + len(relabelled)
-        counts["metadata only"] += len(relabelled)
-        counts["unchanged"] += len(batch) - len(changed) - len(relabelled)
-        if bar is not None:
-            bar.update(len(batch))
-            bar.set_postfix(counts, refresh=False)
-    return counts
+    measured = measure(index, documents)
+    total = sum(n for _, n in measured)
+    with tqdm(total=total, desc="Adding", unit="chunk", disable=quiet, file=sys.stderr) as bar:
+        for batch, chunks in batches(measured, batch_size):
+            _write(index, batch, counts)
+            bar.update(chunks)
+            bar.set_postfix({k: counts[k] for k in ("added", "updated", "unchanged")}, refresh=False)
+    return [d.id for d, _ in measured]
+
+
+def _write(index: Index, batch: list[Document], counts: Counter) -> None:
+    stored = {r.id: r for r in index.get([d.id for d in batch])}
+    changed = [d for d in batch if d.id not in stored or stored[d.id].text != d.text]
+    relabelled = [d for d in batch if d.id in stored and stored[d.id].text == d.text and _differs(stored[d.id], d)]
+    if changed:
+        index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
+    if relabelled:
+        index.update_metadata([d.id for d in relabelled], [d.metadata for d in relabelled])
+    counts["added"] += sum(d.id not in stored for d in changed)
+    counts["updated"] += sum(d.id in stored for d in changed) + len(relabelled)
+    counts["metadata only"] += len(relabelled)
+    counts["unchanged"] += len(batch) - len(changed) - len(relabelled)
 
 
 def _differs(record, document: Document) -> bool:
@@ -106,11 +114,8 @@ def add_files(
     the same files (no ``root`` in their metadata)."""
     counts = Counter() if counts is None else counts
     counts["blank"] += sum(f.blank for f in files)
-    documents = [d for f in files for d in f.documents]
-    with tqdm(total=len(documents), desc="Adding", unit="doc", disable=quiet, file=sys.stderr) as bar:
-        add_documents(index, documents, batch_size, bar, counts)
+    kept = set(add_documents(index, [d for f in files for d in f.documents], batch_size, quiet, counts))
     for file in files:
-        kept = {d.id for d in file.documents}
         stale = [r.id for r in index.get(filter={"source": file.source}) if r.id not in kept]
         counts["removed"] += index.delete(stale) if stale else 0
     present = {f.source for f in files}
@@ -156,11 +161,11 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
 
 
 def chunk_headings(hit: Hit) -> list[str]:
-    """For a hit on a chunk of a whole Markdown file, the headings it sits under (else none)."""
-    source = hit.metadata.get("source")
+    """For a hit on a chunk of a whole Markdown file (or of a part of one), the headings it sits under."""
+    source, above = hit.metadata.get("source"), hit.metadata.get("headings", [])
     if hit.span is None or not isinstance(source, str) or not source.endswith(".md"):
         return []
-    return headings_at(hit.text, hit.span[0])
+    return headings_at(hit.text, hit.span[0], above if isinstance(above, list) else [])
 
 
 def cmd_add(args, load_model: Callable) -> None:
@@ -281,8 +286,7 @@ def cmd_demo(args, load_model: Callable) -> None:
 
     documents = demo_corpus()
     with SQLIndex(load_model(), args.db) as index:
-        with tqdm(total=len(documents), desc="Adding", unit="doc", disable=args.quiet, file=sys.stderr) as bar:
-            add_documents(index, documents, bar=bar)
+        add_documents(index, documents, quiet=args.quiet)
         print(f"Indexed {len(documents)} documents into {args.db} with {args.model} ({len(index)} stored).\n")
         for query, filter in DEMO_QUERIES:
             print(format_hits(query, index.search(query, k=3, filter=filter), filter) + "\n")

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--no-prune", action="store_true", help="keep the documents of files that are gone from a folder given again"
     )
-    add.add_argument("--batch-size", type=positive, default=256, help="documents per transaction")
+    add.add_argument("--batch-size", type=positive, default=256, help="chunks per transaction (about)")
     add.add_argument(
         "--chunk-tokens",
         type=int,

@@ -202,10 +202,11 @@ def _units(text: str, source: str, unit: str, markdown: bool):
             yield start, f"{source}#{digest}", paragraph, metadata
 
 
-def headings_at(text: str, offset: int) -> list[str]:
+def headings_at(text: str, offset: int, above: list[str] = ()) -> list[str]:
     """The Markdown heading path in force at character ``offset`` of ``text`` (outside fenced code):
-    what a chunk of a whole-file document sits under."""
-    path: list[tuple[int, str]] = []
+    what a chunk of a whole-file document sits under. ``above`` is the path in force where ``text`` starts
+    (a part of a longer file), taken as levels 1, 2, ..."""
+    path: list[tuple[int, str]] = list(enumerate(above, 1))
     fenced, at = False, 0
     for line in text[:offset].splitlines(keepends=True):
         at += len(line)
