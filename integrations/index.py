@@ -19,6 +19,7 @@ from embedkit.chunking import Chunker
 from integrations._shared import rerank as reranking
 from integrations._shared import validation
 from integrations._shared.chunk_rows import Rows, chunk_rows, documents
+from integrations._shared.facts import Facts
 from integrations._shared.fusion import MODES, fuse
 from integrations._shared.validation import check_string
 from integrations.encoders import as_encoder, check_info, encoder_info
@@ -44,7 +45,7 @@ def guarded(method):
     return call
 
 
-class Index(ABC):
+class Index(Facts, ABC):
     """Common interface of the stores: ``add``, ``search``, ``get``, ``delete``, ``update_metadata``,
     ``len`` and iteration over every document (in id order).
 
@@ -61,8 +62,8 @@ class Index(ABC):
 
     def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32):
         self.encoder = encoder = as_encoder(encoder)
-        self.info = encoder_info(encoder)
-        self.dimension = self.info["dimension"]
+        self.encoder_info = encoder_info(encoder)
+        self.dimension = self.encoder_info["dimension"]
         self.chunker = Chunker(encoder, chunk_tokens, chunk_overlap)
         self.closed = False
 
@@ -257,13 +258,6 @@ class Index(ABC):
         """Release connections and files; the index cannot be used afterwards. Closing twice is fine."""
         self.closed = True
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._describe()}, {'closed' if self.closed else f'documents={len(self)}'})"
-
-    def _describe(self) -> str:
-        """Where the index lives and how it is built, for ``repr``."""
-        return ""
-
     def __enter__(self):
         return self
 
@@ -387,14 +381,10 @@ class Index(ABC):
 
     def check_info(self, stored: dict[str, Any], where: str) -> None:
         """Refuse to open an index built for another dimension; warn if the model differs."""
-        check_info(stored, self.info, where)
+        check_info(stored, self.encoder_info, where)
 
     def _check_vectors(self, embeddings, n: int | None) -> np.ndarray:
         return validation.unit_vectors(embeddings, self.dimension, n)
 
-    @staticmethod
-    def _check_ids(ids) -> list[str]:
-        return validation.ids(ids)
-
-    def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
-        return validation.batch(n, metadatas, ids)
+    _check_ids = staticmethod(validation.ids)
+    _check_batch = staticmethod(validation.batch)

@@ -396,8 +396,9 @@ def test_info_list_get_delete_and_prune(docs, cli, prompt_model_dir, monkeypatch
         code, out, err = cli("info", db, "--json")
         assert code == 0, err
         facts = json.loads(out)
-        assert facts["documents"] == 4 and facts["dimension"] == 32 and facts["bytes on disk"] > 0
-        assert facts["documents per source"] == {
+        assert facts["documents"] == 4 and facts["dimension"] == 32 and facts["bytes_on_disk"] > 0
+        assert facts["store"] == ("SQLIndex" if "://" in db else "FaissIndex") and facts["sources"] == 4
+        assert facts["documents_per_source"] == {
             "docs/a/notes.txt": 1,
             "docs/b/notes.txt": 1,
             "docs/guide.md": 1,

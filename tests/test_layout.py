@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import pathlib
 import shutil
 import sqlite3
@@ -123,13 +124,37 @@ def test_help_shows_every_setting():
 
 
 def test_indexes_say_what_they_are(tmp_path):
-    index = FaissIndex(HashEncoder(), path=str(tmp_path / "idx"), kind="hnsw", precision="int8")
+    """info() and repr carry the same facts: where and how, documents, model, chunking, bytes on disk."""
+    encoder = HashEncoder()
+    model = {"model": "hash-encoder", "dimension": encoder.get_embedding_dimension(), "prompts": {}}
+    index = FaissIndex(encoder, path=str(tmp_path / "idx"), kind="hnsw", precision="int8", chunk_tokens=0)
     index.add(["a", "b"], ids=["a", "b"])
-    assert repr(index) == f"FaissIndex(path={str(tmp_path / 'idx')!r}, kind='hnsw', precision='int8', documents=2)"
+    folder = sum(f.stat().st_size for f in (tmp_path / "idx").rglob("*") if f.is_file())
+    facts = {"path": str(tmp_path / "idx"), "kind": "hnsw", "precision": "int8", "documents": 2, **model}
+    facts |= {"chunk_tokens": 0, "chunk_overlap": 0, "bytes_on_disk": folder}
+    assert index.info() == facts and folder > 0
+    assert repr(index) == "FaissIndex(" + ", ".join(f"{k}={v!r}" for k, v in facts.items()) + ")"
     index.close()
-    assert repr(index).endswith("precision='int8', closed)")
-    sql = SQLIndex(HashEncoder(), f"sqlite:///{tmp_path}/d.db", table="notes")
-    assert repr(sql) == f"SQLIndex(url='sqlite:///{tmp_path}/d.db', table='notes', documents=0)"
+    assert repr(index) == f"FaissIndex(path={str(tmp_path / 'idx')!r}, kind='hnsw', precision='int8', closed=True)"
+    with pytest.raises(errors.IndexClosedError):
+        index.info()
+    assert FaissIndex(encoder).info()["bytes_on_disk"] is None  # in memory
+    sql = SQLIndex(encoder, f"sqlite:///{tmp_path}/d.db", table="notes", chunk_tokens=0)
+    sql.add(["a"])
+    size = sum(os.path.getsize(p) for p in (tmp_path / "d.db", tmp_path / "d.db-wal") if p.exists())
+    facts = {"url": f"sqlite:///{tmp_path}/d.db", "table": "notes", "search": "exact", "documents": 1, **model}
+    facts |= {"chunk_tokens": 0, "chunk_overlap": 0, "bytes_on_disk": size}
+    assert sql.info() == facts and repr(sql) == "SQLIndex(" + ", ".join(f"{k}={v!r}" for k, v in facts.items()) + ")"
+    sql.close()
+
+
+def test_a_postgres_index_says_its_table_size(pg_url):
+    url, server = pg_url
+    with SQLIndex(HashEncoder(), url, table="facts_size") as index:
+        index.add(["a", "b"])
+        facts = index.info()
+    size = int(server.psql("SELECT pg_total_relation_size('facts_size');").split()[2])
+    assert facts["search"] == "pgvector" and facts["documents"] == 2 and facts["bytes_on_disk"] == size > 0
 
 
 def test_one_error_tree_keeps_the_old_bases(tmp_path):

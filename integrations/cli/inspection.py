@@ -23,35 +23,15 @@ def _filter(args) -> dict | None:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
 
 
-def _size(target: str) -> int | None:
-    """Bytes on disk of a SQLite file (with its WAL) or a FAISS folder; None for a server database."""
-    if "://" in target:
-        if not target.startswith("sqlite:///"):
-            return None
-        path = target[len("sqlite:///") :].split("?", 1)[0]
-        return sum(os.path.getsize(p) for p in (path, path + "-wal", path + "-shm") if os.path.exists(p))
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(target) for f in files)
-
-
 def cmd_info(args, load_model: Callable) -> None:
     with _open(args, load_model) as index:
         sources = Counter(r.metadata.get("source", "(none)") for r in index)
-        facts = {
-            "index": repr(index),
-            "documents": len(index),
-            "model": index.info["model"],
-            "dimension": index.dimension,
-            "prompts": index.info.get("prompts", {}),
-            "chunk tokens": index.chunker.size or "off",  # as this open chunks new texts
-            "chunk overlap": getattr(index.chunker, "overlap", 0),
-            "bytes on disk": _size(args.db),
-            "sources": len(sources),
-        }
+        facts = {"store": type(index).__name__, **index.info(), "sources": len(sources)}
     if args.json:
-        print(json.dumps({**facts, "documents per source": dict(sources.most_common())}, ensure_ascii=False))
+        print(json.dumps({**facts, "documents_per_source": dict(sources.most_common())}, ensure_ascii=False))
         return
     for key, value in facts.items():
-        print(f"{key:>14}: {value}")
+        print(f"{key:>14}: {'off' if key == 'chunk_tokens' and value == 0 else value}")
     for source, n in sources.most_common(args.sources):
         print(f"{n:>14}  {source}")
     if len(sources) > args.sources:

@@ -10,7 +10,7 @@ import numpy as np
 
 from embedkit._checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
-from integrations._shared import sqlite_files
+from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
 from integrations.errors import CorruptIndexError, NotAnIndexError
@@ -38,8 +38,7 @@ class FaissIndex(FaissSearch, Index):
     - ``nlist`` (default about sqrt(n)), ``nprobe`` (default max(16, nlist / 3)): IVF's lists.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
 
-    Every write is durable when it returns; ``save()`` snapshots FAISS for a fast reopen (``integrations.faiss``
-    tells how the data is kept)."""
+    Every write is durable when it returns; ``save()`` snapshots FAISS for a fast reopen (``integrations.faiss``)."""
 
     def __init__(
         self,
@@ -64,9 +63,8 @@ class FaissIndex(FaissSearch, Index):
             raise ValueError(f"precision must be one of {STORED_PRECISIONS}, got {precision!r}")
         if precision == "ubinary" and self.dimension % 8:
             raise ValueError(f"ubinary needs a dimension divisible by 8, got {self.dimension}")
-        for name, value in (("rescore_multiplier", rescore_multiplier), ("hnsw_m", hnsw_m)):
-            check_positive_int(name, value)
-        for name, value in (("ef_construction", ef_construction), ("ef_search", ef_search)):
+        positive = {"rescore_multiplier": rescore_multiplier, "hnsw_m": hnsw_m}
+        for name, value in (positive | {"ef_construction": ef_construction, "ef_search": ef_search}).items():
             check_positive_int(name, value)
         self.path, self.kind, self.precision = path, kind, precision
         self.rescore, self.rescore_multiplier = rescore, rescore_multiplier
@@ -87,8 +85,11 @@ class FaissIndex(FaissSearch, Index):
                 self._store.close()
             raise
 
-    def _describe(self) -> str:
-        return f"path={self.path!r}, kind={self.kind!r}, precision={self.precision!r}"
+    def _settings(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "precision": self.precision}
+
+    def _bytes_on_disk(self) -> int | None:
+        return disk.size(self.path)
 
     stored_settings = staticmethod(stored_settings)  # {"kind": ..., "precision": ...} of a folder, or None
 
@@ -105,7 +106,7 @@ class FaissIndex(FaissSearch, Index):
         file = None if path is None else os.path.join(path, "docs.sqlite")
         store = DocStore(file, expect_rows=path is not None and any(map(snapshots.NAME.fullmatch, os.listdir(path))))
         try:
-            config = store.config(dict(self.info, kind=self.kind, precision=self.precision))
+            config = store.config(dict(self.encoder_info, kind=self.kind, precision=self.precision))
             self.check_info(config, f"FAISS index at {path!r}")
             if (config["kind"], config["precision"]) != (self.kind, self.precision):
                 raise ValueError(

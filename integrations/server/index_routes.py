@@ -75,9 +75,9 @@ async def _describe(service: Service, name: str) -> dict:
     return {
         "name": name,
         "count": count,
-        "model": index.info["model"],
+        "model": index.encoder_info["model"],
         "dimension": index.dimension,
-        "prompts": index.info.get("prompts", {}),
+        "prompts": index.encoder_info["prompts"],
         "store": repr(index),
         "modes": ["vector", "keyword", "hybrid"],
         "rerank": service.reranker is not None,

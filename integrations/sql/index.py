@@ -10,7 +10,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from integrations._shared import sqlite_files
+from integrations._shared import disk, sqlite_files
 from integrations._shared.chunk_rows import Rows
 from integrations._shared.codec import dump_span, load_span
 from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError
@@ -19,7 +19,7 @@ from integrations.filters.to_sql import compile_filter
 from integrations.index import Index, guarded
 from integrations.keyword import fts5, pg_bm25
 from integrations.records import Hit, Record
-from integrations.sql import postgres, sqlite_changes
+from integrations.sql import engines, postgres, sqlite_changes
 from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
 from integrations.sql.matrix import MatrixSearch
 from integrations.sql.rows import RowReader
@@ -87,8 +87,15 @@ class SQLIndex(Index):
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
         self._bm25 = pg_bm25.PostgresBM25(self.table) if self.dialect == "postgresql" else None
 
-    def _describe(self) -> str:
-        return f"url={self.engine.url.render_as_string(hide_password=True)!r}, table={self.table_name!r}"
+    def _settings(self) -> dict:
+        search = "pgvector" if self.uses_pgvector else "exact"
+        return {"url": self.engine.url.render_as_string(hide_password=True), "table": self.table_name, "search": search}
+
+    def _bytes_on_disk(self) -> int | None:
+        """The SQLite file with its log, or PostgreSQL's size of the table (its indexes and TOAST included)."""
+        if self.dialect == "postgresql":
+            return postgres.table_bytes(self.engine, self.table_name)
+        return disk.size(engines.sqlite_file(self.engine.url))
 
     # ----------------------------------------------------------------- schema
     def _open(self) -> None:
@@ -108,7 +115,7 @@ class SQLIndex(Index):
                 else sa.select(meta.table_name, meta.info).where(meta.table_name == self._key)
             ).first()
             if row is None:
-                info = dict(self.info, vector_column=self.uses_pgvector, format=FORMAT)
+                info = dict(self.encoder_info, vector_column=self.uses_pgvector, format=FORMAT)
                 conn.execute(
                     self._insert(self._meta).on_conflict_do_nothing(),
                     {"table_name": self._key, "info": json.dumps(info), "version": 0},

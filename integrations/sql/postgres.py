@@ -74,6 +74,12 @@ def hnsw_indexes(conn, table: str) -> list[str]:
     return list(conn.execute(query, {"t": table}).scalars())
 
 
+def table_bytes(engine: sa.Engine, table: str) -> int | None:
+    """The table's size on disk, its indexes and TOAST included (the name travels as a bound parameter)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.pg_total_relation_size(sa.func.to_regclass(f'"{table}"')))).scalar()
+
+
 def create_hnsw(conn, table: str, maintenance_work_mem: str | None = None) -> None:
     if hnsw_indexes(conn, table):
         return

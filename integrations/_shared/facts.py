@@ -1,0 +1,31 @@
+"""What an index says about itself: ``info()`` and ``repr``, built from the same facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Facts:
+    """Mixed into ``Index``: a backend names where it lives and how it is built (``_settings``) and its
+    bytes on disk (``_bytes_on_disk``)."""
+
+    def info(self) -> dict[str, Any]:
+        """What this index is: where it lives and how it is built, its documents, the model's name,
+        dimension and prompts, how this open chunks new texts (``chunk_tokens`` 0: off), and its bytes on
+        disk (None in memory). ``repr`` shows the same facts."""
+        self._check_open()
+        with self._guard():
+            chunking = {"chunk_tokens": self.chunker.size, "chunk_overlap": getattr(self.chunker, "overlap", 0)}
+            facts = {**self._settings(), "documents": len(self), **self.encoder_info, **chunking}
+            return facts | {"bytes_on_disk": self._bytes_on_disk()}
+
+    def __repr__(self) -> str:
+        facts = {**self._settings(), "closed": True} if self.closed else self.info()
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in facts.items())})"
+
+    def _settings(self) -> dict[str, Any]:
+        """Where the index lives and how it is built (read without touching storage)."""
+        return {}
+
+    def _bytes_on_disk(self) -> int | None:
+        return None
