@@ -53,6 +53,25 @@ class EmbeddingsEncoder:
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
 
 
+class RecordedModel:
+    """Stands in for the model an index records (its name, dimension and prompts), so that the index
+    opens for reading and editing without loading the model; embedding anything raises."""
+
+    def __init__(self, info: dict[str, Any]):
+        self.model_name, self.prompts = str(info["model"]), dict(info.get("prompts") or {})
+        self.dimension = int(info["dimension"])
+
+    def encode_query(self, texts: list[str], **kw) -> np.ndarray:
+        raise RuntimeError(
+            f"this index was opened without its model {self.model_name!r}: open it with the model to embed"
+        )
+
+    encode_document = encode_query
+
+    def get_embedding_dimension(self) -> int:
+        return self.dimension
+
+
 def as_encoder(obj):
     """``obj`` if it already satisfies the Encoder protocol, else a wrapper around its LangChain methods."""
     if isinstance(obj, Encoder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from integrations.encoders import RecordedModel
 from integrations.errors import IndexNotFoundError
 from integrations.index import Index
 
@@ -38,6 +39,24 @@ def check_index(target: str | None, table: str = "documents") -> None:
         check_exists(target, table)
     elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):
         raise IndexNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
+
+
+def recorded_model(target: str, table: str = "documents") -> RecordedModel | None:
+    """A stand-in for the model the existing index at ``target`` records, to open it without loading the
+    model (see ``RecordedModel``); None if it records none (an embedkit 0.1 folder, damaged settings)."""
+    check_index(target, table)
+    if "://" in target:
+        from integrations.sql.engines import recorded_info
+
+        info = recorded_info(target, table)
+    else:
+        from integrations.faiss.docstore import stored_config
+
+        info = stored_config(target)
+    try:
+        return RecordedModel(info) if info else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _check_target(target) -> None:

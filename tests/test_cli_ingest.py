@@ -439,6 +439,31 @@ def _one_long_file(folder):
     return ["--chunk-tokens", "16", "--chunk-overlap", "0", "--batch-size", str(PART_CHUNKS)], None
 
 
+def test_inspection_commands_load_no_model(docs, cli, prompt_model_dir, monkeypatch):
+    """info, list, get, delete and prune open the index with the model it records standing in: torch is
+    never imported, and the answers are those of an open with the model."""
+    monkeypatch.chdir(docs)
+    commands = [["list", "DB"], ["get", "DB", "r1"], ["delete", "DB", "r1"], ["prune", "DB"], ["info", "DB", "--json"]]
+    for db in ("sqlite:///kb.db", str(docs / "faiss-kb")):
+        assert cli("add", db, "docs", "-q")[0] == 0
+        before = stored(db, prompt_model_dir)
+        code = (
+            "import json, sys\n"
+            "from integrations.cli import main\n"
+            f"for args in {[[db if a == 'DB' else a for a in c] for c in commands]!r}:\n"
+            "    main(args)\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'a model was loaded'\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=docs, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:4] == sorted(before) and json.loads(lines[4])["text"] == before["r1"][0]
+        assert "1 deleted; 3 documents in total" in out.stderr
+        facts = json.loads(lines[5])
+        assert facts["model"] == prompt_model_dir and facts["documents"] == 3 and "chunk_tokens" not in facts
+        assert stored(db, prompt_model_dir) == {k: v for k, v in before.items() if k != "r1"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("target", "make"), [("sqlite:///kb.db", _many_notes), ("faiss-kb", _one_long_file)])
 def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_it(
@@ -538,3 +563,43 @@ def test_a_long_document_is_written_in_parts_with_progress_in_chunks(tmp_path, c
     assert f"{total}/{total}" in err and "chunk" in err
     code, _, err = cli(*add, "-q")
     assert code == 0 and f"0 added, 0 updated, {n + 1} unchanged" in err, err
+
+
+def test_the_recorded_model_names_itself_and_refuses_to_embed(tmp_path, prompt_model_dir):
+    from integrations.targets import recorded_model
+
+    model = SentenceTransformer(prompt_model_dir, device="cpu")
+    for target in (f"sqlite:///{tmp_path}/kb.db", str(tmp_path / "faiss-kb")):
+        with open_index(target, model) as index:
+            index.add(["tea"], ids=["t"])
+        stand_in = recorded_model(target)
+        assert (stand_in.model_name, stand_in.prompts) == (prompt_model_dir, model.prompts)
+        assert stand_in.get_embedding_dimension() == model.get_embedding_dimension()
+        with open_index(target, stand_in, create=False) as index:
+            assert [r.id for r in index] == ["t"]
+            with pytest.raises(RuntimeError, match="opened without its model .*: open it with the model to embed"):
+                index.add(["more"])
+            assert len(index) == 1
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "CURRENT").write_text("{}")  # an embedkit 0.1 folder records no model in a docstore
+    assert recorded_model(str(tmp_path / "old")) is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_add_at_the_next_batch():
+    import gc
+    import signal
+
+    from integrations.cli.batches import interruptible
+
+    class Finalizer:
+        def __del__(self):  # Python ignores what a __del__ raises: the KeyboardInterrupt is lost here
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # the handler runs in here
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), interruptible() as check:
+        Finalizer()
+        gc.collect()
+        check()  # no KeyboardInterrupt reached this line, yet the add stops here
+    assert signal.getsignal(signal.SIGINT) is before

@@ -9,7 +9,10 @@ heading path in force where the part starts (``headings``). Parts start where a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 from integrations.cli.readers import Document, headings_at
 
@@ -57,3 +60,28 @@ def batches(measured: list[tuple[Document, int]], batch_size: int) -> Iterator[t
         chunks += n
     if batch:
         yield batch, chunks
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[Callable[[], None]]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: the function yielded raises it again
+    at the next batch boundary, should the first have been swallowed (Python ignores exceptions raised in
+    a ``__del__``, and a Ctrl-C can land in one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    seen = []
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def check() -> None:
+        if seen:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -13,7 +13,7 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
-from integrations.cli.batches import batches, measure
+from integrations.cli.batches import batches, interruptible, measure
 from integrations.cli.readers import (
     Document,
     FileDocuments,
@@ -45,8 +45,12 @@ def add_documents(index: Index, documents: list[Document], batch_size: int = 256
     counts = Counter() if counts is None else counts
     measured = measure(index, documents)
     total = sum(n for _, n in measured)
-    with tqdm(total=total, desc="Adding", unit="chunk", disable=quiet, file=sys.stderr) as bar:
+    with (
+        interruptible() as check,
+        tqdm(total=total, desc="Adding", unit="chunk", disable=quiet, file=sys.stderr) as bar,
+    ):
         for batch, chunks in batches(measured, batch_size):
+            check()
             _write(index, batch, counts)
             bar.update(chunks)
             bar.set_postfix({k: counts[k] for k in ("added", "updated", "unchanged")}, refresh=False)

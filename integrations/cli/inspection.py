@@ -8,12 +8,13 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
-from integrations.targets import check_index, open_index
+from integrations.targets import open_index, recorded_model
 
 
 def _open(args, load_model: Callable):
-    check_index(args.db)  # a missing index fails before the model loads, and nothing is created
-    return open_index(args.db, load_model(), create=False)
+    """The index opened with the model it records standing in (nothing here embeds), so that no model
+    loads; an index that records none (an embedkit 0.1 folder) is opened with ``--model``."""
+    return open_index(args.db, recorded_model(args.db) or load_model(), create=False)
 
 
 def _filter(args) -> dict | None:
@@ -27,11 +28,13 @@ def cmd_info(args, load_model: Callable) -> None:
     with _open(args, load_model) as index:
         sources = Counter(r.metadata.get("source", "(none)") for r in index)
         facts = {"store": type(index).__name__, **index.info(), "sources": len(sources)}
+    for how_this_open_chunks in ("chunk_tokens", "chunk_overlap"):  # not a property of the stored index
+        del facts[how_this_open_chunks]
     if args.json:
         print(json.dumps({**facts, "documents_per_source": dict(sources.most_common())}, ensure_ascii=False))
         return
     for key, value in facts.items():
-        print(f"{key:>14}: {'off' if key == 'chunk_tokens' and value == 0 else value}")
+        print(f"{key:>14}: {value}")
     for source, n in sources.most_common(args.sources):
         print(f"{n:>14}  {source}")
     if len(sources) > args.sources:

@@ -355,15 +355,21 @@ class DocStore:
 
 def stored_settings(path: str) -> dict | None:
     """``{"kind": ..., "precision": ...}`` of the index in folder ``path``; None if it holds none."""
+    config = stored_config(path)
+    return {key: config[key] for key in ("kind", "precision") if key in config} or None
+
+
+def stored_config(path: str) -> dict:
+    """Everything the index in folder ``path`` records about itself (its model too); {} if it holds none."""
     file = os.path.join(path, "docs.sqlite")
     if not os.path.isfile(file):
-        return None
+        return {}
     store = DocStore(file)
     try:
-        config = store.get_info("config") or {}
+        config = store.get_info("config")
     finally:
         store.close()
-    return {key: config[key] for key in ("kind", "precision") if key in config} or None
+    return config if isinstance(config, dict) else {}
 
 
 def copy_to(store: DocStore, path: str) -> DocStore:

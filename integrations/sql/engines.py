@@ -3,6 +3,7 @@ check that an index exists which creates nothing."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -87,6 +88,24 @@ def check_exists(url: str, table: str = "documents") -> None:
             engine.dispose()
     if not exists:
         raise IndexNotFoundError(f"no index at {parsed.render_as_string(hide_password=True)!r}: no table {table!r}")
+
+
+def recorded_info(url: str, table: str = "documents") -> dict | None:
+    """The model's name, dimension and prompts that the existing SQLIndex ``table`` records (None where
+    its settings row is missing or unreadable: opening it with the model then says why)."""
+    engine, meta = make_engine(url), meta_table()
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(META_TABLE):
+                return None
+            row = conn.execute(sa.select(meta.c.info).where(sa.func.lower(meta.c.table_name) == table.lower())).first()
+    finally:
+        engine.dispose()
+    try:
+        info = json.loads(row.info) if row is not None else None
+    except json.JSONDecodeError:
+        return None
+    return info if isinstance(info, dict) and {"model", "dimension"} <= info.keys() else None
 
 
 def _sqlite_has_table(file: str, table: str) -> bool:
