@@ -35,6 +35,14 @@ def docs(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(params=["sqlite", "faiss"])
+def at(request):
+    """``at(folder, name)``: an index target in ``folder``, a SQLite file or a FAISS folder (each test runs on both)."""
+    return lambda folder, name="index": (
+        f"sqlite:///{folder}/{name}.db" if request.param == "sqlite" else f"{folder}/{name}"
+    )
+
+
 def stored(db: str, model_dir: str) -> dict:
     with open_index(db, SentenceTransformer(model_dir, device="cpu"), create=False) as index:
         return {r.id: (r.text, r.metadata) for r in index}
@@ -105,8 +113,8 @@ def test_globs_reach_the_same_ids_as_the_folder(docs, cli, prompt_model_dir, mon
     assert code == 0 and "2 added, 0 updated, 2 unchanged" in err  # the .txt documents were already there
 
 
-def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model_dir, monkeypatch):
-    db = f"sqlite:///{docs}/kb.db"
+def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model_dir, monkeypatch, at):
+    db = at(docs)
     monkeypatch.chdir(docs / "docs" / "a")
     assert cli("add", db, "../../docs", "-q")[0] == 0
     monkeypatch.chdir(docs)
@@ -116,15 +124,15 @@ def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model
     assert len(stored(db, prompt_model_dir)) == 4
 
 
-def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch):
+def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(docs)
-    db = "sqlite:///kb.db"
+    db = at(docs)
     assert cli("add", db, "docs", "-q")[0] == 0
     (docs / "docs" / "a" / "notes.txt").write_text("cats sleep on cold mats\n")
     code, _, err = cli("add", db, "docs", "-q")
     assert code == 0 and "0 added, 1 updated, 3 unchanged, 0 removed" in err, err
     model = SentenceTransformer(prompt_model_dir, device="cpu")
-    with SQLIndex(model, db) as index:  # the updated document was re-embedded
+    with open_index(db, model, create=False) as index:  # the updated document was re-embedded
         np.testing.assert_allclose(
             index.get_vectors(["docs/a/notes.txt"])[0],
             model.encode_document("cats sleep on cold mats", normalize_embeddings=True),
@@ -141,11 +149,11 @@ def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch):
     assert json.loads(out) == []
 
 
-def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_model_dir, monkeypatch):
+def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_model_dir, monkeypatch, at):
     """An older CLI stored ``source`` as typed and ids PATH:LINE; adding the folder again replaces them,
     and leaves alone what an older add stored from other folders."""
     monkeypatch.chdir(docs)
-    db = "sqlite:///kb.db"
+    db = at(docs)
     with open_index(db, SentenceTransformer(prompt_model_dir, device="cpu")) as index:
         index.add(
             ["cats sleep on warm mats", "bond yields rose sharply", "another folder's note"],
@@ -162,37 +170,37 @@ def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_mod
     assert set(stored(db, prompt_model_dir)) == kept
 
 
-def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir, monkeypatch):
+def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "kb").mkdir()
     (tmp_path / "kb" / "good.txt").write_text("a good file\n")
     (tmp_path / "kb" / "bom.md").write_bytes("\ufeffwith a byte order mark\n".encode())
     (tmp_path / "kb" / "latin.txt").write_bytes("café au lait\n".encode("latin-1"))
     (tmp_path / "kb" / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
-    code, _, err = cli("add", "sqlite:///kb.db", "kb", "-q")
+    code, _, err = cli("add", at(tmp_path), "kb", "-q")
     assert code == 0, err
     assert "2 added" in err and "files skipped: 2 undecodable" in err
     assert "kb/latin.txt: not utf-8 text" in err and "kb/image.md: holds NUL bytes" in err
-    docs = stored("sqlite:///kb.db", prompt_model_dir)
+    docs = stored(at(tmp_path), prompt_model_dir)
     assert docs["kb/bom.md"][0] == "with a byte order mark"  # no BOM kept
-    code, _, err = cli("add", "sqlite:///latin.db", "kb/latin.txt", "--encoding", "latin-1", "-q")
-    assert code == 0 and stored("sqlite:///latin.db", prompt_model_dir)["kb/latin.txt"][0] == "café au lait"
-    code, _, err = cli("add", "sqlite:///strict.db", "kb", "--strict", "-q")
-    assert code == 1 and "holds NUL bytes" in err and not (tmp_path / "strict.db").exists()
+    code, _, err = cli("add", at(tmp_path, "latin"), "kb/latin.txt", "--encoding", "latin-1", "-q")
+    assert code == 0 and stored(at(tmp_path, "latin"), prompt_model_dir)["kb/latin.txt"][0] == "café au lait"
+    code, _, err = cli("add", at(tmp_path, "strict"), "kb", "--strict", "-q")
+    assert code == 1 and "holds NUL bytes" in err and not list(tmp_path.glob("strict*"))
 
 
-def test_jsonl_top_level_fields_are_metadata(tmp_path, cli, prompt_model_dir, monkeypatch):
+def test_jsonl_top_level_fields_are_metadata(tmp_path, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     rows = [
         {"key": "t1", "body": "ticket about a login bug", "status": "open", "metadata": {"team": "web"}},
         {"key": "t2", "body": "ticket about billing", "status": "closed"},
     ]
     (tmp_path / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code, _, err = cli("add", "sqlite:///kb.db", "tickets.jsonl", "--id-field", "key", "--text-field", "body", "-q")
+    code, _, err = cli("add", at(tmp_path), "tickets.jsonl", "--id-field", "key", "--text-field", "body", "-q")
     assert code == 0, err
-    docs = stored("sqlite:///kb.db", prompt_model_dir)
+    docs = stored(at(tmp_path), prompt_model_dir)
     assert docs["t1"][1]["status"] == "open" and docs["t1"][1]["team"] == "web" and "body" not in docs["t1"][1]
-    code, out, _ = cli("search", "sqlite:///kb.db", "ticket", "--json", "--filter", '{"status": "open"}')
+    code, out, _ = cli("search", at(tmp_path), "ticket", "--json", "--filter", '{"status": "open"}')
     assert [h["id"] for h in json.loads(out)] == ["t1"]
 
 
@@ -200,20 +208,23 @@ def test_argument_errors_and_a_missing_folder_fail_before_any_model_loads(tmp_pa
     code = (
         "import sys\n"
         "from integrations.cli import main\n"
-        "for args in ({k!r}, {missing!r}):\n"
+        "for args in ({k!r}, {missing!r}, {folder!r}):\n"
         "    try:\n"
         "        main(args)\n"
         "    except SystemExit as exc:\n"
         "        print(exc.code)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     ).format(
-        k=["search", "sqlite:///x.db", "q", "-k", "0"], missing=["add", "sqlite:///no/such/dir/x.db", str(tmp_path)]
+        k=["search", "sqlite:///x.db", "q", "-k", "0"],
+        missing=["add", "sqlite:///no/such/dir/x.db", str(tmp_path)],
+        folder=["add", "no/such/faiss-dir/kb", str(tmp_path)],  # a FAISS folder under a missing one
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "1"]
+    assert out.stdout.split() == ["2", "1", "1"]
     assert "-k: must be at least 1, got 0" in out.stderr
     assert "the folder" in out.stderr and "no/such/dir does not exist" in out.stderr
+    assert "no/such/faiss-dir does not exist" in out.stderr and not (tmp_path / "no").exists()
     assert "Traceback" not in out.stderr
 
 
@@ -509,22 +520,22 @@ def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_
         assert "".join(text for _, (text, _) in records) == (tmp_path / "kb" / "long.txt").read_text()
 
 
-def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch):
+def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     filler = " ".join(f"word{i}" for i in range(120))
     (tmp_path / "guide.md").write_text(
         f"# Tea\n\n{filler}\n\n## Brewing\n\n{filler} quokka steeping\n\n```\n# not a heading\n```\n"
     )
-    add = ("add", "sqlite:///kb.db", "guide.md", "--chunk-tokens", "32", "--chunk-overlap", "4", "-q")
+    add = ("add", at(tmp_path), "guide.md", "--chunk-tokens", "32", "--chunk-overlap", "4", "-q")
     assert cli(*add)[0] == 0
-    code, out, err = cli("search", "sqlite:///kb.db", "quokka steeping", "--mode", "hybrid", "--json", "-k", "1")
+    code, out, err = cli("search", at(tmp_path), "quokka steeping", "--mode", "hybrid", "--json", "-k", "1")
     assert code == 0, err
     (hit,) = json.loads(out)  # one document; the span is its best chunk (the tiny model's choice)
     text, (start, _) = hit["text"], hit["span"]
     assert hit["id"].endswith("/guide.md")
     want = ["Tea", "Brewing"] if start >= text.index("## Brewing") else ["Tea"]  # the fenced "#" is no heading
     assert hit["headings"] == want
-    code, out, _ = cli("search", "sqlite:///kb.db", "quokka steeping", "--mode", "hybrid", "-k", "1")
+    code, out, _ = cli("search", at(tmp_path), "quokka steeping", "--mode", "hybrid", "-k", "1")
     assert f"under: {' > '.join(want)}" in out
     from integrations.cli.readers import headings_at
 
