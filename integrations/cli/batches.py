@@ -64,9 +64,9 @@ def batches(measured: list[tuple[Document, int]], batch_size: int) -> Iterator[t
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[Callable[[], None]]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: the function yielded raises it again
-    at the next batch boundary, should the first have been swallowed (Python ignores exceptions raised in
-    a ``__del__``, and a Ctrl-C can land in one)."""
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: the function yielded raises it at the
+    next batch boundary when it landed in a ``__del__`` (where Python would swallow it and print a
+    traceback) or was swallowed anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
@@ -74,7 +74,8 @@ def interruptible() -> Iterator[Callable[[], None]]:
 
     def on_sigint(signum, frame):
         seen.append(signum)
-        raise KeyboardInterrupt
+        if frame is None or frame.f_code.co_name != "__del__":  # in a finalizer it would be swallowed, noisily
+            raise KeyboardInterrupt
 
     def check() -> None:
         if seen:
