@@ -128,3 +128,17 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def cli(prompt_model_dir, run_cli):
+    """The command in this process, with the tiny model."""
+    return lambda *args: run_cli(*args, "-m", prompt_model_dir)
+
+
+@pytest.fixture(params=["sqlite", "faiss"])
+def at(request):
+    """``at(folder, name)``: an index target in ``folder``, a SQLite file or a FAISS folder (each test runs on both)."""
+    return lambda folder, name="index": (
+        f"sqlite:///{folder}/{name}.db" if request.param == "sqlite" else f"{folder}/{name}"
+    )

@@ -50,3 +50,12 @@ def oracle_model(
     if normalize:
         modules.append(Normalize())
     return OracleST(modules=modules, prompts=prompts, default_prompt_name=default_prompt_name, device="cpu")
+
+
+def stored(db: str, model_dir: str) -> dict:
+    """id -> (text, metadata) of every document of the index at ``db``."""
+    from embedkit import SentenceTransformer
+    from integrations import open_index
+
+    with open_index(db, SentenceTransformer(model_dir, device="cpu"), create=False) as index:
+        return {r.id: (r.text, r.metadata) for r in index}

@@ -17,11 +17,15 @@ from integrations.cli.batches import batches, interruptible, measure
 from integrations.cli.readers import (
     Document,
     FileDocuments,
-    Found,
+    Listing,
+    PartialSync,
+    Trouble,
     UndecodableFile,
+    current_source,
     find_files,
     headings_at,
     read_file,
+    shown,
 )
 from integrations.index import Index
 from integrations.records import Hit
@@ -83,25 +87,30 @@ def read_paths(
     id_field: str = "id",
     encoding: str = "utf-8",
     strict: bool = False,
-) -> tuple[list[FileDocuments], list[Found], Counter, list[str]]:
+) -> tuple[list[FileDocuments], Listing]:
     """Every file of ``paths`` read and checked (see ``integrations.cli.readers``), before anything is
-    written: (the files read, what was found, files left out by reason, the undecodable ones named)."""
-    found, skipped = find_files(paths)
-    files, undecodable = [], []
-    for f in found:
+    written: (the files read, the listing). A file that cannot be read or decoded joins the listing's
+    ``trouble``; with ``strict``, any trouble is an error instead."""
+    listing = find_files(paths)
+    files = []
+    for f in listing.found:
         try:
             files.append(
                 read_file(f.path, f.source, field, unit=unit, id_field=id_field, encoding=encoding, root=f.root)
             )
         except UndecodableFile as exc:
-            if strict:
-                raise
-            skipped["undecodable"] += 1
-            undecodable.append(str(exc))
+            listing.trouble.append(Trouble(f.source, "undecodable", exc.reason))
+        except OSError as exc:
+            listing.trouble.append(Trouble(f.source, "unreadable", f"cannot be read ({exc.strerror or exc})"))
+    if strict and listing.trouble:
+        first = listing.trouble[0]
+        raise ValueError(
+            f"{shown(first.path)}: {first.why} (--strict: {len(listing.trouble)} such paths; nothing written)"
+        )
     twice = [i for i, n in Counter(d.id for f in files for d in f.documents).items() if n > 1]
     if twice:
         raise ValueError(f"{len(twice)} ids appear more than once in the input, e.g. {twice[0]!r}")
-    return files, found, skipped, undecodable
+    return files, listing
 
 
 def add_files(
@@ -109,43 +118,68 @@ def add_files(
     files: list[FileDocuments],
     batch_size: int = 256,
     quiet: bool = False,
-    prune: list[Found] = (),
+    listing: Listing | None = None,
     counts: Counter | None = None,
+    allow_empty: bool = False,
 ) -> Counter:
     """Add the documents of ``files``. Documents that a file no longer holds are removed, so re-adding a
-    changed file leaves no stale copies; for the folders of ``prune`` (found by walking them), so are the
-    documents of files that are gone, and documents that an older CLI stored under another spelling of
-    the same files (no ``root`` in their metadata)."""
+    changed file leaves no stale copies. For the folders walked in ``listing`` (None: no pruning), so are
+    the documents of files that the walk saw vanish, and those stored under another CLI's ids for files
+    still there; nothing under a path in the listing's ``trouble`` is removed, and a folder that holds no
+    files keeps its documents (joining the trouble) unless ``allow_empty``."""
     counts = Counter() if counts is None else counts
     counts["blank"] += sum(f.blank for f in files)
     kept = set(add_documents(index, [d for f in files for d in f.documents], batch_size, quiet, counts))
     for file in files:
         stale = [r.id for r in index.get(filter={"source": file.source}) if r.id not in kept]
         counts["removed"] += index.delete(stale) if stale else 0
-    present = {f.source for f in files}
-    for root in sorted({f.root for f in prune}):
-        gone = [r for r in index.get(filter={"root": root}) if r.metadata.get("source") not in present]
-        if gone:
-            counts["removed"] += index.delete([r.id for r in gone])
-            counts["files gone"] += len({r.metadata.get("source") for r in gone})
-        counts["migrated"] += _migrate(index, root, present)
+    for root in listing.roots if listing is not None else ():
+        _prune(index, root, listing, kept, counts, allow_empty)
     index.save()
     return counts
 
 
-def _migrate(index: Index, root: str, present: set[str]) -> int:
-    """Delete what an older CLI stored for these files: no ``root``, and ``source`` as typed then, a path
-    that resolves into ``root`` from here or that ends with a current source (folder name included)."""
+def _prune(index: Index, root: str, listing: Listing, kept: set, counts: Counter, allow_empty: bool) -> None:
+    """Remove what ``root`` held and its walk saw vanish, and what earlier CLIs stored for its files."""
+    if listing.untouchable(root):  # the folder itself could not be listed
+        return
+    stored = [r for r in index.get(filter={"root": root}) if r.id not in kept]
+    if not any(f.root == root for f in listing.found):
+        if stored and not allow_empty:
+            why = f"holds no files; its {len(stored)} stored documents were kept (--allow-empty removes them)"
+            listing.trouble.append(Trouble(root, "empty folder", why))
+            return
+    present = {f.source for f in listing.found}
+    gone, migrated = [], []
+    for r in stored:
+        source = current_source(r.metadata.get("source"), root)
+        if source in present:
+            if source != r.metadata.get("source"):  # the file's documents under an earlier CLI's ids
+                migrated.append(r.id)
+        elif isinstance(source, str) and not listing.untouchable(source):
+            gone.append(r)
+    if gone:
+        counts["removed"] += index.delete([r.id for r in gone])
+        counts["files gone"] += len({r.metadata.get("source") for r in gone})
+    counts["migrated"] += index.delete(migrated) if migrated else 0
+    counts["migrated"] += _migrate(index, root, listing)
+
+
+def _migrate(index: Index, root: str, listing: Listing) -> int:
+    """Delete what the first CLI stored for this folder's files: no ``root``, and ``source`` as typed
+    then, a path that resolves into ``root`` from here (and was not left untouched by the walk) or that
+    ends with a current source's folder name and path."""
     old = index.get(filter={"$and": [{"root": {"$exists": False}}, {"source": {"$exists": True}}]})
-    ours = [
-        r.id
-        for r in old
-        if isinstance(r.metadata["source"], str)
-        and (
-            os.path.realpath(r.metadata["source"]).startswith(root + os.sep)
-            or any(r.metadata["source"] == s or r.metadata["source"].endswith("/" + s) for s in present)
-        )
-    ]
+    named = {os.path.basename(root) + "/" + os.path.relpath(f.source, root) for f in listing.found if f.root == root}
+    ours = []
+    for r in old:
+        source = r.metadata["source"]
+        if not isinstance(source, str):
+            continue
+        resolved = os.path.realpath(source)
+        inside = resolved.startswith(root + os.sep) and not listing.untouchable(resolved)
+        if inside or any(source == s or source.endswith("/" + s) for s in named):
+            ours.append(r.id)
     return index.delete(ours) if ours else 0
 
 
@@ -174,15 +208,15 @@ def chunk_headings(hit: Hit) -> list[str]:
 
 def cmd_add(args, load_model: Callable) -> None:
     check_parent(args.db)  # a bad target or input fails before the model loads or the index opens
-    files, found, skipped, undecodable = read_paths(
+    files, listing = read_paths(
         args.paths, args.field, unit=args.unit, id_field=args.id_field, encoding=args.encoding, strict=args.strict
     )
     chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
-    prune = [] if args.no_prune else [f for f in found if f.pruned]
     counts = Counter()
     with open_index(args.db, load_model(), **chunking) as index:
         try:
-            add_files(index, files, args.batch_size, args.quiet, prune, counts)
+            prune = None if args.no_prune else listing
+            add_files(index, files, args.batch_size, args.quiet, prune, counts, args.allow_empty)
         except KeyboardInterrupt:
             written = counts["added"] + counts["updated"]
             print(
@@ -199,14 +233,20 @@ def cmd_add(args, load_model: Callable) -> None:
         summary += f" ({counts['files gone']} files gone)"
     if counts["migrated"]:
         summary += f", {counts['migrated']} stored under older ids replaced"
+    skipped = listing.skipped + Counter(t.kind for t in listing.trouble)
     left_out = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
     print(
         f"{args.db}: {summary}, {counts['blank']} blank skipped; {total} documents in total"
-        + (f"; files skipped: {left_out}" if left_out else ""),
+        + (f"; skipped: {left_out}" if left_out else ""),
         file=sys.stderr,
     )
-    for line in undecodable:
-        print(f"  skipped {line}", file=sys.stderr)
+    for t in listing.trouble:
+        print(f"  skipped {shown(t.path)}: {t.why}", file=sys.stderr)
+    if listing.trouble:
+        raise PartialSync(
+            f"partial sync: {len(listing.trouble)} paths above could not be taken; what the index held from "
+            "them was kept as it was"
+        )
 
 
 def check_parent(target: str) -> None:

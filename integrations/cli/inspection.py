@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable
 
+from integrations.cli.readers import current_source
 from integrations.targets import open_index, recorded_model
 
 
@@ -72,20 +74,39 @@ def cmd_delete(args, load_model: Callable) -> None:
 
 
 def cmd_prune(args, load_model: Callable) -> None:
-    """Delete the documents whose source file no longer exists (``root`` and ``source`` as ``embedkit
-    add`` records them; an older index's ``source`` is read from the current folder)."""
+    """Delete the documents whose source file is known to be gone (see ``_vanished``)."""
     with _open(args, load_model) as index:
-        gone = [r.id for r in index if _vanished(r.metadata)]
+        listable = functools.cache(_listable)
+        gone = [r.id for r in index if _vanished(r.metadata, listable)]
         deleted = index.delete(gone) if gone else 0
         index.save()
         total = len(index)
     print(f"{args.db}: {deleted} documents of vanished files deleted; {total} documents in total", file=sys.stderr)
 
 
-def _vanished(metadata: dict) -> bool:
+def _vanished(metadata: dict, listable: Callable[[str], bool]) -> bool:
+    """Whether a document's file is gone: looking it up says it does not exist (not that it cannot be
+    read), and its folder ``root`` lists and holds something (an unmounted share's empty mount point
+    does not). ``source`` and ``root`` as ``embedkit add`` records them; without ``root``, ``source`` is
+    read from the current folder."""
     source, root = metadata.get("source"), metadata.get("root")
     if not isinstance(source, str):
         return False
     if isinstance(root, str):
-        return not os.path.exists(os.path.join(root, *source.split("/")[1:]))
-    return not os.path.exists(source)
+        if not listable(root):
+            return False
+        source = current_source(source, root)
+    try:
+        os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:  # cannot be read now: not known to be gone
+        return False
+    return False
+
+
+def _listable(folder: str) -> bool:
+    try:
+        return bool(os.listdir(folder))
+    except OSError:
+        return False

@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--no-prune", action="store_true", help="keep the documents of files that are gone from a folder given again"
     )
+    add.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a folder that holds no files removes its stored documents (else they are kept, and the exit status is 6)",
+    )
     add.add_argument("--batch-size", type=positive, default=256, help="chunks per transaction (about)")
     add.add_argument(
         "--chunk-tokens",
@@ -238,9 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code(exc: BaseException) -> int:
     """The exit status for an error (docs/cli.md): 3 no such index, 4 a damaged file or not an index, 5 the
-    database failed, 1 anything else (bad input, a missing model); argparse's usage errors are 2."""
+    database failed, 6 a partial sync (paths that could not be read were kept as they were), 1 anything
+    else (bad input, a missing model); argparse's usage errors are 2."""
+    from integrations.cli.readers import PartialSync
     from integrations.errors import CorruptIndexError, IndexNotFoundError, SearchError
 
+    if isinstance(exc, PartialSync):
+        return 6
     if isinstance(exc, IndexNotFoundError):
         return 3
     if isinstance(exc, CorruptIndexError):
@@ -249,13 +258,15 @@ def exit_code(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from integrations.cli.readers import PartialSync
+
     args = build_parser().parse_args(argv)
     load = functools.cache(functools.partial(load_model, args.model, args.device, args.verbose))  # loaded once
     try:
         args.func(args, load)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError, PartialSync) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"embedkit {args.command}: {message}", file=sys.stderr)
         raise SystemExit(exit_code(exc)) from None

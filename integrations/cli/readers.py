@@ -14,12 +14,12 @@ Units (``unit``), for .txt and .md:
 ``.csv`` has a header row: the text in column ``text_field``, the id in ``id_field``; the other columns
 become metadata.
 
-Sources are canonical: a file found under a folder argument is named ``FOLDER/PATH/IN/IT``, where FOLDER
-is the folder's own name, whatever spelling reached it (``../kb``, ``kb``, an absolute path); a file
-argument is named after its folder the same way, and a glob after the folder its pattern starts in. Every
-document's metadata gets ``source`` and ``root`` (the folder, resolved: what ``embedkit add`` prunes by).
-Files are read as ``encoding`` (UTF-8 by default, a BOM dropped); a file that does not decode, or holds
-NUL bytes, is skipped and named (``UndecodableFile``).
+Sources are paths: a file found under a folder argument is named ``ROOT/PATH/IN/IT``, where ROOT is the
+folder resolved (whatever spelling reached it: ``../kb``, ``kb``, an absolute path), so two folders of the
+same name never share a source or an id; a file argument is named after its folder resolved the same way,
+and a glob match after the folder its pattern starts in. Every document's metadata gets ``source`` and
+``root`` (the folder: what ``embedkit add`` prunes by). Files are read as ``encoding`` (UTF-8 by default,
+a BOM dropped); a file that does not decode, or holds NUL bytes, is skipped and named (``UndecodableFile``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".csv")
 UNITS = ("file", "paragraph", "line")
@@ -62,48 +63,126 @@ class Found:
     pruned: bool  # found by walking a folder or a glob: its root's vanished files may be pruned
 
 
+class Trouble(NamedTuple):
+    path: str
+    kind: str  # counted by in the summary: unlisted, unreadable, undecodable, dangling symlink, ...
+    why: str
+
+
+class PartialSync(Exception):
+    """``embedkit add`` wrote what it could read, and kept as they were the documents of paths it could not
+    list or read, and of a folder that holds no files (exit status 6)."""
+
+
 class UndecodableFile(ValueError):
     """A file that is not text in the expected encoding."""
 
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
-def find_files(paths: list[str]) -> tuple[list[Found], Counter]:
-    """Every file that ``paths`` (files, folders searched recursively, globs) name, each once, and the
-    files inside folders that were left out, counted by reason. A path that names nothing is an error."""
+
+def find_files(paths: list[str]) -> Listing:
+    """Every file that ``paths`` (files, folders searched recursively, globs) name, each once, with what
+    was left out (see ``Listing``). A path that names nothing is an error."""
+    listing = Listing()
     found: dict[str, Found] = {}
-    skipped: Counter = Counter()
     for arg in paths:
         if os.path.isdir(arg):
             root = os.path.realpath(arg)
-            for folder, dirs, files in os.walk(root):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.startswith("."):
-                        continue
-                    if not name.endswith(SUFFIXES):
-                        skipped["unsupported type"] += 1
-                        continue
-                    path = os.path.join(folder, name)
-                    found.setdefault(os.path.realpath(path), Found(path, _name(root, path), root, True))
+            if not _utf8(root):
+                raise ValueError(f"{shown(root)}: the folder's name is not UTF-8; rename it or give it by another name")
+            listing.roots.append(root)
+            _walk(root, found, listing)
         elif os.path.isfile(arg):
             if not arg.endswith(SUFFIXES):
                 raise ValueError(f"{arg}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
-            root = os.path.realpath(os.path.dirname(os.path.abspath(arg)))
-            found.setdefault(os.path.realpath(arg), Found(arg, _name(root, arg), root, False))
+            _found(found, arg, os.path.dirname(os.path.abspath(arg)), False)
         elif glob.has_magic(arg):
             matches = [m for m in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(m) and m.endswith(SUFFIXES)]
             if not matches:
                 raise ValueError(f"{arg}: no {', '.join(SUFFIXES)} files match")
-            root = os.path.realpath(_fixed_prefix(arg))
             for m in matches:
-                found.setdefault(os.path.realpath(m), Found(m, _name(root, m), root, False))
+                _found(found, m, _fixed_prefix(arg), False)
         else:
             raise ValueError(f"{arg}: no such file or folder")
-    return list(found.values()), skipped
+    odd = [f for f in found.values() if not _utf8(f.source)]
+    for f in odd:  # a file argument or glob match whose name is not UTF-8
+        listing.trouble.append(Trouble(f.source, "name not UTF-8", "the name is not UTF-8"))
+    listing.found = [f for f in found.values() if _utf8(f.source)]
+    return listing
 
 
-def _name(root: str, path: str) -> str:
-    inside = os.path.relpath(os.path.realpath(path), root)
-    return "/".join([os.path.basename(root) or "root", *inside.split(os.sep)])
+@dataclass
+class Listing:
+    """What ``find_files`` found: the files; the folders walked (``roots``, resolved); files left out that
+    are no part of an index (``skipped``, counted by reason: unsupported type); and ``trouble``: (path,
+    kind, reason) for what is there but could not be listed or taken (a folder that cannot be listed, a dangling
+    symlink, a name that is not UTF-8). Whatever the index holds under a path in ``trouble`` must be kept."""
+
+    found: list[Found] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    trouble: list[Trouble] = field(default_factory=list)
+
+    def untouchable(self, source: str) -> bool:
+        """Whether ``source`` is, or lies under, a path in ``trouble``."""
+        return any(source == t.path or source.startswith(t.path.rstrip("/") + "/") for t in self.trouble)
+
+
+def _walk(root: str, found: dict[str, Found], listing: Listing) -> None:
+    def unlisted(exc: OSError) -> None:
+        listing.trouble.append(Trouble(exc.filename or root, "unlisted", f"cannot be listed ({exc.strerror or exc})"))
+
+    for folder, dirs, files in os.walk(root, onerror=unlisted):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [d for d in dirs if not _utf8(d)]:
+            listing.trouble.append(Trouble(os.path.join(folder, name), "name not UTF-8", "the name is not UTF-8"))
+            dirs.remove(name)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if name.startswith("."):
+                continue
+            if not name.endswith(SUFFIXES):
+                listing.skipped["unsupported type"] += 1
+            elif not _utf8(name):
+                listing.trouble.append(Trouble(path, "name not UTF-8", "the name is not UTF-8"))
+            elif os.path.isfile(path):
+                _found(found, path, root, True)
+            elif os.path.islink(path):
+                listing.trouble.append(Trouble(path, "dangling symlink", "a symlink to nothing"))
+            elif os.path.lexists(path):
+                listing.trouble.append(Trouble(path, "not a file", "not a regular file"))
+            # else: gone since the folder was listed
+
+
+def _found(found: dict[str, Found], path: str, folder: str, pruned: bool) -> None:
+    """Record ``path``, named after the resolved ``folder`` it was reached from (each file once)."""
+    root = os.path.realpath(folder)
+    source = os.path.join(root, os.path.relpath(os.path.abspath(path), os.path.abspath(folder)))
+    found.setdefault(os.path.realpath(path), Found(path, source, root, pruned))
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name from the file system is valid UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(path: str) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 as escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def current_source(source, root: str):
+    """A stored ``source`` as this CLI names it: the 0.2 CLI named files ``FOLDERNAME/PATH`` under ``root``."""
+    if not isinstance(source, str) or source.startswith(root + "/"):
+        return source
+    name, _, inside = source.partition("/")
+    return os.path.join(root, inside) if name == (os.path.basename(root) or "root") and inside else source
 
 
 def _fixed_prefix(pattern: str) -> str:
@@ -156,11 +235,11 @@ def read_text(path: str, encoding: str = "utf-8") -> str:
     with open(path, "rb") as file:
         data = file.read()
     if b"\0" in data and not encoding.lower().startswith("utf-16"):
-        raise UndecodableFile(f"{path}: holds NUL bytes (binary, not text)")
+        raise UndecodableFile(path, "holds NUL bytes (binary, not text)")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise UndecodableFile(f"{path}: not {encoding} text (byte {exc.start}: {exc.reason}); try --encoding") from None
+        raise UndecodableFile(path, f"not {encoding} text (byte {exc.start}: {exc.reason}); try --encoding") from None
     except LookupError:
         raise ValueError(f"unknown encoding {encoding!r}") from None
     return text.removeprefix("\ufeff")
