@@ -239,8 +239,8 @@ class SentenceTransformer(nn.Sequential):
         ``pool`` spreads the work over a process pool (see ``start_multi_process_pool``); a list of
         ``device``s starts one for this call and stops it afterwards;
         ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``; ``token_ids``
-        gives, per sentence, the ids the tokenizer makes of it (prompt and special tokens included, not
-        truncated; None where not known), which are then used instead of tokenizing it again
+        gives, per sentence, the ids the tokenizer makes of it (prompt and special tokens included; None
+        where not known; longer ones are cut as the text would be), which are used instead of tokenizing it again
         (``embedkit.chunking.Chunker.plan`` makes them).
         """
         if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name

@@ -49,7 +49,8 @@ def tokenized_chunks(tokenize, chunks: list[list[str]], prefetch: bool):
 
 def tokenizer_for(transformer, token_ids):
     """``tokenize(offset, chunk)`` for ``tokenized_chunks``: the transformer's, except for the texts whose ids
-    ``token_ids`` already holds (by position in the whole input), which are taken as they are."""
+    ``token_ids`` already holds (by position in the whole input), which are taken as they are, cut to the
+    model's length as the tokenizer would cut the text."""
     if token_ids is None or all(ids is None for ids in token_ids):
         return lambda offset, chunk: transformer.tokenize(chunk)
 
@@ -57,10 +58,11 @@ def tokenizer_for(transformer, token_ids):
         known = token_ids[offset : offset + len(chunk)]
         todo = [i for i, ids in enumerate(known) if ids is None]
         features = transformer.tokenize([chunk[i] for i in todo]) if todo else {"num_truncated": 0}
-        ids = list(known)
+        ids = [None if row is None else transformer.cut(row) for row in known]
+        cut = sum(row is not None and len(row) > transformer.max_seq_length for row in known)
         for i, row in zip(todo, features.get("input_ids", [])):
             ids[i] = row
-        merged = {"input_ids": ids, "num_truncated": features["num_truncated"]}
+        merged = {"input_ids": ids, "num_truncated": features["num_truncated"] + cut}
         if "token_type_ids" in transformer.tokenizer.model_input_names:
             types = features.get("token_type_ids")  # None: all 0, as for the known ids
             if types is not None:

@@ -78,6 +78,7 @@ class Transformer(nn.Module):
         )
         self.runtime = None
         self._fast: TruncatingTokenizer | None = None  # built on first tokenize, for the tokenizer then in use
+        self._ends: tuple[int, int] | None = None  # special tokens before and after a text (cut)
         if backend == "onnx":
             from .._optional import require
 
@@ -128,6 +129,28 @@ class Transformer(nn.Module):
             features["token_type_ids"] = tokens.type_ids
         features["num_truncated"] = tokens.truncated
         return features
+
+    def cut(self, ids: list[int]) -> list[int]:
+        """Token ids made of a text without truncation (special tokens included), cut to ``max_seq_length``
+        exactly as ``tokenize`` cuts the text: the special tokens at either end stay, the text's tokens are
+        cut on the tokenizer's truncation side."""
+        limit = self.max_seq_length
+        if len(ids) <= limit:
+            return ids
+        head, tail = self._special_ends()
+        keep = max(limit - head - tail, 0)
+        body = ids[head : len(ids) - tail]
+        body = body[len(body) - keep :] if self.tokenizer.truncation_side == "left" else body[:keep]
+        return ids[:head] + body + ids[len(ids) - tail :]
+
+    def _special_ends(self) -> tuple[int, int]:
+        """How many special tokens the tokenizer puts before and after a single text's tokens."""
+        if self._ends is None:
+            bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+            head = next((i for i in range(len(full)) if full[i : i + len(bare)] == bare), 0)
+            self._ends = (head, len(full) - head - len(bare))
+        return self._ends
 
     def _tokenize_slow(self, texts: list[str]) -> dict[str, Any]:
         """Tokenizers without a ``tokenizers`` backend, through ``transformers``; truncations are not counted."""

@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serving.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill up")
     serving.add_argument("--max-queue", type=int, default=1024, help="requests that may wait; more get 503")
+    serving.add_argument(
+        "--auto-truncate",
+        action="store_true",
+        help="cut over-long inputs to the model's length instead of refusing them",
+    )
     serving.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this origin")
 
     srv = sub.add_parser("serve", parents=[common, serving], help="serve embeddings, reranking and search over HTTP")

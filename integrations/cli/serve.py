@@ -23,7 +23,12 @@ def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> Non
 
         reranker = CrossEncoder(args.reranker, device=args.device)
     indexes = {name: open_index(target, model) for name, target in targets.items()}
-    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    limits = Limits(
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        auto_truncate=args.auto_truncate,
+    )
     service = Service(model, args.model, reranker, args.reranker, indexes, limits)
     app = create_app(service, api_key=api_key, cors_origins=args.cors_origin or None)
     served = ", ".join(f"{name} ({len(index)} documents)" for name, index in indexes.items()) or "none"

@@ -30,6 +30,7 @@ class Limits:
     max_queue: int = 1024
     max_inputs: int = 2048
     max_body_bytes: int = 16 * 2**20
+    auto_truncate: bool = False  # cut every over-long input to the model's length (TEI's --auto-truncate)
 
 
 class Metrics:
@@ -135,13 +136,13 @@ class Service:
         loop = asyncio.get_running_loop()
         ids = await loop.run_in_executor(self.tokenizing, self._token_ids, [prompt + t for t in texts])
         limit = self.model.max_seq_length
-        if not truncate:
+        if not (truncate or self.limits.auto_truncate):
             for i, row in enumerate(ids):
                 if len(row) > limit:
                     raise APIError(
                         400,
                         f"input[{i}] is {len(row)} tokens long; the model takes at most {limit} "
-                        "(send truncate: true to cut it)",
+                        "(send truncate: true to cut it, or start the server with --auto-truncate)",
                         param="input",
                         code="context_length_exceeded",
                     )
