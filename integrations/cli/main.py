@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--auto-truncate",
         action="store_true",
-        help="cut over-long inputs to the model's length instead of refusing them",
+        help="cut over-long inputs instead of refusing them",
     )
     serving.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this origin")
 
