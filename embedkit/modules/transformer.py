@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -27,6 +28,8 @@ CONFIG_NAMES = [
 
 
 BACKENDS = ("torch", "onnx")
+# transformers 4.x builds the SDPA mask itself and refuses a ready-made 4-D one ("Wrong shape for input_ids")
+TAKES_4D_MASK = int(transformers.__version__.split(".", 1)[0]) >= 5
 
 
 class Transformer(nn.Module):
@@ -171,6 +174,7 @@ class Transformer(nn.Module):
             and self.runtime is None
             and self.bidirectional
             and self.auto_model.config._attn_implementation == "sdpa"
+            and TAKES_4D_MASK
         ):
             # The mask SDPA would build from the 2-D one, given ready-made: transformers would otherwise
             # test the 2-D mask for padding (a host sync per batch on accelerators).
