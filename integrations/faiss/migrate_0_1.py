@@ -79,10 +79,13 @@ def migrate(path: str, dimension: int) -> None:
 def _generation(path: str) -> str:
     """The generation folder that ``CURRENT`` names, inside ``path`` and holding no links."""
     try:
-        with open(os.path.join(path, "CURRENT")) as f:
-            name = f.read().strip()
+        with open(os.path.join(path, "CURRENT"), "rb") as f:
+            name = f.read().decode("utf-8").strip()
     except OSError as exc:
         raise CorruptIndexError(f"{path}: the embedkit 0.1 index cannot be read ({exc})") from None
+    except UnicodeDecodeError as exc:
+        where = os.path.join(path, "CURRENT")
+        raise CorruptIndexError(f"{where}: not a generation name (byte {exc.start} is not UTF-8)") from None
     folder = os.path.join(path, name)
     inside = name not in ("", ".", "..") and os.sep not in name and "/" not in name and not os.path.isabs(name)
     if not inside or os.path.islink(folder) or any(os.path.islink(os.path.join(folder, f)) for f in FILES):

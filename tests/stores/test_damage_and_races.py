@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -106,6 +107,15 @@ def test_a_0_1_folder_whose_current_points_outside_is_refused(tmp_path):
     with pytest.raises(CorruptIndexError, match="CURRENT names '../elsewhere/gen-.*', not a generation folder inside"):
         FaissIndex(HashEncoder(), path=str(folder))
     assert sorted(os.listdir(folder)) == ["CURRENT"]
+
+
+def test_a_0_1_folder_whose_current_is_not_utf8_is_refused(tmp_path):
+    write_v1_folder(tmp_path / "old")
+    (tmp_path / "old" / "CURRENT").write_bytes(b"gen-\xff\xfe")
+    where = re.escape(str(tmp_path / "old" / "CURRENT"))
+    with pytest.raises(CorruptIndexError, match=f"{where}: not a generation name \\(byte 4 is not UTF-8\\)"):
+        FaissIndex(HashEncoder(), path=str(tmp_path / "old"))
+    assert not (tmp_path / "old" / "docs.sqlite").exists()
 
 
 # 3. several processes opening an embedkit 0.1 folder at once
