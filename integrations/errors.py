@@ -1,6 +1,10 @@
 """The errors the stores raise, one tree under ``StoreError``::
 
     StoreError
+    ├── InvalidInputError (ValueError)        a bad argument (texts, ids, metadata, vectors, k, mode), named
+    │   └── WrongTypeError (TypeError)        one of the wrong type
+    ├── UnknownIdsError (KeyError)            ids the index does not hold
+    ├── RerankError (ValueError)              the reranker gave no usable scores (NaN, infinity, a wrong count)
     ├── FilterError (ValueError)              a malformed metadata filter, naming the offending part
     ├── CorruptIndexError (ValueError)        damaged files or rows, naming the file or table
     │   └── NotAnIndexError                   another store's files, a plain file, an empty docstore
@@ -16,6 +20,25 @@ Each keeps the built-in base it had before the tree existed, so ``except ValueEr
 
 class StoreError(Exception):
     """Any error of the stores' own."""
+
+
+class InvalidInputError(StoreError, ValueError):
+    """A bad argument to a store call; the message names it and its position. Nothing was written."""
+
+
+class WrongTypeError(InvalidInputError, TypeError):
+    """An argument of the wrong type (a str where a list belongs, None where a list of dicts does)."""
+
+
+class UnknownIdsError(StoreError, KeyError):
+    """Ids that the index does not hold; the message names the first few. Nothing was changed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RerankError(StoreError, ValueError):
+    """The reranker gave no usable scores: NaN or infinity, or not one score per passage."""
 
 
 class FilterError(StoreError, ValueError):

@@ -23,7 +23,7 @@ from integrations._shared.facts import Facts
 from integrations._shared.fusion import MODES, fuse
 from integrations._shared.validation import check_string
 from integrations.encoders import as_encoder, check_info, encoder_info
-from integrations.errors import IndexClosedError
+from integrations.errors import IndexClosedError, InvalidInputError, UnknownIdsError, WrongTypeError
 from integrations.filters.parse import Node, parse_filter
 from integrations.records import Hit, Record
 
@@ -133,7 +133,7 @@ class Index(Facts, ABC):
         for i, text in enumerate(queries):
             check_string(text, f"search() input at index {i}")
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
         check_positive_int("rrf_k", rrf_k)
         check_positive_int("candidates", candidates)
         self._check_open()
@@ -221,7 +221,7 @@ class Index(Facts, ABC):
         found = self._vectors(ids) if ids else {}
         missing = [i for i in ids if i not in found]
         if missing:
-            raise KeyError(f"unknown ids: {missing[:5]}")
+            raise UnknownIdsError(f"unknown ids: {missing[:5]}")
         return np.stack([found[i] for i in ids]) if ids else np.zeros((0, self.dimension), np.float32)
 
     @guarded
@@ -230,7 +230,7 @@ class Index(Facts, ABC):
         ``ids`` that match it, in one transaction. Returns how many were deleted."""
         self._check_open()
         if ids is None and filter is None:
-            raise TypeError("delete() needs ids, a filter or both")
+            raise WrongTypeError("delete() needs ids, a filter or both")
         node = parse_filter(filter)
         if ids is not None:
             ids = list(dict.fromkeys(self._check_ids(ids)))
@@ -245,7 +245,7 @@ class Index(Facts, ABC):
         self._check_open()
         ids = self._check_ids(ids)
         if metadatas is None:
-            raise TypeError(f"update_metadata() needs a list of {len(ids)} dicts, got None")
+            raise WrongTypeError(f"update_metadata() needs a list of {len(ids)} dicts, got None")
         metadatas, ids = self._check_batch(len(ids), metadatas, ids)
         if ids:
             self._update_metadata(ids, metadatas)
@@ -312,7 +312,7 @@ class Index(Facts, ABC):
     def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool) -> list[str]:
         self._check_open()
         if isinstance(texts, str):
-            raise TypeError(f"{caller} expects a list of texts, got a single str")
+            raise WrongTypeError(f"{caller} expects a list of texts, got a single str")
         texts = check_texts(texts, caller)
         for i, text in enumerate(texts):
             check_string(text, f"{caller} text at index {i}")

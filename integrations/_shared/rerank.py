@@ -14,21 +14,24 @@ import math
 from typing import Callable
 
 from embedkit._checks import check_positive_int
+from integrations.errors import InvalidInputError, RerankError, WrongTypeError
 
 
 def scorer(rerank, rerank_candidates: int, k: int) -> Callable[[str, list[str]], list[float]]:
     """``rerank`` as a function of (query, passages), after checking it and ``rerank_candidates``."""
     check_positive_int("rerank_candidates", rerank_candidates)
     if rerank_candidates < k:
-        raise ValueError(f"rerank_candidates={rerank_candidates} is less than k={k}: the reranker would see too few")
+        raise InvalidInputError(
+            f"rerank_candidates={rerank_candidates} is less than k={k}: the reranker would see too few"
+        )
     if hasattr(rerank, "predict"):
         labels = getattr(rerank, "num_labels", 1)
         if labels != 1:
-            raise ValueError(f"a reranker gives one score per pair; this CrossEncoder has {labels} labels")
+            raise RerankError(f"a reranker gives one score per pair; this CrossEncoder has {labels} labels")
         return lambda query, passages: rerank.predict([(query, p) for p in passages], show_progress_bar=False)
     if callable(rerank):
         return rerank
-    raise TypeError(
+    raise WrongTypeError(
         f"rerank must be a CrossEncoder or a callable (query, passages) -> scores, got {type(rerank).__name__}"
     )
 
@@ -38,10 +41,10 @@ def scores_of(score: Callable, query: str, passages: list[str]) -> list[float]:
     scores = score(query, passages)
     scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
     if len(scores) != len(passages):
-        raise ValueError(f"the reranker gave {len(scores)} scores for {len(passages)} passages")
+        raise RerankError(f"the reranker gave {len(scores)} scores for {len(passages)} passages")
     bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
     if bad is not None:
-        raise ValueError(f"the reranker gave a score of {scores[bad]} for the passage at index {bad}")
+        raise RerankError(f"the reranker gave a score of {scores[bad]} for the passage at index {bad}")
     return scores
 
 

@@ -9,6 +9,7 @@ import uuid
 import numpy as np
 
 from integrations._shared.chunk_rows import SEP
+from integrations.errors import InvalidInputError, WrongTypeError
 
 MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries recurse once per level
 
@@ -16,35 +17,35 @@ MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries 
 def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:
     """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
     if embeddings is None:
-        raise TypeError("embeddings must be an array of shape [n, dim], got None")
+        raise WrongTypeError("embeddings must be an array of shape [n, dim], got None")
     array = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
     if array.ndim != 2 or array.shape[1] != dimension:
-        raise ValueError(f"embeddings must have shape [n, {dimension}], got {list(array.shape)}")
+        raise InvalidInputError(f"embeddings must have shape [n, {dimension}], got {list(array.shape)}")
     if n is not None and array.shape[0] != n:
-        raise ValueError(f"got {array.shape[0]} embeddings for {n} texts")
+        raise InvalidInputError(f"got {array.shape[0]} embeddings for {n} texts")
     norms = np.sqrt(np.einsum("ij,ij->i", array, array))
     if np.isfinite(norms).all() and norms.all():
         return array / norms[:, None]
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad.size:
-        raise ValueError(f"embedding at index {bad[0]} contains NaN or infinity")
+        raise InvalidInputError(f"embedding at index {bad[0]} contains NaN or infinity")
     norms = np.linalg.norm(array.astype(np.float64), axis=1)  # a float32 norm of 3e38 overflows
     zero = np.flatnonzero(norms == 0)
     if zero.size:
-        raise ValueError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
+        raise InvalidInputError(f"embedding at index {zero[0]} is all zeros: it has no direction to compare")
     return (array / norms[:, None]).astype(np.float32)
 
 
 def ids(values) -> list[str]:
     if isinstance(values, str) or values is None or isinstance(values, dict):
-        raise TypeError(f"ids must be a list of str, got {type(values).__name__}")
+        raise WrongTypeError(f"ids must be a list of str, got {type(values).__name__}")
     values = list(values)
     for i, value in enumerate(values):
         if not isinstance(value, str) or not value:
-            raise TypeError(f"id at index {i} must be a non-empty str, got {value!r}")
+            raise WrongTypeError(f"id at index {i} must be a non-empty str, got {value!r}")
         check_string(value, f"id at index {i}")
         if SEP in value:
-            raise ValueError(f"id at index {i} contains \\x1f, which joins a document id to its chunk numbers")
+            raise InvalidInputError(f"id at index {i} contains \\x1f, which joins a document id to its chunk numbers")
     return values
 
 
@@ -54,17 +55,17 @@ def batch(n: int, metadatas, doc_ids) -> tuple[list[str], list[str]]:
     if metadatas is None:
         metadatas = [{} for _ in range(n)]
     elif isinstance(metadatas, dict) or len(metadatas) != n:
-        raise ValueError(f"metadatas must be a list of {n} dicts")
+        raise InvalidInputError(f"metadatas must be a list of {n} dicts")
     texts = [metadata(m, i) for i, m in enumerate(metadatas)]
     if doc_ids is None:
         return texts, [uuid.uuid4().hex for _ in range(n)]
     doc_ids = ids(doc_ids)
     if len(doc_ids) != n:
-        raise ValueError(f"got {len(doc_ids)} ids for {n} texts")
+        raise InvalidInputError(f"got {len(doc_ids)} ids for {n} texts")
     seen = set()
     for i, value in enumerate(doc_ids):
         if value in seen:
-            raise ValueError(f"id {value!r} at index {i} appears more than once in this batch")
+            raise InvalidInputError(f"id {value!r} at index {i} appears more than once in this batch")
         seen.add(value)
     return texts, doc_ids
 
@@ -76,23 +77,23 @@ def metadata(value, i: int) -> str:
     if value is None:
         return "{}"
     if not isinstance(value, dict):
-        raise TypeError(f"metadata at index {i} must be a dict, got {type(value).__name__}")
+        raise WrongTypeError(f"metadata at index {i} must be a dict, got {type(value).__name__}")
     _check_json(value, i)
     try:
         return json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
+        raise InvalidInputError(f"metadata at index {i} is not JSON-serializable: {exc}") from None
 
 
 def check_string(value: str, what: str) -> None:
     """Refuse what some backend cannot store: NUL characters and lone surrogates (not valid UTF-8)."""
     nul = value.find("\x00")
     if nul >= 0:
-        raise ValueError(f"{what} contains a NUL character at position {nul}")
+        raise InvalidInputError(f"{what} contains a NUL character at position {nul}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+        raise InvalidInputError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
 
 
 def _check_json(obj, i: int) -> None:
@@ -105,14 +106,18 @@ def _check_json(obj, i: int) -> None:
             check_string(value, f"metadata at index {i}")
         elif isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise ValueError(f"metadata at index {i} nests more than {MAX_DEPTH} levels deep")
+                raise InvalidInputError(f"metadata at index {i} nests more than {MAX_DEPTH} levels deep")
             if isinstance(value, dict):
                 for key in value:
                     if not isinstance(key, str):
-                        raise ValueError(f"metadata at index {i} does not survive JSON (keys must be str, got {key!r})")
+                        raise InvalidInputError(
+                            f"metadata at index {i} does not survive JSON (keys must be str, got {key!r})"
+                        )
                     check_string(key, f"metadata at index {i}")
             level.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
         elif isinstance(value, tuple):
-            raise ValueError(f"metadata at index {i} does not survive JSON (a tuple comes back as a list)")
+            raise InvalidInputError(f"metadata at index {i} does not survive JSON (a tuple comes back as a list)")
         elif value is not None and not isinstance(value, (bool, int, float)):
-            raise ValueError(f"metadata at index {i} is not JSON-serializable: {type(value).__name__} {value!r:.40}")
+            raise InvalidInputError(
+                f"metadata at index {i} is not JSON-serializable: {type(value).__name__} {value!r:.40}"
+            )

@@ -13,7 +13,7 @@ from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_
 from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
-from integrations.errors import CorruptIndexError, NotAnIndexError
+from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, snapshots, structures
 from integrations.faiss.docstore import DocStore, copy_to, stored_settings
 from integrations.faiss.search import FaissSearch
@@ -267,7 +267,7 @@ class FaissIndex(FaissSearch, Index):
                 rows = self._store.by_id(ids, chunks=True)
                 missing = sorted(set(ids) - {r.id for r in rows})
                 if missing:
-                    raise KeyError(f"unknown ids: {missing[:5]}")
+                    raise UnknownIdsError(f"unknown ids: {missing[:5]}")
                 codes = self._store.code_array([(r.fid, r.code) for r in rows], self._dtype, self.dimension)
                 self._store.kill(np.array([r.fid for r in rows], np.int64))
                 metadatas = [new[r.doc or r.id] for r in rows]

@@ -106,7 +106,13 @@ def _check_field(field: str, where: str) -> None:
 
 
 def _scalar(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (str, bool)):
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FilterError(f"{where}: a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hmac
 import importlib.resources
+import logging
 import time
 import uuid
 
@@ -18,10 +19,21 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from integrations.errors import FilterError, StoreError
+from integrations.errors import (
+    DimensionMismatchError,
+    FilterError,
+    IndexClosedError,
+    InvalidInputError,
+    ReadOnlyIndexError,
+    RerankError,
+    StoreError,
+    UnknownIdsError,
+)
 from integrations.server import schemas
 from integrations.server.batcher import QueueFull
 from integrations.server.service import APIError, Service
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(service: Service, api_key: str | None = None, cors_origins: list[str] | None = None) -> FastAPI:
@@ -33,6 +45,7 @@ def create_app(service: Service, api_key: str | None = None, cors_origins: list[
 
     app = FastAPI(title="embedkit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.add_middleware(Internal)  # innermost: the metrics count its 500s
     app.add_middleware(BodyLimit, limit=service.limits.max_body_bytes)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -192,24 +205,22 @@ def _errors(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "invalid_request_error"
         )
 
-    @app.exception_handler(FilterError)
-    async def bad_filter(request, exc):
-        return _error(400, f"filter: {exc}", param="filter")
-
     @app.exception_handler(StoreError)
-    async def store_error(request, exc):
-        return _error(500, f"the store failed: {type(exc).__name__}", "server_error")
-
-    for kind in (ValueError, TypeError, KeyError):
-
-        @app.exception_handler(kind)
-        async def bad_value(request, exc):
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            return _error(400, str(message))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request, exc):
-        return _error(500, "internal error (the server log has the details)", "server_error")
+    async def store_error(request, exc: StoreError):
+        if isinstance(exc, FilterError):
+            return _error(400, f"filter: {exc}", param="filter")
+        if isinstance(exc, (InvalidInputError, DimensionMismatchError)):
+            return _error(400, str(exc))
+        if isinstance(exc, UnknownIdsError):
+            return _error(404, str(exc), "not_found")
+        if isinstance(exc, ReadOnlyIndexError):
+            return _error(403, "the index is read-only here", "permission_error")
+        if isinstance(exc, IndexClosedError):
+            return _error(503, "the index is closed: the server is shutting down", "server_busy")
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        if isinstance(exc, RerankError):  # the served reranker's fault, said as the index search says it
+            return _error(500, str(exc), "server_error")
+        return _error(500, f"the store failed: {type(exc).__name__} (the server log has the details)", "server_error")
 
 
 def _metrics(app: FastAPI, service: Service) -> None:
@@ -254,3 +265,27 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+
+class Internal:
+    """Any other exception is a bug of ours, whatever its type: the server log gets the traceback and the
+    client a 500 that tells nothing internal (Starlette's own handler would close the connection)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            logger.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+            await _error(500, "internal error (the server log has the details)", "server_error")(scope, receive, send)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from integrations._shared.rerank import scorer, scores_of
 from integrations.index import Index
 from integrations.server.batcher import Batcher
 
@@ -123,8 +124,7 @@ class Service:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise APIError(400, f"{what}[{i}] must be a string; token arrays are not supported", param=what)
-            if not text.strip():
-                raise APIError(400, f"{what}[{i}] is empty", param=what)
+            check_text(text, f"{what}[{i}]", what)
         return texts
 
     async def embed(self, texts: list[str], prompt: str, dimensions, normalize: bool, truncate: bool):
@@ -170,9 +170,9 @@ class Service:
     async def rerank(self, query: str, documents: list[str]) -> np.ndarray:
         if self.reranker is None:
             raise APIError(404, "no reranker is served here (start the server with --reranker MODEL)")
-        pairs = [(query, d) for d in documents]
-        scores = await self.run(self.reranker.predict, pairs)
-        return np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        check_text(query, "query", "query")
+        score = scorer(self.reranker, len(documents), 1)
+        return np.asarray(await self.run(scores_of, score, query, documents), dtype=np.float64)
 
     def index(self, name: str) -> Index:
         if name not in self.indexes:
@@ -182,3 +182,14 @@ class Service:
     async def run(self, fn, *args, **kwargs) -> Any:
         """``fn`` in the model's worker thread (index work encodes, and stores are not shared across threads)."""
         return await asyncio.get_running_loop().run_in_executor(self.worker, lambda: fn(*args, **kwargs))
+
+
+def check_text(text: str, name: str, param: str) -> None:
+    """A 400 for a blank text or one that is not valid UTF-8 (a lone surrogate), naming it."""
+    if not text.strip():
+        raise APIError(400, f"{name} is empty", param=param)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = f"{name} contains a lone surrogate at position {exc.start} (not valid UTF-8)"
+        raise APIError(400, message, param=param) from None

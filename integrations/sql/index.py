@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from integrations._shared import disk, sqlite_files
 from integrations._shared.chunk_rows import Rows
 from integrations._shared.codec import dump_span, load_span
-from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError
+from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError, UnknownIdsError
 from integrations.filters.parse import Node, filter_key
 from integrations.filters.to_sql import compile_filter
 from integrations.index import Index, guarded
@@ -275,7 +275,7 @@ class SQLIndex(Index):
             found = set(conn.execute(sa.select(c.id).where(self._in(c.id, ids), c.doc.is_(None))).scalars())
             missing = [i for i in ids if i not in found]
             if missing:
-                raise KeyError(f"unknown ids: {missing[:5]}")
+                raise UnknownIdsError(f"unknown ids: {missing[:5]}")
             key = sa.bindparam("doc_id")
             new = self._metadata_param("new")
             update = sa.update(self.table).where(sa.or_(c.id == key, c.doc == key)).values(metadata=new)
