@@ -14,14 +14,13 @@ from typing import Any, overload
 
 import numpy as np
 
-from embedkit._checks import check_non_negative_int, check_positive_int, check_texts
 from embedkit.chunking import Chunker
 from integrations._shared import rerank as reranking
 from integrations._shared import validation
 from integrations._shared.chunk_rows import Rows, chunk_rows, documents
 from integrations._shared.facts import Facts
 from integrations._shared.fusion import MODES, fuse
-from integrations._shared.validation import check_string
+from integrations._shared.validation import check_non_negative_int, check_positive_int, check_string, check_texts
 from integrations.encoders import as_encoder, check_info, encoder_info
 from integrations.errors import IndexClosedError, InvalidInputError, UnknownIdsError, WrongTypeError
 from integrations.filters.parse import Node, parse_filter

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Callable
 
-from embedkit._checks import check_positive_int
+from integrations._shared.validation import check_positive_int
 from integrations.errors import InvalidInputError, RerankError, WrongTypeError
 
 

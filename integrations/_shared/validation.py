@@ -3,15 +3,37 @@ of the bad value, and nothing is written before every check passes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 
 import numpy as np
 
+from embedkit import _checks
 from integrations._shared.chunk_rows import SEP
 from integrations.errors import InvalidInputError, WrongTypeError
 
 MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries recurse once per level
+
+
+def _as_store_error(check):
+    """One of the encoder's argument checks, its TypeError and ValueError raised as the stores' own."""
+
+    @functools.wraps(check)
+    def checked(*args):
+        try:
+            return check(*args)
+        except TypeError as exc:
+            raise WrongTypeError(str(exc)) from None
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+
+    return checked
+
+
+check_texts = _as_store_error(_checks.check_texts)
+check_positive_int = _as_store_error(_checks.check_positive_int)
+check_non_negative_int = _as_store_error(_checks.check_non_negative_int)
 
 
 def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:

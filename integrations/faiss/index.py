@@ -8,11 +8,11 @@ import threading
 
 import numpy as np
 
-from embedkit._checks import check_positive_int
 from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_embeddings
 from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
+from integrations._shared.validation import check_positive_int
 from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, snapshots, structures
 from integrations.faiss.docstore import DocStore, copy_to, stored_settings

@@ -9,6 +9,7 @@ import pytest
 from store_workers import EVERY, unit
 
 from integrations import SQLIndex
+from integrations.errors import InvalidInputError
 
 STORES = EVERY
 EXACT = {"faiss-flat-float32", "sqlite", "postgres"}  # float32 exact search: ranking equals numpy's
@@ -286,19 +287,36 @@ def test_failed_add_leaves_index_unchanged(backend, tiny_model, filled):
     snapshot = sorted((r.id, r.text) for r in filled.get(list(DOCS)))
     bad_vectors = unit(np.random.default_rng(3), 3)
     bad_vectors[2, 5] = np.nan
-    attempts = [
-        lambda: filled.add_embeddings(bad_vectors, ["x", "y", "z"], ids=["a", "new1", "new2"]),
-        lambda: filled.add_embeddings(bad_vectors[:, :16], ["x", "y", "z"]),
-        lambda: filled.add(["x", "y"], [{"ok": 1}, {"bad": object()}], ids=["a", "new"]),
-        lambda: filled.add(["x", "y"], ids=["new", "new"]),
-        lambda: filled.add(["x", None]),
-        lambda: filled.add(["x", "y"], ids=["only-one"]),
-        lambda: filled.add(["x"], [{"a": 1}, {"b": 2}]),
-        lambda: filled.add("not a list"),
+    attempts = [  # each with the error it raises and what its message must name
+        (
+            lambda: filled.add_embeddings(bad_vectors, ["x", "y", "z"], ids=["a", "new1", "new2"]),
+            ValueError,
+            r"^embedding at index 2 contains NaN or infinity$",
+        ),
+        (
+            lambda: filled.add_embeddings(bad_vectors[:, :16], ["x", "y", "z"]),
+            ValueError,
+            r"^embeddings must have shape \[n, 32\], got \[3, 16\]$",
+        ),
+        (
+            lambda: filled.add(["x", "y"], [{"ok": 1}, {"bad": object()}], ids=["a", "new"]),
+            ValueError,
+            r"^metadata at index 1 is not JSON-serializable: object <object object",
+        ),
+        (
+            lambda: filled.add(["x", "y"], ids=["new", "new"]),
+            ValueError,
+            r"^id 'new' at index 1 appears more than once in this batch$",
+        ),
+        (lambda: filled.add(["x", None]), TypeError, r"^add\(\) input at index 1 is NoneType, expected str$"),
+        (lambda: filled.add(["x", "y"], ids=["only-one"]), ValueError, r"^got 1 ids for 2 texts$"),
+        (lambda: filled.add(["x"], [{"a": 1}, {"b": 2}]), ValueError, r"^metadatas must be a list of 1 dicts$"),
+        (lambda: filled.add("not a list"), TypeError, r"^add\(\) expects a list of texts, got a single str$"),
     ]
-    for attempt in attempts:
-        with pytest.raises((ValueError, TypeError)):
+    for attempt, kind, message in attempts:
+        with pytest.raises(kind, match=message) as raised:
             attempt()
+        assert isinstance(raised.value, InvalidInputError)  # the stores' own error, with its built-in base
     filled.encoder = BrokenEncoder(tiny_model)
     with pytest.raises(ValueError, match=r"shape \[n, 32\], got \[1, 31\]"):
         filled.add(["x"], ids=["a"])
