@@ -12,6 +12,7 @@
     ├── IndexClosedError (ValueError)         a call on a closed index
     ├── IndexNotFoundError (FileNotFoundError) no index where one must exist (create=False, the CLI)
     ├── ReadOnlyIndexError (PermissionError)  a write to an index on read-only storage
+    ├── StorageError (OSError)                a full disk, a lost database connection, a file that cannot be opened
     └── SearchError (RuntimeError)            the database failed a search (its own message, no SQL)
 
 Each keeps the built-in base it had before the tree existed, so ``except ValueError`` code keeps working.
@@ -68,6 +69,11 @@ class IndexNotFoundError(StoreError, FileNotFoundError):
 
 class ReadOnlyIndexError(StoreError, PermissionError):
     """A write to an index opened from read-only storage; searches and reads still work."""
+
+
+class StorageError(StoreError, OSError):
+    """The storage under the index failed: a full disk, a database server that cannot be reached or went
+    away, a database file that cannot be opened. The message names the file or URL."""
 
 
 class SearchError(StoreError, RuntimeError):

@@ -19,7 +19,7 @@ import urllib.parse
 import numpy as np
 import sqlalchemy as sa
 
-from integrations.errors import CorruptIndexError, ReadOnlyIndexError
+from integrations.errors import CorruptIndexError, ReadOnlyIndexError, StorageError
 
 DOCSTORE_ID = 0x656B6673  # "ekfs"
 DOCSTORE_TABLES = {"info", "docs", "bodies", "dead"}
@@ -60,6 +60,12 @@ def translate(exc: BaseException, where: str) -> Exception | None:
         return CorruptIndexError(f"{where}: the database is damaged ({orig})")
     if is_read_only(orig):
         return ReadOnlyIndexError(f"{where}: the index is read-only (its database cannot be written)")
+    if _reports(orig, ("SQLITE_FULL",), ("database or disk is full",)):
+        return StorageError(f"{where}: the disk is full; this call wrote nothing")
+    if _reports(orig, ("SQLITE_CANTOPEN",), ("unable to open database file",)):
+        return StorageError(f"{where}: the database file cannot be opened or created")
+    if _reports(orig, ("SQLITE_IOERR",), ("disk I/O error",)):
+        return StorageError(f"{where}: the disk failed ({orig}); this call wrote nothing")
     return None
 
 

@@ -248,10 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code(exc: BaseException) -> int:
     """The exit status for an error (docs/cli.md): 3 no such index, 4 a damaged file or not an index, 5 the
-    database failed, 6 a partial sync (paths that could not be read were kept as they were), 1 anything
+    database or its disk failed, 6 a partial sync (paths that could not be read were kept as they were), 1 anything
     else (bad input, a missing model); argparse's usage errors are 2."""
     from integrations.cli.readers import PartialSync
-    from integrations.errors import CorruptIndexError, IndexNotFoundError, SearchError
+    from integrations.errors import CorruptIndexError, IndexNotFoundError, SearchError, StorageError
 
     if isinstance(exc, PartialSync):
         return 6
@@ -259,7 +259,7 @@ def exit_code(exc: BaseException) -> int:
         return 3
     if isinstance(exc, CorruptIndexError):
         return 4
-    return 5 if isinstance(exc, SearchError) else 1
+    return 5 if isinstance(exc, (SearchError, StorageError)) else 1
 
 
 def main(argv: list[str] | None = None) -> None:

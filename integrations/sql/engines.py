@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from embedkit._optional import require
 from integrations._shared import sqlite_files
-from integrations.errors import IndexNotFoundError
+from integrations.errors import IndexNotFoundError, NotAnIndexError
 from integrations.sql import postgres
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,10 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     if parsed.get_backend_name() == "postgresql":
         require("postgres", "SQLIndex on PostgreSQL")
     file = sqlite_file(parsed)
+    if file is not None and os.path.isdir(file):
+        raise NotAnIndexError(
+            f"{file} is a folder, not a SQLite file (a FaissIndex folder is opened by its path, without sqlite:///)"
+        )
     if file is not None and sqlite_files.on_read_only_storage(file):
         kwargs.setdefault("creator", lambda: sqlite_files.connect_read_only(file, check_same_thread=False))
     engine = sa.create_engine(url, **kwargs)

@@ -64,11 +64,11 @@ class SQLIndex(Index):
         # SQLite names are case-insensitive: Docs and docs are one table, so they share one meta row.
         self._key = table.lower() if self.dialect == "sqlite" else table
         self.where = f"table {table!r} at {self.engine.url.render_as_string(hide_password=True)}"
-        self.uses_pgvector = self.dialect == "postgresql" and ensure_pgvector(self.engine)
         self._rows = RowReader(self.where, self.dimension)
         self._meta = meta_table()
         try:
             with self._guard():
+                self.uses_pgvector = self.dialect == "postgresql" and ensure_pgvector(self.engine)
                 self._open()
         except BaseException:
             self.engine.dispose()
@@ -183,7 +183,9 @@ class SQLIndex(Index):
         conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table_name}" (doc)')
 
     def _translate(self, exc: Exception) -> Exception | None:
-        return sqlite_files.translate(exc, self.where) if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            return sqlite_files.translate(exc, self.where)
+        return postgres.translate(exc, self.where) if self.dialect == "postgresql" else None
 
     def _check_batch(self, n: int, metadatas, ids) -> tuple[list[dict], list[str]]:
         metadatas, ids = super()._check_batch(n, metadatas, ids)

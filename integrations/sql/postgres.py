@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 import sqlalchemy as sa
 
+from integrations.errors import StorageError
+
 logger = logging.getLogger(__name__)
 
 COPY_ROWS = 1000
@@ -226,3 +228,26 @@ class Searcher:
                 raw.execute("SET LOCAL enable_indexscan = off")
                 rows = raw.execute(sql, params).fetchall()
         return rows
+
+
+def translate(exc: BaseException, where: str) -> Exception | None:
+    """The error of this library's own that a psycopg (or SQLAlchemy-wrapped) error means: a server out of
+    disk or memory, or one that cannot be reached or went away; None for any other error."""
+    orig = getattr(exc, "orig", exc)
+    if not type(orig).__module__.startswith("psycopg"):
+        return None
+    import psycopg
+
+    state = getattr(orig, "sqlstate", None) or ""
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if state.startswith("53"):  # insufficient resources: disk_full, out_of_memory, too_many_connections
+        return StorageError(f"{where}: the database server is out of resources ({first}); this call wrote nothing")
+    if isinstance(orig, psycopg.OperationalError) and (not state or state.startswith("08") or state in LOST):
+        return StorageError(
+            f"{where}: the database server cannot be reached or went away ({first}); retry once it is back "
+            "(adding the same ids again replaces, it does not double)"
+        )
+    return None
+
+
+LOST = ("57P01", "57P02", "57P03")  # admin_shutdown, crash_shutdown, cannot_connect_now
