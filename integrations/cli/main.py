@@ -224,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill up")
     serving.add_argument("--max-queue", type=int, default=1024, help="requests that may wait; more get 503")
     serving.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="after SIGTERM, requests whose work has not started by then get 503 (default 30)",
+    )
+    serving.add_argument(
         "--auto-truncate",
         action="store_true",
         help="cut over-long inputs instead of refusing them",

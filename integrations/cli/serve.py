@@ -8,10 +8,12 @@ from embedkit._optional import missing
 
 
 def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> None:
+    """Serve until SIGTERM or Ctrl-C: then no new connection is taken, every accepted request is answered
+    (the work that has not started by ``--drain-timeout`` seconds later with a 503), and the process exits."""
     try:
         import uvicorn
 
-        from integrations.server import Limits, Service, create_app
+        from integrations.server import DrainingServer, Limits, Service, create_app
     except ImportError as exc:
         raise missing(exc.name or "fastapi", "server", "embedkit serve") from exc
     from integrations.targets import open_index
@@ -38,10 +40,5 @@ def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> Non
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning" if args.quiet else "info",
-        timeout_graceful_shutdown=30,
-    )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    DrainingServer(config, service, args.drain_timeout).run()

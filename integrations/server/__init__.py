@@ -11,7 +11,7 @@ try:
 except ImportError as exc:
     raise missing(exc.name or "fastapi", "server", "integrations.server") from exc
 
-from integrations.server.app import create_app  # noqa: E402
+from integrations.server.app import DrainingServer, create_app  # noqa: E402
 from integrations.server.service import Limits, Service  # noqa: E402
 
-__all__ = ["Limits", "Service", "create_app"]
+__all__ = ["DrainingServer", "Limits", "Service", "create_app"]

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import numpy as np
+import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,6 +33,7 @@ from integrations.errors import (
 from integrations.server import schemas
 from integrations.server.batcher import QueueFull
 from integrations.server.service import APIError, Service
+from integrations.server.work import ShuttingDown
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +189,11 @@ def _errors(app: FastAPI) -> None:
     async def client_gone(request, exc):
         return Response(status_code=499)  # nobody reads it; counted in the metrics
 
+    @app.exception_handler(ShuttingDown)
+    async def shutting_down(request, exc):
+        message = "the server is shutting down and did not run this request (nothing of it was done); retry"
+        return _error(503, message, "server_busy", headers={"Retry-After": "1"})
+
     @app.exception_handler(QueueFull)
     async def queue_full(request, exc):
         return _error(503, f"the server is busy ({exc}); retry shortly", "server_busy", headers={"Retry-After": "1"})
@@ -289,3 +296,18 @@ class Internal:
                 raise
             logger.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
             await _error(500, "internal error (the server log has the details)", "server_error")(scope, receive, send)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with no deadline of its own for the requests in flight (uvicorn's would cancel them
+    and answer 500 while their work may still land): the first SIGTERM or Ctrl-C starts the service's
+    drain, whose ``drain_timeout`` refuses only work that has not started."""
+
+    def __init__(self, config: uvicorn.Config, service: Service, drain_timeout: float | None):
+        super().__init__(config)
+        self.service, self.drain_timeout = service, drain_timeout
+
+    def handle_exit(self, sig, frame) -> None:
+        if not self.should_exit:
+            self.service.drain(self.drain_timeout)
+        super().handle_exit(sig, frame)

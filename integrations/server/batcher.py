@@ -60,6 +60,13 @@ class Batcher:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
+    def refuse(self, error: type[Exception]) -> None:
+        """Answer every waiting request with ``error()``: they never reach the model."""
+        while self.waiting:
+            job = self.waiting.popleft()
+            if not job.future.done():
+                job.future.set_exception(error())
+
     async def embed(self, options: tuple, items: list, tokens: int) -> np.ndarray:
         """The rows of ``items`` (one per text), encoded with ``options`` in some batch; QueueFull if the
         queue is full."""

@@ -27,7 +27,8 @@ def index_routes(service: Service) -> APIRouter:
             if service.reranker is None:
                 raise APIError(400, "rerank needs a reranker: start the server with --reranker MODEL", param="rerank")
             rerank = service.reranker
-        hits = await service.run(
+        hits = await service.read(
+            name,
             index.search,
             body.query,
             k=body.k,
@@ -50,13 +51,15 @@ def index_routes(service: Service) -> APIRouter:
         if any(given) and not all(given):
             raise APIError(400, "give every document an id, or none (then the index makes them)", param="documents")
         ids = [d.id for d in docs] if all(given) else None
-        added = await service.run(index.add, [d.text for d in docs], [d.metadata or {} for d in docs], ids)
+        added = await service.write(name, index.add, [d.text for d in docs], [d.metadata or {} for d in docs], ids)
         return {"ids": added}
 
     @router.post("/{name}/get")
     async def get(name: str, body: schemas.Get):
         index = service.index(name)
-        records = await service.run(index.get, body.ids, filter=body.filter, limit=body.limit, offset=body.offset)
+        records = await service.read(
+            name, index.get, body.ids, filter=body.filter, limit=body.limit, offset=body.offset
+        )
         return {"object": "list", "data": [_record(r) for r in records]}
 
     @router.post("/{name}/delete")
@@ -64,14 +67,14 @@ def index_routes(service: Service) -> APIRouter:
         index = service.index(name)
         if body.ids is None and body.filter is None:
             raise APIError(400, "delete needs ids, a filter or both")
-        return {"deleted": await service.run(index.delete, body.ids, filter=body.filter)}
+        return {"deleted": await service.write(name, index.delete, body.ids, filter=body.filter)}
 
     return router
 
 
 async def _describe(service: Service, name: str) -> dict:
     index = service.index(name)
-    count = await service.run(len, index)
+    count = await service.read(name, len, index)
     return {
         "name": name,
         "count": count,

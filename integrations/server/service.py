@@ -1,5 +1,5 @@
-"""What the server serves: a model (through the batcher), an optional reranker and named indexes. All
-model and index work runs in one worker thread, off the event loop; tokenizing runs in two others."""
+"""What the server serves: a model (through the batcher), an optional reranker and named indexes. Their
+work runs off the event loop, in the threads of ``integrations.server.work``; tokenizing in two others."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from integrations._shared.rerank import scorer, scores_of
 from integrations.index import Index
 from integrations.server.batcher import Batcher
+from integrations.server.work import Serialized, ShuttingDown, Work
 
 
 class APIError(Exception):
@@ -73,24 +74,41 @@ class Service:
         self.model, self.model_id, self.reranker, self.reranker_id = model, model_id, reranker, reranker_id
         self.indexes = dict(indexes or {})
         self.limits = limits or Limits()
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="embedkit-model")
         self.tokenizing = ThreadPoolExecutor(2, thread_name_prefix="embedkit-tokenize")
         self.metrics = Metrics()
+        self.work = Work(list(self.indexes), self.metrics.registry)
+        lock = self.work.model_lock  # the models run one call at a time, whichever thread calls
+        for index in self.indexes.values():
+            index.encoder = Serialized(index.encoder, lock, ("encode_query", "encode_document"))
+        if reranker is not None:
+            self.reranker = Serialized(reranker, lock, ("predict",))
         self.batcher = Batcher(
             self._encode,
-            self.worker,
+            self.work.model,
             self.limits.max_batch_tokens,
             self.limits.max_wait_ms,
             self.limits.max_queue,
             self.metrics.batch,
         )
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.batcher.start()
+
+    def drain(self, timeout: float | None) -> None:
+        """SIGTERM arrived (call from any thread): once ``timeout`` seconds pass (None: never), work that
+        has not started is refused, and its requests answered 503; what runs finishes."""
+        if self.loop is not None and timeout is not None:
+            self.loop.call_soon_threadsafe(self.loop.call_later, timeout, self.refuse_waiting)
+
+    def refuse_waiting(self) -> None:
+        self.work.refuse_waiting()
+        self.batcher.refuse(ShuttingDown)
 
     async def stop(self) -> None:
         await self.batcher.stop()
-        self.worker.shutdown(wait=True)
+        self.work.shutdown()
         self.tokenizing.shutdown(wait=True)
         for index in self.indexes.values():
             index.close()
@@ -156,15 +174,16 @@ class Service:
     def _encode(self, options: tuple, items: list) -> np.ndarray:
         prompt, dimensions, normalize = options
         texts, ids = [t for t, _ in items], [i for _, i in items]
-        return self.model.encode(
-            texts,
-            prompt=prompt or None,
-            token_ids=ids,
-            batch_size=64,
-            truncate_dim=dimensions,
-            normalize_embeddings=normalize,
-            convert_to_numpy=True,
-        )
+        with self.work.model_lock:
+            return self.model.encode(
+                texts,
+                prompt=prompt or None,
+                token_ids=ids,
+                batch_size=64,
+                truncate_dim=dimensions,
+                normalize_embeddings=normalize,
+                convert_to_numpy=True,
+            )
 
     # ----------------------------------------------------------------- reranking and indexes
     async def rerank(self, query: str, documents: list[str]) -> np.ndarray:
@@ -172,16 +191,22 @@ class Service:
             raise APIError(404, "no reranker is served here (start the server with --reranker MODEL)")
         check_text(query, "query", "query")
         score = scorer(self.reranker, len(documents), 1)
-        return np.asarray(await self.run(scores_of, score, query, documents), dtype=np.float64)
+        return np.asarray(await self.work.run("model", lambda: scores_of(score, query, documents)), dtype=np.float64)
 
     def index(self, name: str) -> Index:
         if name not in self.indexes:
             raise APIError(404, f"no index {name!r}; served: {sorted(self.indexes)}", code="index_not_found")
         return self.indexes[name]
 
-    async def run(self, fn, *args, **kwargs) -> Any:
-        """``fn`` in the model's worker thread (index work encodes, and stores are not shared across threads)."""
-        return await asyncio.get_running_loop().run_in_executor(self.worker, lambda: fn(*args, **kwargs))
+    async def read(self, name: str, fn, *args, **kwargs) -> Any:
+        """``fn`` (a read of index ``name``) in the pool of index readers."""
+        self.index(name)
+        return await self.work.run("read", lambda: fn(*args, **kwargs))
+
+    async def write(self, name: str, fn, *args, **kwargs) -> Any:
+        """``fn`` (a write to index ``name``) in that index's lane, after the writes that came before it."""
+        self.index(name)
+        return await self.work.run(name, lambda: fn(*args, **kwargs))
 
 
 def check_text(text: str, name: str, param: str) -> None:

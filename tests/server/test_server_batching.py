@@ -18,6 +18,7 @@ from store_workers import HashEncoder
 
 from integrations import open_index
 from integrations.server.batcher import Batcher
+from integrations.targets import recorded_model
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SENTENCES = [f"sentence number {i} about {'tea' if i % 2 else 'rivers'}" for i in range(64)]
@@ -125,6 +126,18 @@ def test_a_short_load_run_answers_every_request_once(make_service, tiny_model):
             np.testing.assert_allclose(rows, tiny_model.encode(texts), atol=1e-6)
 
 
+def wait_for(url: str, condition) -> dict[str, float]:
+    """The server's metrics (``{"name{labels}": value}``) once ``condition`` holds of them."""
+    deadline = time.monotonic() + 120
+    while True:
+        lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
+        metrics = {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if not line.startswith("#"))}
+        if condition(metrics):
+            return metrics
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 def test_sigterm_drains_the_requests_in_flight(prompt_model_dir):
     with spawn_server(["-m", prompt_model_dir]) as (process, url):
@@ -134,11 +147,53 @@ def test_sigterm_drains_the_requests_in_flight(prompt_model_dir):
             target=lambda: answer.update(r=httpx.post(url + "/v1/embeddings", json=big, timeout=120))
         )
         sender.start()
-        time.sleep(0.5)  # the request is in the model
+        wait_for(url, lambda m: m.get("embedkit_batch_texts_count", 0) >= 1)  # the request is in the model
         process.send_signal(signal.SIGTERM)
         sender.join(120)
         assert answer["r"].status_code == 200 and len(answer["r"].json()["data"]) == 2000
         assert process.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+
+
+@pytest.mark.slow
+def test_sigterm_during_four_large_adds_answers_each_and_exits(minilm_path, tmp_path):
+    """Four adds of 2,048 documents into one index: the first runs, three wait in its lane. SIGTERM with
+    --drain-timeout 1: the one running finishes (200, every document there), the ones that had not started
+    when the deadline passed get 503 with nothing of theirs written, and the process exits; no 500."""
+    target = f"sqlite:///{tmp_path}/docs.db"
+    bodies = [
+        {
+            "documents": [
+                {"id": f"add{a}-{i}", "text": f"document {i} of add {a} about tea and rivers " * 4} for i in range(2048)
+            ]
+        }
+        for a in range(4)
+    ]
+    with spawn_server(["-m", minilm_path, "--index", f"docs={target}", "--drain-timeout", "1"]) as (process, url):
+        answers = {}
+
+        def send(a: int) -> None:
+            answers[a] = httpx.post(url + "/v1/indexes/docs/add", json=bodies[a], timeout=600)
+
+        senders = [threading.Thread(target=send, args=(a,)) for a in range(4)]
+        for sender in senders:
+            sender.start()
+        running, waiting = 'embedkit_work{lane="docs",state="running"}', 'embedkit_work{lane="docs",state="waiting"}'
+        wait_for(url, lambda m: m.get(running) == 1 and m.get(waiting) == 3)
+        process.send_signal(signal.SIGTERM)
+        for sender in senders:
+            sender.join(600)
+        assert process.wait(600) in (0, -signal.SIGTERM)
+    codes = sorted(answer.status_code for answer in answers.values())
+    assert codes == [200, 503, 503, 503], [a.text[:200] for a in answers.values()]
+    index = open_index(target, recorded_model(target), create=False)  # the model it records, standing in
+    for a, answer in answers.items():
+        ids = [d["id"] for d in bodies[a]["documents"]]
+        present = {r.id for r in index.get(ids)}
+        if answer.status_code == 200:
+            assert present == set(ids) and answer.json()["ids"] == ids
+        else:
+            assert present == set() and "shutting down and did not run this request" in answer.text
+    assert len(index) == 2048
 
 
 @pytest.mark.slow

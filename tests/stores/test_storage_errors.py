@@ -15,8 +15,7 @@ import pytest
 from store_workers import HashEncoder
 
 from integrations import SQLIndex, open_index
-from integrations.errors import NotAnIndexError
-StorageError = NotAnIndexError
+from integrations.errors import NotAnIndexError, StorageError
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
