@@ -156,7 +156,8 @@ def test_sigterm_drains_the_requests_in_flight(prompt_model_dir):
 
 @pytest.mark.slow
 def test_sigterm_during_four_large_adds_answers_each_and_exits(minilm_path, tmp_path):
-    """Four adds of 2,048 documents into one index: the first runs, three wait in its lane. SIGTERM with
+    """Four adds of 2,048 documents into one index: the first runs, three wait in its lane, and reads of
+    the index are answered meanwhile. SIGTERM with
     --drain-timeout 1: the one running finishes (200, every document there), the ones that had not started
     when the deadline passed get 503 with nothing of theirs written, and the process exits; no 500."""
     target = f"sqlite:///{tmp_path}/docs.db"
@@ -179,6 +180,13 @@ def test_sigterm_during_four_large_adds_answers_each_and_exits(minilm_path, tmp_
             sender.start()
         running, waiting = 'embedkit_work{lane="docs",state="running"}', 'embedkit_work{lane="docs",state="waiting"}'
         wait_for(url, lambda m: m.get(running) == 1 and m.get(waiting) == 3)
+        reads = [  # reads need no write to finish: answered while the first add still runs
+            httpx.post(url + "/v1/indexes/docs/search", json={"query": "tea", "mode": "keyword"}, timeout=60),
+            httpx.post(url + "/v1/indexes/docs/get", json={"limit": 5}, timeout=60),
+            httpx.get(url + "/v1/indexes/docs", timeout=60),
+        ]
+        assert [r.status_code for r in reads] == [200, 200, 200] and reads[2].json()["count"] == 0
+        assert wait_for(url, lambda m: True)[waiting] == 3  # and the adds have not moved meanwhile
         process.send_signal(signal.SIGTERM)
         for sender in senders:
             sender.join(600)
