@@ -240,7 +240,7 @@ class SentenceTransformer(nn.Sequential):
         ``device``s starts one for this call and stops it afterwards;
         ``max_batch_tokens`` caps the padded tokens of a batch, on top of ``batch_size``; ``token_ids``
         gives, per sentence, the ids the tokenizer makes of it (prompt and special tokens included; None
-        where not known; longer ones are cut as the text would be), which are used instead of tokenizing it again
+        where not known; longer ones are cut as the text would be), used instead of tokenizing it again
         (``embedkit.chunking.Chunker.plan`` makes them).
         """
         if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name

@@ -59,3 +59,12 @@ def stored(db: str, model_dir: str) -> dict:
 
     with open_index(db, SentenceTransformer(model_dir, device="cpu"), create=False) as index:
         return {r.id: (r.text, r.metadata) for r in index}
+
+
+LENGTHS = (10, 300, 900)  # tokens, [CLS] and [SEP] included: under MiniLM's 256, under its 512 positions, over
+WORDS = ("tea", "river", "stone", "cloud", "green", "house", "music", "light")
+
+
+def texts_of(tokens: tuple[int, ...] = LENGTHS) -> list[str]:
+    """Texts of exactly these many BERT tokens ([CLS] and [SEP] included), of single-piece words."""
+    return [" ".join(WORDS[i % len(WORDS)] for i in range(n - 2)) for n in tokens]

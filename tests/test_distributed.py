@@ -10,6 +10,8 @@ import pytest
 
 ray = pytest.importorskip("ray")  # the ray extra; installed by the dev extra, so CI runs these
 
+from helpers import texts_of  # noqa: E402
+
 from embedkit import SentenceTransformer  # noqa: E402
 from embedkit.distributed import embed_dataset  # noqa: E402
 from integrations import FaissIndex, SQLIndex  # noqa: E402
@@ -89,6 +91,16 @@ def test_pgvector_load_builds_hnsw_once_and_answers_searches(cluster, minilm_pat
     with sa.create_engine(url).connect() as conn:
         indexes = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE tablename = 'ray_docs'").scalars().all()
     assert sum("USING hnsw" in i for i in indexes) == 1
+
+
+def test_long_texts_are_cut_as_the_oracle_cuts_them(cluster, minilm_path):
+    from sentence_transformers import SentenceTransformer as Oracle
+
+    texts = texts_of()  # 10, 300 and 900 tokens
+    rows = [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)]
+    ids, vectors = collect(embed_dataset(ray.data.from_items(rows), minilm_path, concurrency=1))
+    want = Oracle(minilm_path, device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(vectors[np.argsort(ids)], want, atol=2e-5)
 
 
 def test_an_embedding_actor_killed_mid_batch(cluster, minilm_path):

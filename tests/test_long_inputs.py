@@ -1,21 +1,15 @@
 """Texts of 10, 300 and 900 tokens give the vectors of sentence-transformers (the oracle), which cuts them
 to the model's 256 tokens, on every path that embeds: encode, encode with token ids made ahead (as the
-server and the chunker make them), and the process pool. The server's paths are in tests/server."""
+server and the chunker make them), the process pool, and the CLI's encode and add. The server's paths are
+in tests/server, Ray's in tests/test_distributed.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import LENGTHS, texts_of
 
 from embedkit import SentenceTransformer
-
-LENGTHS = (10, 300, 900)  # tokens, special tokens included: under the model's 256, under its 512 positions, over
-WORDS = ("tea", "river", "stone", "cloud", "green", "house", "music", "light")
-
-
-def texts_of(tokens: tuple[int, ...]) -> list[str]:
-    """Texts of exactly these many BERT tokens ([CLS] and [SEP] included): single-piece words."""
-    return [" ".join(WORDS[i % len(WORDS)] for i in range(n - 2)) for n in tokens]
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +54,23 @@ def test_the_process_pool_cuts_as_the_oracle_does(minilm, oracle):
     with minilm.start_multi_process_pool(["cpu", "cpu"]) as pool:
         got = minilm.encode(texts, pool=pool, chunk_size=1)
     np.testing.assert_allclose(got, oracle.encode(texts, convert_to_numpy=True), atol=2e-5)
+
+
+def test_the_cli_encodes_and_adds_long_texts_as_the_oracle_does(tmp_path, run_cli, minilm_path, oracle):
+    from integrations import open_index
+
+    texts = texts_of(LENGTHS)
+    want = oracle.encode(texts, convert_to_numpy=True)
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    code, _, err = run_cli("encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.npy"), "-m", minilm_path, "-q")
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=2e-5)
+    db = f"sqlite:///{tmp_path}/kb.db"  # a document per line, not chunked: cut as encode cuts it
+    code, _, err = run_cli(
+        "add", db, str(tmp_path / "in.txt"), "--unit", "line", "--chunk-tokens", "0", "-m", minilm_path, "-q"
+    )
+    assert code == 0, err
+    with open_index(db, SentenceTransformer(minilm_path, device="cpu"), create=False) as index:
+        ids = sorted((r for r in index), key=lambda r: r.metadata["line"])
+        stored = index.get_vectors([r.id for r in ids])
+    np.testing.assert_allclose(stored, want / np.linalg.norm(want, axis=1, keepdims=True), atol=2e-5)

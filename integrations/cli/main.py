@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code(exc: BaseException) -> int:
     """The exit status for an error (docs/cli.md): 3 no such index, 4 a damaged file or not an index, 5 the
-    database or its disk failed, 6 a partial sync (paths that could not be read were kept as they were), 1 anything
+    database or its disk failed, 6 a partial sync (what could not be read was kept as it was), 1 anything
     else (bad input, a missing model); argparse's usage errors are 2."""
     from integrations.cli.readers import PartialSync
     from integrations.errors import CorruptIndexError, IndexNotFoundError, SearchError, StorageError
@@ -270,15 +270,13 @@ def exit_code(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from integrations.cli.readers import PartialSync
-
     args = build_parser().parse_args(argv)
     load = functools.cache(functools.partial(load_model, args.model, args.device, args.verbose))  # loaded once
     try:
         args.func(args, load)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError, PartialSync) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:  # PartialSync too
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"embedkit {args.command}: {message}", file=sys.stderr)
         raise SystemExit(exit_code(exc)) from None

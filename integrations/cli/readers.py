@@ -69,7 +69,7 @@ class Trouble(NamedTuple):
     why: str
 
 
-class PartialSync(Exception):
+class PartialSync(RuntimeError):
     """``embedkit add`` wrote what it could read, and kept as they were the documents of paths it could not
     list or read, and of a folder that holds no files (exit status 6)."""
 

@@ -7,15 +7,14 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from helpers import texts_of
 from openai import OpenAI
 from serving import KEY, running
 
 from embedkit import SentenceTransformer
 from integrations.server import Limits, Service
 
-LENGTHS = (10, 300, 900)  # tokens with [CLS] and [SEP]: under the model's 256, under its 512 positions, over
-WORDS = ("tea", "river", "stone", "cloud", "green", "house", "music", "light")
-TEXTS = [" ".join(WORDS[i % len(WORDS)] for i in range(n - 2)) for n in LENGTHS]
+TEXTS = texts_of()  # 10, 300 and 900 tokens
 
 
 @pytest.fixture(scope="module")
