@@ -12,7 +12,7 @@
     ├── IndexClosedError (ValueError)         a call on a closed index
     ├── IndexNotFoundError (FileNotFoundError) no index where one must exist (create=False, the CLI)
     ├── ReadOnlyIndexError (PermissionError)  a write to an index on read-only storage
-    ├── StorageError (OSError)                a full disk, a lost database connection, a file that cannot be opened
+    ├── StorageError (OSError)                a full disk, a lost or unreachable database server, a file not opened
     └── SearchError (RuntimeError)            the database failed a search (its own message, no SQL)
 
 Each keeps the built-in base it had before the tree existed, so ``except ValueError`` code keeps working.

@@ -65,7 +65,7 @@ class Found:
 
 class Trouble(NamedTuple):
     path: str
-    kind: str  # counted by in the summary: unlisted, unreadable, undecodable, dangling symlink, ...
+    kind: str  # what the summary counts: unlisted, unreadable, undecodable, dangling symlink, ...
     why: str
 
 

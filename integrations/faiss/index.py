@@ -13,7 +13,7 @@ from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
 from integrations._shared.validation import check_positive_int
-from integrations.errors import CorruptIndexError, NotAnIndexError, StorageError, UnknownIdsError
+from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, snapshots, structures
 from integrations.faiss.docstore import DocStore, copy_to, stored_settings
 from integrations.faiss.search import FaissSearch
@@ -304,10 +304,7 @@ class FaissIndex(FaissSearch, Index):
             raise
 
     def _translate(self, exc: Exception) -> Exception | None:
-        ours = sqlite_files.translate(exc, ":memory:" if self.path is None else os.path.join(self.path, "docs.sqlite"))
-        if ours is None and disk.is_full(exc):  # a snapshot's write
-            return StorageError(f"{self.path}: the disk is full ({exc}); the last saved state is kept")
-        return ours
+        return sqlite_files.translate(exc, ":memory:" if self.path is None else os.path.join(self.path, "docs.sqlite"))
 
     # ----------------------------------------------------------------- reads
     @guarded

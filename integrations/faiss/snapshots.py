@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from integrations._shared import disk
+from integrations.errors import StorageError
 from integrations.faiss import structures
 
 NAME = re.compile(r"snapshot-(\d+)-[0-9a-f]+\.faiss")
@@ -34,8 +36,10 @@ def write(folder: str, index, binary: bool) -> tuple[str, str]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(folder, name))
-    except BaseException:
+    except BaseException as exc:
         remove(tmp)
+        if disk.is_full(exc):
+            raise StorageError(f"{folder}: the disk is full ({exc}); the last saved state is kept") from None
         raise
     return name, hashlib.sha256(data).hexdigest()
 
