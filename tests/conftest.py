@@ -32,6 +32,22 @@ def minilm_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def minilm(minilm_path):
+    """The packaged all-MiniLM-L6-v2 in embedkit."""
+    from embedkit import SentenceTransformer
+
+    return SentenceTransformer(minilm_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_oracle(minilm_path):
+    """The packaged all-MiniLM-L6-v2 in sentence-transformers: the oracle."""
+    from sentence_transformers import SentenceTransformer as Oracle
+
+    return Oracle(minilm_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory, minilm_path) -> str:
     """A plain 2-layer BERT (hidden size 32) with random weights and the packaged tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertModel

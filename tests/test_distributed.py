@@ -12,7 +12,6 @@ ray = pytest.importorskip("ray")  # the ray extra; installed by the dev extra, s
 
 from helpers import texts_of  # noqa: E402
 
-from embedkit import SentenceTransformer  # noqa: E402
 from embedkit.distributed import embed_dataset  # noqa: E402
 from integrations import FaissIndex, SQLIndex  # noqa: E402
 from integrations.ray_writers import StoredVectors, load_parquet, write_pgvector  # noqa: E402
@@ -28,11 +27,6 @@ def cluster():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return SentenceTransformer(minilm_path, device="cpu")
 
 
 def dataset(texts=TEXTS, blocks: int = 6):
@@ -93,19 +87,18 @@ def test_pgvector_load_builds_hnsw_once_and_answers_searches(cluster, minilm_pat
     assert sum("USING hnsw" in i for i in indexes) == 1
 
 
-def test_long_texts_are_cut_as_the_oracle_cuts_them(cluster, minilm_path):
-    from sentence_transformers import SentenceTransformer as Oracle
-
+def test_long_texts_are_cut_as_the_oracle_cuts_them(cluster, minilm_path, minilm_oracle):
     texts = texts_of()  # 10, 300 and 900 tokens
     rows = [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)]
     ids, vectors = collect(embed_dataset(ray.data.from_items(rows), minilm_path, concurrency=1))
-    want = Oracle(minilm_path, device="cpu").encode(texts, convert_to_numpy=True)
+    want = minilm_oracle.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(vectors[np.argsort(ids)], want, atol=2e-5)
 
 
 def test_an_embedding_actor_killed_mid_batch(cluster, minilm_path):
     """kill -9 on an embedding actor in the middle of a batch (rows have come out, many remain, and its CPU
     time is growing: it is computing): Ray retries that batch, and every row comes out exactly once."""
+    import contextlib
     import signal
     import threading
     import time
@@ -129,11 +122,17 @@ def test_an_embedding_actor_killed_mid_batch(cluster, minilm_path):
     until(lambda: len(received) >= 10)  # a batch has come out: the actors are at work
     actors = [p for p in psutil.process_iter(["cmdline"]) if any("Embedder" in a for a in p.info["cmdline"] or [])]
     assert actors, "no embedding actor was found"
-    victim = actors[0]
-    busy = sum(victim.cpu_times()[:2])
-    until(lambda: sum(victim.cpu_times()[:2]) > busy + 0.05)  # its CPU time grows: it is computing a batch
+    start = {p: sum(p.cpu_times()[:2]) for p in actors}  # an earlier test's actors may linger, idle
+    busy: list = []
+
+    def computing() -> bool:  # an actor whose CPU time grows is computing a batch
+        with contextlib.suppress(psutil.NoSuchProcess):
+            busy.extend(p for p in actors if sum(p.cpu_times()[:2]) > start[p] + 0.05)
+        return bool(busy)
+
+    until(computing)
     left = len(texts) - len(received)
-    os.kill(victim.pid, signal.SIGKILL)
+    os.kill(busy[0].pid, signal.SIGKILL)
     job.join(600)
     assert left >= 100, left  # the kill landed with most of the work still to do
     assert sorted(received) == sorted(f"d{i:03d}" for i in range(len(texts)))  # each row once: the batch was retried

@@ -12,27 +12,15 @@ from helpers import LENGTHS, texts_of
 from embedkit import SentenceTransformer
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return SentenceTransformer(minilm_path, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def oracle(minilm_path):
-    from sentence_transformers import SentenceTransformer as Oracle
-
-    return Oracle(minilm_path, device="cpu")
-
-
 def test_the_texts_have_the_lengths_they_claim(minilm):
     ids = minilm.tokenizer(texts_of(LENGTHS), add_special_tokens=True)["input_ids"]
     assert [len(row) for row in ids] == list(LENGTHS) and minilm.max_seq_length == 256
 
 
 @pytest.mark.parametrize("prompt", [None, "query: "])
-def test_token_ids_made_ahead_are_cut_as_the_text_is(minilm, oracle, prompt):
+def test_token_ids_made_ahead_are_cut_as_the_text_is(minilm, minilm_oracle, prompt):
     texts = texts_of(LENGTHS)
-    want = oracle.encode(texts, prompt=prompt, convert_to_numpy=True)
+    want = minilm_oracle.encode(texts, prompt=prompt, convert_to_numpy=True)
     ids = minilm.tokenizer([(prompt or "") + t for t in texts], add_special_tokens=True)["input_ids"]
     np.testing.assert_allclose(minilm.encode(texts, prompt=prompt), want, atol=2e-5)
     np.testing.assert_allclose(minilm.encode(texts, prompt=prompt, token_ids=ids), want, atol=2e-5)
@@ -49,18 +37,18 @@ def test_cut_keeps_the_special_tokens_on_the_truncation_side(minilm):
 
 
 @pytest.mark.slow
-def test_the_process_pool_cuts_as_the_oracle_does(minilm, oracle):
+def test_the_process_pool_cuts_as_the_oracle_does(minilm, minilm_oracle):
     texts = texts_of(LENGTHS)
     with minilm.start_multi_process_pool(["cpu", "cpu"]) as pool:
         got = minilm.encode(texts, pool=pool, chunk_size=1)
-    np.testing.assert_allclose(got, oracle.encode(texts, convert_to_numpy=True), atol=2e-5)
+    np.testing.assert_allclose(got, minilm_oracle.encode(texts, convert_to_numpy=True), atol=2e-5)
 
 
-def test_the_cli_encodes_and_adds_long_texts_as_the_oracle_does(tmp_path, run_cli, minilm_path, oracle):
+def test_the_cli_encodes_and_adds_long_texts_as_the_oracle_does(tmp_path, run_cli, minilm_path, minilm_oracle):
     from integrations import open_index
 
     texts = texts_of(LENGTHS)
-    want = oracle.encode(texts, convert_to_numpy=True)
+    want = minilm_oracle.encode(texts, convert_to_numpy=True)
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     code, _, err = run_cli("encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.npy"), "-m", minilm_path, "-q")
     assert code == 0, err

@@ -22,16 +22,6 @@ def close(a, b, tol=TOL):
     assert diff <= tol, f"max abs difference {diff:.3g} > {tol}"
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return SentenceTransformer(minilm_path, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def minilm_oracle(minilm_path):
-    return OracleST(minilm_path, device="cpu")
-
-
 def test_minilm_matches_oracle(minilm, minilm_oracle):
     texts = TEXTS + [LONG]
     close(minilm.encode(texts, batch_size=3), minilm_oracle.encode(texts, batch_size=3))

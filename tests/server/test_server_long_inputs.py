@@ -11,22 +11,14 @@ from helpers import texts_of
 from openai import OpenAI
 from serving import KEY, running
 
-from embedkit import SentenceTransformer
 from integrations.server import Limits, Service
 
 TEXTS = texts_of()  # 10, 300 and 900 tokens
 
 
 @pytest.fixture(scope="module")
-def want(minilm_path):
-    from sentence_transformers import SentenceTransformer as Oracle
-
-    return Oracle(minilm_path, device="cpu").encode(TEXTS, convert_to_numpy=True)
-
-
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return SentenceTransformer(minilm_path, device="cpu")
+def want(minilm_oracle):
+    return minilm_oracle.encode(TEXTS, convert_to_numpy=True)
 
 
 @pytest.mark.parametrize("auto_truncate", [False, True])
