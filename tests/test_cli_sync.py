@@ -135,7 +135,7 @@ def unprivileged(args: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_what_cannot_be_listed_or_read_is_kept(tmp_path, prompt_model_dir, at):
+def test_what_cannot_be_listed_or_read_is_kept(tmp_path, cli, prompt_model_dir, at):
     """A real chmod 000 on a subfolder, on a file and then on the folder itself: each sync (and
     ``embedkit prune``) keeps what the index holds from them, names them and exits 6."""
     kb = tmp_path / "kb"
@@ -147,7 +147,7 @@ def test_what_cannot_be_listed_or_read_is_kept(tmp_path, prompt_model_dir, at):
         done = subprocess.run(unprivileged(command), capture_output=True, text=True, timeout=300, cwd=tmp_path)
         return done.returncode, done.stderr
 
-    assert embedkit("add", db, str(kb), "-q")[0] == 0
+    assert cli("add", db, str(kb), "-q")[0] == 0  # readable: in this process
     before = stored(db, prompt_model_dir)
     assert len(before) == 4
     try:
@@ -171,5 +171,5 @@ def test_what_cannot_be_listed_or_read_is_kept(tmp_path, prompt_model_dir, at):
     finally:
         kb.chmod(0o755)
         (kb / "sub").chmod(0o755)
-    code, err = embedkit("add", db, str(kb), "-q")  # readable again: the file that is gone is removed
+    code, _, err = cli("add", db, str(kb), "-q")  # readable again: the file that is gone is removed
     assert code == 0 and "1 removed (1 files gone)" in err, err
