@@ -62,17 +62,36 @@ def add_documents(index: Index, documents: list[Document], batch_size: int = 256
 
 
 def _write(index: Index, batch: list[Document], counts: Counter) -> None:
+    """One batch, counted into ``counts``; a Ctrl-C anywhere in it counts what of it the index holds then
+    (it may land after the commit and before the count), so the interrupted add says what it kept."""
     stored = {r.id: r for r in index.get([d.id for d in batch])}
     changed = [d for d in batch if d.id not in stored or stored[d.id].text != d.text]
     relabelled = [d for d in batch if d.id in stored and stored[d.id].text == d.text and _differs(stored[d.id], d)]
-    if changed:
-        index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
-    if relabelled:
-        index.update_metadata([d.id for d in relabelled], [d.metadata for d in relabelled])
+    before = counts.copy()
+    try:
+        if changed:
+            index.add([d.text for d in changed], [d.metadata for d in changed], ids=[d.id for d in changed])
+        if relabelled:
+            index.update_metadata([d.id for d in relabelled], [d.metadata for d in relabelled])
+        _tally(counts, stored, changed, relabelled)
+    except KeyboardInterrupt:
+        now = {r.id: r for r in index.get([d.id for d in changed + relabelled])}
+        counts.clear()
+        counts.update(before)
+        _tally(
+            counts,
+            stored,
+            [d for d in changed if d.id in now and not _differs(now[d.id], d)],
+            [d for d in relabelled if d.id in now and not _differs(now[d.id], d)],
+        )
+        raise
+    counts["unchanged"] += len(batch) - len(changed) - len(relabelled)
+
+
+def _tally(counts: Counter, stored: dict, changed: list[Document], relabelled: list[Document]) -> None:
     counts["added"] += sum(d.id not in stored for d in changed)
     counts["updated"] += sum(d.id in stored for d in changed) + len(relabelled)
     counts["metadata only"] += len(relabelled)
-    counts["unchanged"] += len(batch) - len(changed) - len(relabelled)
 
 
 def _differs(record, document: Document) -> bool:
