@@ -112,10 +112,17 @@ def check_string(value: str, what: str) -> None:
     nul = value.find("\x00")
     if nul >= 0:
         raise InvalidInputError(f"{what} contains a NUL character at position {nul}")
+    if (at := surrogate_at(value)) is not None:
+        raise InvalidInputError(f"{what} contains a lone surrogate at position {at} (not valid UTF-8)")
+
+
+def surrogate_at(value: str) -> int | None:
+    """The position of the first lone surrogate in ``value`` (what is not valid UTF-8), or None."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"{what} contains a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+        return exc.start
+    return None
 
 
 def _check_json(obj, i: int) -> None:

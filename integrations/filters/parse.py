@@ -26,6 +26,7 @@ import math
 import operator
 from typing import Any
 
+from integrations._shared.validation import surrogate_at
 from integrations.errors import FilterError
 
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$contains")
@@ -107,10 +108,8 @@ def _check_field(field: str, where: str) -> None:
 
 def _scalar(value: Any, where: str) -> Any:
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise FilterError(f"{where}: a lone surrogate at position {exc.start} (not valid UTF-8)") from None
+        if (at := surrogate_at(value)) is not None:
+            raise FilterError(f"{where}: a lone surrogate at position {at} (not valid UTF-8)")
         return value
     if value is None or isinstance(value, bool):
         return value

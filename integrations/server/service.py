@@ -12,6 +12,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from integrations._shared.rerank import scorer, scores_of
+from integrations._shared.validation import surrogate_at
 from integrations.index import Index
 from integrations.server.batcher import Batcher
 from integrations.server.work import Serialized, ShuttingDown, Work
@@ -213,8 +214,5 @@ def check_text(text: str, name: str, param: str) -> None:
     """A 400 for a blank text or one that is not valid UTF-8 (a lone surrogate), naming it."""
     if not text.strip():
         raise APIError(400, f"{name} is empty", param=param)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        message = f"{name} contains a lone surrogate at position {exc.start} (not valid UTF-8)"
-        raise APIError(400, message, param=param) from None
+    if (at := surrogate_at(text)) is not None:
+        raise APIError(400, f"{name} contains a lone surrogate at position {at} (not valid UTF-8)", param=param)
