@@ -74,6 +74,18 @@ def write_v1_folder(folder, names=("a", "b", "c")):
     return gen
 
 
+def segment_files(folder) -> list[str]:
+    """The FaissIndex segment files in ``folder``."""
+    return sorted(n for n in os.listdir(folder) if n.startswith("segment-"))
+
+
+def manifest(folder) -> list[dict]:
+    """The segment entries the docstore in ``folder`` records."""
+    with sqlite3.connect(os.path.join(folder, "docs.sqlite")) as db:
+        row = db.execute("SELECT value FROM info WHERE key = 'segments'").fetchone()
+    return json.loads(row[0]) if row else []
+
+
 def open_target(target: str, options: dict):
     return open_index(target, HashEncoder(), **options)
 
@@ -87,6 +99,18 @@ def writer(target: str, options: dict, worker: int, batches: int, size: int) -> 
     index.add([text_of(f"w{worker}-0-0")], [{"w": worker, "b": 0, "upserted": True}], ids=[f"w{worker}-0-0"])
     index.add([text_of("gone")], ids=[f"gone-{worker}"])
     index.delete([f"gone-{worker}"])
+    index.close()
+
+
+def merger(target: str, options: dict, stop, errors) -> None:
+    """Seals, merges and compacts over and over until ``stop`` is set, while writers run."""
+    index = open_target(target, options)
+    try:
+        while not stop.is_set():
+            index.save(force=True)
+            index.compact()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(repr(exc))
     index.close()
 
 
@@ -115,7 +139,7 @@ def open_at_once(folders: list[str], barrier, results) -> None:
 
 
 def crasher(target: str, options: dict, saves: bool, started) -> None:
-    """Adds batches of 20 (and snapshots after each when ``saves``) until it is killed; sets ``started``
+    """Adds batches of 20 (and seals them, merging, after each when ``saves``) until it is killed; sets ``started``
     once the first batch is in."""
     index = open_target(target, options)
     b = 0

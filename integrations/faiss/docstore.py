@@ -11,8 +11,8 @@ Tables:
 - ``dead(seq, fid)``: one row per deleted fid, in commit order. A process brings its FAISS structure up to
   date with the rows whose fid is above the last one it applied and the deletes whose seq is above the
   last one it applied.
-- ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), the current FAISS
-  snapshot and what it covers (``snapshot``).
+- ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), and the manifest of
+  the FAISS segments (``segments``, see ``integrations.faiss.segments``).
 - ``fts``: an FTS5 index over ``bodies.text`` (``porter unicode61``), kept in step by triggers in the
   writer's transaction, for keyword and hybrid search.
 
@@ -34,7 +34,7 @@ from integrations._shared import sqlite_files
 from integrations._shared.codec import int_keys, load_span
 from integrations._shared.sqlite_files import json_ints, json_values
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
-from integrations.faiss import snapshots
+from integrations.faiss import segment_files
 from integrations.faiss.rows import Found, Row
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword.fts5 import create_sqlite, fts5_select
@@ -52,7 +52,7 @@ BATCH = 20_000  # rows per read when streaming the whole table
 
 
 class DocStore:
-    """``expect_rows``: the folder holds snapshots, so a docstore without tables was lost, not new."""
+    """``expect_rows``: the folder holds segments, so a docstore without tables was lost, not new."""
 
     def __init__(self, file: str | None, expect_rows: bool = False):
         self.file = file or ":memory:"
@@ -77,7 +77,7 @@ class DocStore:
         found = sqlite_files.tables(self.conn)
         if not found and expect_rows:
             raise NotAnIndexError(
-                f"{self.file} is empty, but the folder holds snapshot files: its documents are lost "
+                f"{self.file} is empty, but the folder holds segment files: its documents are lost "
                 "(restore docs.sqlite from a backup); nothing was written"
             )
         if found and not sqlite_files.is_docstore(self.conn):
@@ -115,18 +115,19 @@ class DocStore:
             raise CorruptIndexError(f"{self.file}: the index settings are damaged")
         return config
 
-    def snapshot(self) -> dict | None:
-        """The current snapshot's entry, checked: it must name a snapshot file in the folder, not a link."""
-        snap = self.get_info("snapshot")
-        if snap is None:
-            return None
-        name = snap.get("file") if isinstance(snap, dict) else None
-        plain = isinstance(name, str) and snapshots.NAME.fullmatch(name)
-        if not plain or os.path.islink(os.path.join(os.path.dirname(self.file), name)):
-            raise CorruptIndexError(f"{self.file}: the snapshot entry {name!r} is not a snapshot file in its folder")
-        if not all(isinstance(snap.get(key), int) for key in ("fid", "seq", "floor", "trained_on")):
-            raise CorruptIndexError(f"{self.file}: the snapshot entry {name!r} is damaged")
-        return snap
+    def segments(self) -> list[dict]:
+        """The manifest's entries, checked: each names a segment file in the folder (not a path or a link)
+        and holds its fid range, rows, floor and digests."""
+        entries = self.get_info("segments") or []
+        folder = os.path.dirname(self.file)
+        for entry in entries if isinstance(entries, list) else [None]:
+            name = entry.get("file") if isinstance(entry, dict) else None
+            plain = isinstance(name, str) and segment_files.NAME.fullmatch(name)
+            if not plain or os.path.islink(os.path.join(folder, name)):
+                raise CorruptIndexError(f"{self.file}: the segment entry {name!r} is not a segment file in its folder")
+            if not all(isinstance(entry.get(key), int) for key in ("lo", "hi", "n", "floor", "size")):
+                raise CorruptIndexError(f"{self.file}: the segment entry {name!r} is damaged")
+        return entries
 
     # ----------------------------------------------------------------- transactions
     @contextlib.contextmanager
@@ -224,11 +225,12 @@ class DocStore:
         rows = dict(self.conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
         return rows.get("docs", 0), rows.get("dead", 0)
 
-    def rows_after(self, fid: int, dtype, dim: int):
-        """(fids, codes) of the live rows above ``fid``, in batches."""
+    def rows_after(self, fid: int, dtype, dim: int, upto: int | None = None):
+        """(fids, codes) of the live rows above ``fid`` (up to ``upto``), in batches."""
+        upto = (1 << 62) if upto is None else upto
         while True:
             rows = self.conn.execute(
-                "SELECT fid, code FROM bodies WHERE fid > ? ORDER BY fid LIMIT ?", (fid, BATCH)
+                "SELECT fid, code FROM bodies WHERE fid > ? AND fid <= ? ORDER BY fid LIMIT ?", (fid, upto, BATCH)
             ).fetchall()
             if not rows:
                 return
@@ -238,12 +240,15 @@ class DocStore:
     def dead_after(self, seq: int) -> np.ndarray:
         return int_keys(self.conn.execute("SELECT fid FROM dead WHERE seq > ?", (seq,)))
 
-    def fids_upto(self, fid: int) -> np.ndarray:
-        """The live fids up to ``fid``, ascending."""
-        return int_keys(self.conn.execute("SELECT fid FROM bodies WHERE fid <= ? ORDER BY fid", (fid,)))
+    def dead_log_after(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs, fids) of the delete log after ``seq``."""
+        rows = self.conn.execute("SELECT seq, fid FROM dead WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        log = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return log[:, 0], log[:, 1]
 
-    def count_after(self, fid: int) -> int:
-        return self.conn.execute("SELECT count(*) FROM docs WHERE fid > ?", (fid,)).fetchone()[0]
+    def count_between(self, lo: int, hi: int) -> int:
+        """Live rows with ``lo <= fid <= hi``."""
+        return self.conn.execute("SELECT count(*) FROM docs WHERE fid BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
 
     def codes(self, fids: np.ndarray, dtype, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(fids, codes) of the live rows among ``fids``, in fid order."""
@@ -373,7 +378,7 @@ def stored_config(path: str) -> dict:
 
 
 def copy_to(store: DocStore, path: str) -> DocStore:
-    """A copy of ``store`` in the new or empty folder ``path``, without its snapshot entry."""
+    """A copy of ``store`` in the new or empty folder ``path``, without its segments."""
     if os.path.exists(os.path.join(path, "docs.sqlite")):
         raise ValueError(f"{path!r} already holds a FAISS index; save() will not overwrite it")
     if os.path.isdir(path) and os.listdir(path):
@@ -381,5 +386,5 @@ def copy_to(store: DocStore, path: str) -> DocStore:
     os.makedirs(path, exist_ok=True)
     target = DocStore(os.path.join(path, "docs.sqlite"))
     store.conn.backup(target.conn)
-    target.conn.execute("DELETE FROM info WHERE key = 'snapshot'")
+    target.conn.execute("DELETE FROM info WHERE key IN ('segments', 'snapshot')")
     return target

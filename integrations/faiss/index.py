@@ -13,10 +13,11 @@ from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
 from integrations._shared.validation import check_positive_int
-from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
-from integrations.faiss import migrate_0_1, snapshots, structures
+from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError, UnknownIdsError
+from integrations.faiss import migrate_0_1, segment_files, structures
 from integrations.faiss.docstore import DocStore, copy_to, stored_settings
 from integrations.faiss.search import FaissSearch
+from integrations.faiss.segments import Segments
 from integrations.index import Index, guarded
 from integrations.records import Hit, Record
 
@@ -24,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
 STORED_PRECISIONS = ("float32", "int8", "ubinary")  # of the encoder's PRECISIONS, those FAISS can search
-SNAPSHOT_AFTER = 1000  # rows changed since the last snapshot before save() writes a new one
 
 
 class FaissIndex(FaissSearch, Index):
@@ -38,7 +38,8 @@ class FaissIndex(FaissSearch, Index):
     - ``nlist`` (default about sqrt(n)), ``nprobe`` (default max(16, nlist / 3)): IVF's lists.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
 
-    Every write is durable when it returns; ``save()`` snapshots FAISS for a fast reopen (``integrations.faiss``)."""
+    Every write is durable when it returns; the FAISS structures are kept as segments for a fast reopen
+    (``integrations.faiss``)."""
 
     def __init__(
         self,
@@ -73,7 +74,6 @@ class FaissIndex(FaissSearch, Index):
         self._dtype = np.float32 if precision == "float32" else np.int8
         self._lock = threading.RLock()
         self._matches = MatchCache()
-        self._rejected = None  # the snapshot file found damaged, which save() replaces
         self._store = None
         try:
             with self._lock, self._guard():
@@ -104,7 +104,9 @@ class FaissIndex(FaissSearch, Index):
                 raise ValueError(f"{path!r} is not empty and holds no embedkit FAISS index (no docs.sqlite)")
             os.makedirs(path, exist_ok=True)
         file = None if path is None else os.path.join(path, "docs.sqlite")
-        store = DocStore(file, expect_rows=path is not None and any(map(snapshots.NAME.fullmatch, os.listdir(path))))
+        names = os.listdir(path) if path is not None else []
+        held = any(segment_files.NAME.fullmatch(n) or segment_files.OLD_SNAPSHOT.fullmatch(n) for n in names)
+        store = DocStore(file, expect_rows=held)
         try:
             config = store.config(dict(self.encoder_info, kind=self.kind, precision=self.precision))
             self.check_info(config, f"FAISS index at {path!r}")
@@ -119,11 +121,11 @@ class FaissIndex(FaissSearch, Index):
         return store
 
     def _forget(self) -> None:
-        """Drop the in-memory FAISS structure; the next read loads the snapshot and replays the rest."""
-        self._index = self._base = None
-        self._fid_w = self._seq_w = self._floor = self._trained_on = 0
-        self._dead = np.zeros(0, np.int64)  # fids in the FAISS structure whose rows are gone
-        self._not_dead = self._ranges = self._version = None
+        """Drop the in-memory FAISS state; the next read maps the segments and rebuilds the tail."""
+        self._segments = Segments(
+            self.path, self.kind, self.precision, self.dimension, self._faiss_vectors, self._new_index
+        )
+        self._ranges = self._version = None
         self._matches.clear()
 
     def _sync(self) -> None:
@@ -136,25 +138,15 @@ class FaissIndex(FaissSearch, Index):
                 with self._store.read():
                     self._catch_up(final=attempt == 2)
                 break
-            except snapshots.Moved:
+            except segment_files.Moved:
                 continue
         self._version = version
 
     def _catch_up(self, final: bool = True) -> None:
-        """Bring the FAISS structure up to the docstore (inside a transaction)."""
-        store = self._store
+        """Bring the FAISS state up to the docstore (inside a transaction)."""
         if self._ranges is None and self.precision != "float32":
             self._ranges = self._load_ranges()
-        if self._index is None:
-            self._load_snapshot(final)
-        if self._index is None:
-            self._rebuild()  # no usable snapshot: build from every row
-        top_fid, top_seq = store.high_water()
-        dead = store.dead_after(self._seq_w)
-        self._mark_dead(dead[dead <= self._fid_w])
-        for fids, codes in store.rows_after(self._fid_w, self._dtype, self.dimension):
-            self._append(fids, codes)
-        self._fid_w, self._seq_w = max(self._fid_w, top_fid), top_seq
+        self._segments.catch_up(self._store, final)
 
     def _load_ranges(self):
         ranges = self._store.get_info("ranges")
@@ -162,30 +154,10 @@ class FaissIndex(FaissSearch, Index):
             raise CorruptIndexError(f"{self._store.file}: the int8 ranges do not have shape (2, {self.dimension})")
         return None if ranges is None else np.asarray(ranges, dtype=np.float32)
 
-    def _load_snapshot(self, final: bool) -> None:
-        snap = self._store.snapshot()
-        if snap is None or self.path is None:
-            return
-        file = os.path.join(self.path, snap["file"])
-        try:
-            index, base = snapshots.read(self.path, snap, self.precision == "ubinary")
-            fids = structures.fids_of(index)
-            dead = snapshots.dead_rows(index, fids, snap, self._store, self.dimension)
-        except (OSError, RuntimeError, ValueError) as exc:
-            if not os.path.exists(file) and not final and not self._store.writing:
-                raise snapshots.Moved from None
-            logger.warning("FAISS snapshot %s cannot be used (%s); rebuilding it from docs.sqlite", file, exc)
-            self._rejected = snap["file"]
-            return
-        self._index, self._base = index, base
-        self._fid_w, self._seq_w, self._floor = snap["fid"], snap["seq"], snap["floor"]
-        self._trained_on = snap["trained_on"]
-        self._dead = dead
-
     # ----------------------------------------------------------------- the FAISS structure
-    def _new_index(self, n: int):
+    def _new_index(self, kind: str, n: int):
         return structures.new_index(
-            self.kind, self.precision, self.dimension, n, self.hnsw_m, self.ef_construction, self.nlist
+            kind, self.precision, self.dimension, n, self.hnsw_m, self.ef_construction, self.nlist
         )
 
     def _faiss_vectors(self, codes: np.ndarray) -> np.ndarray:
@@ -196,44 +168,6 @@ class FaissIndex(FaissSearch, Index):
 
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         return codes if self.precision == "float32" else dequantize_int8(codes, self._ranges)
-
-    def _append(self, fids: np.ndarray, codes: np.ndarray) -> None:
-        keep = fids > self._fid_w  # a rebuild during this catch-up already holds the rest
-        fids, codes = fids[keep], codes[keep]
-        if not len(fids):
-            return
-        if self.kind == "ivf" and self._index.ntotal + len(fids) > 4 * max(self._trained_on, 39):
-            self._rebuild()
-            return
-        self._index.add_with_ids(self._faiss_vectors(codes), fids)
-        self._fid_w = int(fids[-1])
-
-    def _rebuild(self) -> None:
-        """A fresh FAISS structure from the docstore's live rows (inside a transaction); IVF retrains."""
-        store = self._store
-        top_fid, top_seq = store.high_water()
-        batches = store.rows_after(0, self._dtype, self.dimension)
-        first = next(batches, None)
-        n = store.count_after(0)
-        if n > 10_000:
-            logger.info("%s: building the FAISS structure from %d documents", store.file, n)
-        index, base = self._new_index(n) if first is not None else (None, None)
-        if first is not None:
-            if self.kind == "ivf":
-                base.train(self._faiss_vectors(first[1]))
-            for fids, codes in [first, *batches]:
-                index.add_with_ids(self._faiss_vectors(codes), fids)
-        self._index, self._base = index, base
-        self._fid_w, self._seq_w, self._floor, self._trained_on = top_fid, top_seq, top_seq, n
-        self._dead, self._not_dead = np.zeros(0, np.int64), None
-
-    def _mark_dead(self, fids: np.ndarray) -> None:
-        if len(fids):
-            self._dead = np.union1d(self._dead, fids)
-            self._not_dead = None
-
-    def _live(self) -> int:
-        return 0 if self._index is None else self._index.ntotal - len(self._dead)
 
     # ----------------------------------------------------------------- writes
     def _write(self, rows) -> None:
@@ -251,6 +185,8 @@ class FaissIndex(FaissSearch, Index):
                 spans = [dump_span(s) for s in rows.spans]
                 self._store.insert(rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans)
             self._apply()
+            if self._segments.full():
+                self._seal()
 
     def _delete(self, ids) -> int:
         return self._remove(lambda: self._store.fids_of(ids))
@@ -287,13 +223,20 @@ class FaissIndex(FaissSearch, Index):
                 deleted = self._store.documents_among(fids)
                 self._store.kill(fids)
             self._apply()
-            if self._index is not None and len(self._dead) * 2 > self._index.ntotal:
-                with self._store.read():
-                    self._rebuild()
         return deleted
 
+    def _seal(self) -> None:
+        """Seal a full tail and merge (the write before is already durable: a failure here only keeps the
+        tail in memory until the next save())."""
+        try:
+            self._segments.seal(self._store)
+            self._segments.merge(self._store)
+        except (OSError, RuntimeError) as exc:
+            logger.warning("sealing a FAISS segment failed (%s); save() tries again", exc)
+            self._forget()
+
     def _apply(self) -> None:
-        """Bring the FAISS structure up to what was just committed (the SQLite write lock is already
+        """Bring the FAISS state up to what was just committed (the SQLite write lock is already
         released, so other writers go on meanwhile). If that fails, the structure is dropped and rebuilt
         on the next call: the docstore already holds the write."""
         try:
@@ -341,54 +284,44 @@ class FaissIndex(FaissSearch, Index):
             codes = self._store.code_array([(r.fid, r.code) for r in rows], self._dtype, self.dimension)
             return dict(zip((r.id for r in rows), self._decode(codes)))
 
-    # ----------------------------------------------------------------- snapshots and lifecycle
+    # ----------------------------------------------------------------- segments and lifecycle
     @guarded
     def save(self, path: str | None = None, force: bool = False) -> str:
-        """Snapshot the FAISS structure so that reopening does not rebuild it (every write is already durable).
-
-        Skipped while fewer than 1,000 rows changed since the last snapshot, unless ``force``. ``path``
-        copies the index to a new, empty folder, which this instance then uses.
-        """
+        """Seal the tail into a segment once it holds 20,000 rows (any, with ``force``) and merge segments
+        by size tiers (every write is already durable). ``path`` copies the index to a new, empty folder,
+        which this instance then uses."""
         self._check_open()
         with self._lock:
             if path is not None and (self.path is None or os.path.realpath(path) != os.path.realpath(self.path)):
                 target = copy_to(self._store, path)  # the docstore copied to the new folder, used from now on
                 self._store.close()
-                self._store, self.path, self._version = target, path, None
+                self._store, self.path = target, path
+                self._forget()
+                force = True
             if self.path is None:
                 raise ValueError("save() needs a path (none was given to FaissIndex)")
-            if self._store.read_only:
-                return self.path  # nothing was written, and nothing can be
-            self._sync()
-            with self._store.read():
-                snap = self._store.snapshot()
-                changed = self._store.count_after(snap["fid"]) + self._seq_w - snap["seq"] if snap else None
-                force = force or snap is not None and snap["file"] == self._rejected
-                if changed is not None and changed < SNAPSHOT_AFTER and not force:
-                    snapshots.clean(self.path, snap["file"])
-                    return self.path
-                if self._index is not None and len(self._dead) * 4 > self._index.ntotal:
-                    self._rebuild()
-            if self._index is not None:
-                self._snapshot()
+            if not self._store.read_only:  # else nothing was written, and nothing can be
+                self._sync()
+                self._segments.seal(self._store, force=force)
+                self._segments.merge(self._store)
+                self._segments.clean()
         return self.path
 
-    def _snapshot(self) -> None:
-        name, sha256 = snapshots.write(self.path, self._index, self.precision == "ubinary")
-        mine = {"file": name, "fid": self._fid_w, "seq": self._seq_w, "floor": self._floor}
-        mine.update(trained_on=self._trained_on, sha256=sha256)
-        with self._store.write():
-            current = self._store.snapshot()
-            newer = current is not None and (current["fid"], current["seq"]) > (mine["fid"], mine["seq"])
-            if not newer:
-                self._store.set_info("snapshot", mine)
-        stale = name if newer else current and current["file"]
-        if stale:
-            snapshots.remove(os.path.join(self.path, stale))
-        snapshots.clean(self.path, (current if newer else mine)["file"])
+    @guarded
+    def compact(self) -> None:
+        """Seal the tail and merge every segment into one without the deleted rows: the fastest searches,
+        at the cost of rebuilding every FAISS structure."""
+        self._check_open()
+        with self._lock:
+            if self._store.read_only:
+                raise ReadOnlyIndexError(f"{self.path}: the index is read-only (its folder cannot be written)")
+            self._sync()
+            self._segments.seal(self._store, force=True)
+            self._segments.merge(self._store, everything=True)
+            self._segments.clean()
 
     def close(self) -> None:
-        """Snapshot if much changed (see save), then release the docstore."""
+        """Seal and merge as ``save()`` does, then release the docstore."""
         with self._lock:
             if self.closed:
                 return

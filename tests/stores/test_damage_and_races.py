@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from store_workers import HashEncoder, fill, open_at_once, text_of, write_v1_folder
+from store_workers import HashEncoder, fill, manifest, open_at_once, text_of, write_v1_folder
 
 from integrations import CorruptIndexError, FaissIndex, NotAnIndexError, SQLIndex
 
@@ -40,12 +40,13 @@ def _saved_folder(tmp_path, n=30, kind="hnsw", precision="float32"):
     return folder
 
 
-def _snapshot_entry(folder) -> dict:
-    return json.loads(_sql(folder / "docs.sqlite", "SELECT value FROM info WHERE key = 'snapshot'")[0][0])
+def _segment_entry(folder) -> dict:
+    (entry,) = manifest(folder)
+    return entry
 
 
-def _set_snapshot_entry(folder, entry: dict) -> None:
-    _sql(folder / "docs.sqlite", "UPDATE info SET value = ? WHERE key = 'snapshot'", json.dumps(entry))
+def _set_segment_entry(folder, entry: dict) -> None:
+    _sql(folder / "docs.sqlite", "UPDATE info SET value = ? WHERE key = 'segments'", json.dumps([entry]))
 
 
 def _schema(file):
@@ -79,22 +80,21 @@ def test_an_index_searched_while_empty_finds_what_another_instance_adds_later(ma
 
 
 @pytest.mark.parametrize("entry", ["../victim.faiss", "ABSOLUTE", "symlink"])
-def test_a_snapshot_entry_outside_the_folder_is_refused_and_nothing_outside_is_touched(tmp_path, entry):
-    folder = _saved_folder(tmp_path, 1230)
-    snap = dict(_snapshot_entry(folder), fid=30)  # 1,200 rows past it: close() would write a new snapshot
-    victim = tmp_path / "victim.faiss"  # a valid snapshot, so that reading it would go unnoticed
-    shutil.copy(folder / snap["file"], victim)
+def test_a_segment_entry_outside_the_folder_is_refused_and_nothing_outside_is_touched(tmp_path, entry):
+    folder = _saved_folder(tmp_path, 30)
+    segment = _segment_entry(folder)
+    victim = tmp_path / "victim.faiss"  # a valid segment, so that reading it would go unnoticed
+    shutil.copy(folder / segment["file"], victim)
     before = victim.read_bytes()
     if entry == "symlink":
-        (folder / snap["file"]).unlink()
-        (folder / snap["file"]).symlink_to(victim)
-        name = snap["file"]
-        _set_snapshot_entry(folder, snap)
+        (folder / segment["file"]).unlink()
+        (folder / segment["file"]).symlink_to(victim)
+        name = segment["file"]
     else:
         name = str(victim) if entry == "ABSOLUTE" else entry
-        _set_snapshot_entry(folder, dict(snap, file=name))
+        _set_segment_entry(folder, dict(segment, file=name))
     for _ in range(2):  # and again: the first attempt changed nothing
-        with pytest.raises(CorruptIndexError, match=f"docs.sqlite: the snapshot entry '{name}' is not a snapshot file"):
+        with pytest.raises(CorruptIndexError, match=f"docs.sqlite: the segment entry '{name}' is not a segment file"):
             FaissIndex(HashEncoder(), path=str(folder), kind="hnsw").close()
     assert victim.read_bytes() == before
 
@@ -228,31 +228,33 @@ def test_hits_come_from_one_version_of_each_document_during_upserts(make, minilm
         assert {tuple(h.span) for h in index.search(text, k=1000) if h.id == doc} <= spans[text] | {None}
 
 
-# 6. damaged or swapped snapshots
+# 6. damaged or swapped segments
 
 
 @pytest.mark.parametrize("kind, precision", [("hnsw", "float32"), ("flat", "int8"), ("flat", "ubinary")])
 @pytest.mark.parametrize("damage", ["id map byte", "vector byte", "another index"])
-def test_a_damaged_or_foreign_snapshot_is_rebuilt(tmp_path, caplog, kind, precision, damage):
+def test_a_damaged_or_foreign_segment_is_rebuilt(tmp_path, caplog, kind, precision, damage):
     folder = _saved_folder(tmp_path, 40, kind, precision)
-    snapshot = folder / _snapshot_entry(folder)["file"]
-    data = bytearray(snapshot.read_bytes())
+    segment = folder / _segment_entry(folder)["file"]
+    data = bytearray(segment.read_bytes())
     if damage == "another index":  # the same shape and fids, other documents
         other = FaissIndex(HashEncoder(), path=str(tmp_path / "other"), kind=kind, precision=precision)
         other.add([text_of(f"x{i}") for i in range(40)], ids=[f"d{i}" for i in range(40)])
+        other.save(force=True)
         other.close()
-        data = (tmp_path / "other" / _snapshot_entry(tmp_path / "other")["file"]).read_bytes()
+        data = (tmp_path / "other" / _segment_entry(tmp_path / "other")["file"]).read_bytes()
     elif damage == "id map byte":  # the low byte of the fourth-last fid
         data[-8 * 4] ^= 0x01
     else:
         data[len(data) // 3] ^= 0x40
-    snapshot.write_bytes(bytes(data))
+    segment.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         index = FaissIndex(HashEncoder(), path=str(folder), kind=kind, precision=precision)
-    assert any(snapshot.name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    assert any(segment.name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
     for i in range(40):
         assert index.search(text_of(f"d{i}"), k=1)[0].id == f"d{i}"
-    index.close()  # the rebuilt structure replaces the damaged snapshot
+    index.close()  # the rebuilt segment replaces the damaged one
+    assert not segment.exists() and len(manifest(folder)) == 1
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert len(FaissIndex(HashEncoder(), path=str(folder), kind=kind, precision=precision)) == 40
@@ -273,13 +275,13 @@ def test_faiss_refuses_a_sqlindex_database(tmp_path):
     assert len(SQLIndex(HashEncoder(), f"sqlite:///{folder}/docs.sqlite")) == 3
 
 
-def test_faiss_refuses_an_empty_docstore_beside_a_snapshot(tmp_path):
+def test_faiss_refuses_an_empty_docstore_beside_a_segment(tmp_path):
     folder = _saved_folder(tmp_path)
     for suffix in ("", "-wal", "-shm"):
         if (folder / f"docs.sqlite{suffix}").exists():
             (folder / f"docs.sqlite{suffix}").unlink()
     (folder / "docs.sqlite").write_bytes(b"")
-    with pytest.raises(NotAnIndexError, match="docs.sqlite is empty, but the folder holds snapshot"):
+    with pytest.raises(NotAnIndexError, match="docs.sqlite is empty, but the folder holds segment"):
         FaissIndex(HashEncoder(), path=str(folder), kind="hnsw")
     assert (folder / "docs.sqlite").read_bytes() == b""
 

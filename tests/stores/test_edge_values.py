@@ -174,14 +174,16 @@ def test_save_leaves_foreign_files_and_cleans_its_own_leftovers(tmp_path):
     (folder / "gen-000-mine").mkdir()  # a folder embedkit never created
     (folder / "notes.txt").write_text("keep me")
     dead_pid = _dead_pid()
-    (folder / f".tmp-{dead_pid}-00ab.faiss").write_bytes(b"half a snapshot")
-    (folder / f"snapshot-{dead_pid}-00cd.faiss").write_bytes(b"an orphan")
+    (folder / f".tmp-{dead_pid}-00ab.faiss").write_bytes(b"half a segment")
+    (folder / f"segment-{dead_pid}-00cd.faiss").write_bytes(b"an orphan")
+    (folder / f"snapshot-{dead_pid}-00de.faiss").write_bytes(b"an orphan from before segments")
     (folder / f".tmp-{os.getpid()}-00ef.faiss").write_bytes(b"a live process is writing this")
     index.save(force=True)
     names = set(os.listdir(folder))
     assert {"gen-000-mine", "notes.txt", f".tmp-{os.getpid()}-00ef.faiss"} <= names
-    assert not {f".tmp-{dead_pid}-00ab.faiss", f"snapshot-{dead_pid}-00cd.faiss"} & names
-    assert len([n for n in names if n.startswith("snapshot-")]) == 1
+    orphans = {f".tmp-{dead_pid}-00ab.faiss", f"segment-{dead_pid}-00cd.faiss", f"snapshot-{dead_pid}-00de.faiss"}
+    assert not orphans & names
+    assert len([n for n in names if n.startswith("segment-")]) == 1
 
 
 def _dead_pid() -> int:
@@ -288,16 +290,16 @@ def test_faiss_corrupt_rows_are_reported_with_their_id(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "missing"])
-def test_faiss_damaged_snapshot_is_rebuilt_from_the_docstore(tmp_path, caplog, damage):
+def test_faiss_damaged_segment_is_rebuilt_from_the_docstore(tmp_path, caplog, damage):
     folder = _faiss_folder(tmp_path)
     before = [h.id for h in FaissIndex(HashEncoder(), path=str(folder), kind="hnsw").search("text of d2", k=3)]
-    (snapshot,) = [p for p in folder.iterdir() if p.name.startswith("snapshot-")]
+    (segment,) = [p for p in folder.iterdir() if p.name.startswith("segment-")]
     if damage == "missing":
-        snapshot.unlink()
+        segment.unlink()
     else:
-        snapshot.write_bytes(b"garbage")
+        segment.write_bytes(b"garbage")
     index = FaissIndex(HashEncoder(), path=str(folder), kind="hnsw")
-    assert any(snapshot.name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    assert any(segment.name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
     assert [h.id for h in index.search("text of d2", k=3)] == before and len(index) == 10
 
 

@@ -1,4 +1,4 @@
-"""FaissIndex folders: durable writes, several instances, snapshots, and folders written by embedkit 0.1."""
+"""FaissIndex folders: durable writes, several instances, segments, and folders written by embedkit 0.1."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import faiss
 import numpy as np
 import pytest
-from store_workers import HashEncoder, text_of, write_v1_folder
+from store_workers import HashEncoder, manifest, segment_files, text_of, write_v1_folder
 
 from integrations import CorruptIndexError, FaissIndex
 
@@ -18,17 +18,13 @@ def add(index, names, **metadata):
     index.add([text_of(n) for n in names], [dict(metadata, name=n) for n in names], ids=list(names))
 
 
-def snapshot_files(folder):
-    return sorted(n for n in os.listdir(folder) if n.startswith("snapshot-"))
-
-
 def test_every_write_is_durable_without_save(tmp_path):
     a = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
     add(a, ["x", "y", "z"])
     a.delete(["y"])
     b = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")  # a was neither saved nor closed
     assert len(b) == 2 and [h.id for h in b.search(text_of("z"), k=1)] == ["z"]
-    assert snapshot_files(tmp_path) == []
+    assert segment_files(tmp_path) == []
 
 
 def test_two_instances_opened_before_either_writes_keep_both_documents(tmp_path):
@@ -72,38 +68,45 @@ def test_reopening_while_another_instance_saves_never_fails(tmp_path, caplog):
     thread.join()
     assert errors == []
     assert not [r for r in caplog.records if "cannot be used" in r.getMessage()]  # no false damage, no rebuilds
-    assert len(snapshot_files(tmp_path)) == 1 and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert segment_files(tmp_path) == sorted(e["file"] for e in manifest(tmp_path))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
 
 
-def test_save_skips_small_changes_and_reopen_replays_them(tmp_path):
+def test_save_keeps_a_small_tail_in_memory_and_reopen_rebuilds_it(tmp_path):
     index = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
     add(index, [f"d{i}" for i in range(30)])
     index.save()
-    first = snapshot_files(tmp_path)
+    assert segment_files(tmp_path) == []  # 30 rows: rebuilding them on open costs less than a file
+    index.save(force=True)
+    first = segment_files(tmp_path)
     add(index, ["late-1", "late-2"])
-    index.delete(["d0"])
-    index.save()  # 3 changes: replaying them on open costs less than a new snapshot
-    assert snapshot_files(tmp_path) == first
+    index.delete(["d0"])  # a tombstone in the segment
+    index.save()
+    assert segment_files(tmp_path) == first
     reopened = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
     assert len(reopened) == 31 and reopened.search(text_of("late-2"), k=1)[0].id == "late-2"
     assert "d0" not in {h.id for h in reopened.search(text_of("d0"), k=31)}
     index.save(force=True)
-    assert snapshot_files(tmp_path) != first and len(snapshot_files(tmp_path)) == 1
+    assert len(segment_files(tmp_path)) == 2 and first[0] in segment_files(tmp_path)  # the first is never rewritten
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_heavy_deletes_compact_and_ivf_retrains_as_it_grows(tmp_path, kind):
+def test_mostly_dead_segments_are_rewritten_and_compact_leaves_one(tmp_path, kind):
     index = FaissIndex(HashEncoder(), path=str(tmp_path), kind=kind)
     names = [f"d{i}" for i in range(400)]
     add(index, names[:50])
-    add(index, names[50:])  # IVF trained on 50 rows retrains at 400
-    index.delete(names[:150])  # over a quarter dead
-    index.save(force=True)  # compacts
-    assert index._index.ntotal == 250 and len(index._dead) == 0
-    index.delete(names[150:300])  # over half dead: the write itself compacts
-    assert index._index.ntotal == 100 and len(index) == 100
+    index.save(force=True)
+    add(index, names[50:])
+    index.save(force=True)
+    assert [p.n for p in index._segments.sealed] == [50, 350]
+    index.delete(names[:30] + names[50:100])  # over half of the first segment, a seventh of the second
+    index.save()
+    assert [p.n for p in index._segments.sealed] == [20, 350] and len(index) == 320
+    index.compact()
+    assert [p.n for p in index._segments.sealed] == [320] and len(index._segments.dead) == 0
+    assert [e["n"] for e in manifest(tmp_path)] == [320] and len(segment_files(tmp_path)) == 1
     reopened = FaissIndex(HashEncoder(), path=str(tmp_path), kind=kind)
-    for name in ("d300", "d399"):
+    for name in ("d30", "d100", "d399"):
         assert reopened.search(text_of(name), k=1)[0].id == name
 
 
@@ -167,11 +170,11 @@ def test_open_checks(tmp_path):
             FaissIndex(HashEncoder(), **kwargs)
 
 
-def test_a_failed_snapshot_keeps_the_previous_one(tmp_path, monkeypatch):
+def test_a_failed_segment_write_keeps_the_previous_ones(tmp_path, monkeypatch):
     index = FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")
     add(index, ["a", "b"])
     index.save(force=True)
-    first = snapshot_files(tmp_path)
+    first = segment_files(tmp_path)
     add(index, ["c"])
 
     def disk_full(*_args):
@@ -181,7 +184,7 @@ def test_a_failed_snapshot_keeps_the_previous_one(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         index.save(force=True)
     monkeypatch.undo()
-    assert snapshot_files(tmp_path) == first and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert segment_files(tmp_path) == first and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
     assert len(FaissIndex(HashEncoder(), path=str(tmp_path), kind="hnsw")) == 3  # the write itself was durable
     index.save(force=True)
-    assert len(snapshot_files(tmp_path)) == 1 and snapshot_files(tmp_path) != first
+    assert len(segment_files(tmp_path)) == 2 and first[0] in segment_files(tmp_path)
