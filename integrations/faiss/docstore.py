@@ -15,6 +15,8 @@ Tables:
   the FAISS segments (``segments``, see ``integrations.faiss.segments``).
 - ``fts``: an FTS5 index over ``bodies.text`` (``porter unicode61``), kept in step by triggers in the
   writer's transaction, for keyword and hybrid search.
+- ``postings``: the metadata values of every row (``integrations.filters.postings``), written and removed
+  with the rows, so that a new filter is answered by seeks instead of parsing every row's metadata.
 
 The file runs in WAL mode: readers never block the one writer, and writers queue on ``BEGIN IMMEDIATE``.
 """
@@ -36,6 +38,7 @@ from integrations._shared.sqlite_files import json_ints, json_values
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
 from integrations.faiss import segment_files
 from integrations.faiss.rows import Found, Row
+from integrations.filters.postings import Postings
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword.fts5 import create_sqlite, fts5_select
 
@@ -62,6 +65,7 @@ class DocStore:
         self.conn = None
         try:
             self.conn = connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
+            self.postings = Postings(self.conn, "postings", self.all_fids)
             self._check_owner(expect_rows)
             if not self.read_only:
                 self._set_up()
@@ -98,6 +102,11 @@ class DocStore:
             self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
             # keyword search over the bodies (a docstore written before it gets its rows indexed once)
             create_sqlite(self.conn.execute, "fts", "bodies", "fid", "bodies")
+            if self.get_info("postings") is None:  # a docstore written before postings gets them once
+                self.postings.create()
+                for rows in self._batches("SELECT fid, metadata FROM docs WHERE fid > ? ORDER BY fid LIMIT ?"):
+                    self.postings.add([r[0] for r in rows], [r[1] for r in rows])
+                self.set_info("postings", 1)
 
     def close(self) -> None:
         self.conn.close()
@@ -191,9 +200,12 @@ class DocStore:
         return self.conn.execute("SELECT count(*) FROM docs WHERE doc IS NULL").fetchone()[0]
 
     def kill(self, fids: np.ndarray) -> None:
-        """Delete rows and log their fids."""
+        """Delete rows (and their postings) and log their fids."""
         if len(fids):
             arg = (json.dumps(fids.tolist()),)
+            sql = "SELECT fid, metadata FROM docs WHERE fid IN (SELECT value FROM json_each(?))"
+            rows = self.conn.execute(sql, arg).fetchall()
+            self.postings.remove([r[0] for r in rows], [r[1] for r in rows])
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
@@ -217,6 +229,7 @@ class DocStore:
             "INSERT INTO bodies (fid, text, code) VALUES (?, ?, ?)",
             zip(fids.tolist(), texts, (c.tobytes() for c in codes)),
         )
+        self.postings.add(fids.tolist(), metadatas)
         return fids
 
     # ----------------------------------------------------------------- reads
@@ -228,14 +241,23 @@ class DocStore:
     def rows_after(self, fid: int, dtype, dim: int, upto: int | None = None):
         """(fids, codes) of the live rows above ``fid`` (up to ``upto``), in batches."""
         upto = (1 << 62) if upto is None else upto
+        sql = "SELECT fid, code FROM bodies WHERE fid > ? AND fid <= ? ORDER BY fid LIMIT ?"
+        for rows in self._batches(sql, fid, upto):
+            yield np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
+
+    def _batches(self, sql: str, fid: int = 0, *args):
+        """The rows of ``sql`` (fid first; its parameters: the fid to start after, ``args``, a limit), read
+        ``BATCH`` at a time."""
         while True:
-            rows = self.conn.execute(
-                "SELECT fid, code FROM bodies WHERE fid > ? AND fid <= ? ORDER BY fid LIMIT ?", (fid, upto, BATCH)
-            ).fetchall()
+            rows = self.conn.execute(sql, (fid, *args, BATCH)).fetchall()
             if not rows:
                 return
-            yield np.array([r[0] for r in rows], dtype=np.int64), self.code_array(rows, dtype, dim)
+            yield rows
             fid = rows[-1][0]
+
+    def all_fids(self) -> np.ndarray:
+        """Every row's fid, ascending."""
+        return int_keys(self.conn.execute("SELECT fid FROM docs ORDER BY fid"))
 
     def dead_after(self, seq: int) -> np.ndarray:
         return int_keys(self.conn.execute("SELECT fid FROM dead WHERE seq > ?", (seq,)))
@@ -280,8 +302,11 @@ class DocStore:
         )
         return [Row(*r) for r in self._execute(self._where(query, None, ids, chunks=chunks))]
 
-    def matching(self, node, after: int | None, touched: np.ndarray) -> np.ndarray:
-        """Fids of the rows that match ``node``: all of them, or those above ``after`` or in ``touched``."""
+    def matching(self, node, after: int | None, touched: np.ndarray, postings: bool = True) -> np.ndarray:
+        """Fids of the rows that match ``node``: all of them (through the postings, where the docstore has
+        them), or those above ``after`` or in ``touched`` (parsing their metadata)."""
+        if after is None and postings and self.get_info("postings") is not None:
+            return self.postings.match(node)
         where = compile_filter(node, DOCS.c.metadata, "sqlite")
         if after is not None:
             recent = sa.or_(DOCS.c.fid > after, DOCS.c.fid.in_(json_ints(touched)))
