@@ -50,7 +50,7 @@ def recorded_model(target: str, table: str = "documents") -> RecordedModel | Non
 
         info = recorded_info(target, table)
     else:
-        from integrations.faiss.docstore import stored_config
+        from integrations.faiss.folders import stored_config
 
         info = stored_config(target)
     try:

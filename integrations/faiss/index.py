@@ -15,7 +15,8 @@ from integrations._shared.filter_cache import MatchCache
 from integrations._shared.validation import check_positive_int
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, segment_files, structures
-from integrations.faiss.docstore import DocStore, copy_to, stored_settings
+from integrations.faiss.docstore import DocStore
+from integrations.faiss.folders import copy_to, stored_settings
 from integrations.faiss.search import FaissSearch
 from integrations.faiss.segments import Segments
 from integrations.index import Index, guarded
