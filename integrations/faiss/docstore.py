@@ -13,8 +13,8 @@ Tables:
   last one it applied.
 - ``info(key, value)``: the index's settings (``config``), int8 ranges (``ranges``), and the manifest of
   the FAISS segments (``segments``, see ``integrations.faiss.segments``).
-- ``fts``: an FTS5 index over ``bodies.text`` (``porter unicode61``), kept in step by triggers in the
-  writer's transaction, for keyword and hybrid search.
+- ``fts``: an FTS5 index over ``bodies.text`` (``porter unicode61``), kept in step in the writer's
+  transaction, for keyword and hybrid search.
 - ``postings``: the metadata values of every row (``integrations.filters.postings``), written and removed
   with the rows, so that a new filter is answered by seeks instead of parsing every row's metadata.
 
@@ -101,7 +101,9 @@ class DocStore:
                     self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
             self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
             # keyword search over the bodies (a docstore written before it gets its rows indexed once)
-            create_sqlite(self.conn.execute, "fts", "bodies", "fid", "bodies")
+            create_sqlite(self.conn.execute, "fts", "bodies", "fid", None)
+            for name in ("ai", "ad", "au"):  # a docstore from before kept it in step by triggers
+                self.conn.execute(f"DROP TRIGGER IF EXISTS bodies_{name}")
             if self.get_info("postings") is None:  # a docstore written before postings gets them once
                 self.postings.create()
                 for rows in self._batches("SELECT fid, metadata FROM docs WHERE fid > ? ORDER BY fid LIMIT ?"):
@@ -206,6 +208,8 @@ class DocStore:
             sql = "SELECT fid, metadata FROM docs WHERE fid IN (SELECT value FROM json_each(?))"
             rows = self.conn.execute(sql, arg).fetchall()
             self.postings.remove([r[0] for r in rows], [r[1] for r in rows])
+            sql = "SELECT 'delete', fid, text FROM bodies WHERE fid IN (SELECT value FROM json_each(?)) AND text != ''"
+            self.conn.executemany("INSERT INTO fts (fts, rowid, text) VALUES (?, ?, ?)", self.conn.execute(sql, arg))
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
@@ -229,6 +233,8 @@ class DocStore:
             "INSERT INTO bodies (fid, text, code) VALUES (?, ?, ?)",
             zip(fids.tolist(), texts, (c.tobytes() for c in codes)),
         )
+        words = [(fid, text) for fid, text in zip(fids.tolist(), texts) if text]  # a later chunk's text is ''
+        self.conn.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", words)
         self.postings.add(fids.tolist(), metadatas)
         return fids
 

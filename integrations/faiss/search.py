@@ -55,8 +55,6 @@ class FaissSearch:
             few = len(allowed) <= FEW or (self.kind == "flat" and len(allowed) * 8 <= total)
             if few:  # gathering the matching rows beats scanning them all
                 return self._exact(q, k, allowed) if len(allowed) else []
-            if self.kind == "flat" and self.precision == "float32":
-                return best(k, *(self._flat_filtered(part, q, k, match) for part in segments.parts))
             if "selector" not in match.derived:
                 match.derived["selector"] = structures.bitmap(allowed, segments.fid_w)
             selector = match.derived["selector"]
@@ -64,16 +62,6 @@ class FaissSearch:
         selectivity = (live if allowed is None else len(allowed)) / total
         found = best(k, *(self._ann(part, q, k, selector, allowed, selectivity) for part in segments.parts))
         return found if len(found) >= want else self._exact(q, k, allowed)
-
-    def _flat_filtered(self, part, q: np.ndarray, k: int, match) -> list[tuple[int, float]]:
-        """Exact filtered search as one masked product over a part's flat storage: FAISS's per-row ID
-        selector check costs several times an unfiltered search there."""
-        fids, vectors = structures.stored(part.index, part.base, part.kind, self.precision, self.dimension)
-        key = ("mask", id(part))
-        if match.derived.get(key, (None, 0))[1] != len(fids):
-            match.derived[key] = np.isin(fids, match.keys), len(fids)
-        scores, rows = top_k(vectors, q[None], k, match.derived[key][0])
-        return list(zip(fids[rows[0]].tolist(), scores[0].tolist()))
 
     def _run(self, node: Node):
         return lambda after, touched: self._store.matching(node, after, touched)

@@ -177,7 +177,7 @@ def test_an_index_from_before_keyword_search_is_indexed_on_open(tmp_path, tiny_m
     with FaissIndex(tiny_model, path=str(tmp_path / "old")) as index:
         index.add(texts, metadatas, ids=ids)
     conn = sqlite3.connect(tmp_path / "old" / "docs.sqlite")
-    conn.executescript("DROP TRIGGER bodies_ai; DROP TRIGGER bodies_ad; DROP TRIGGER bodies_au; DROP TABLE fts;")
+    conn.executescript("DROP TABLE fts;")
     conn.close()
     for index in (
         SQLIndex(tiny_model, f"sqlite:///{tmp_path}/old.db"),

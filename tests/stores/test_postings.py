@@ -1,5 +1,6 @@
 """Filter postings select exactly the rows the JSON evaluator selects, on randomized tables and filters,
-through adds, upserts, metadata updates and deletes, and a docstore from before postings gets them."""
+through adds, upserts, metadata updates and deletes, and a docstore from before postings gets them (and
+keeps its keyword index in step without triggers)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,10 @@ def test_a_docstore_from_before_postings_gets_them_on_open(tmp_path):
         assert through == parsed and through
     with sqlite3.connect(folder / "docs.sqlite") as db:
         assert db.execute("SELECT count(*) FROM postings").fetchone()[0] == 2 * len(index)
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (0,)
+    # its keyword index, which triggers kept in step, is now kept by the writes themselves
+    assert [h.id for h in index.search("d9", k=3, mode="keyword")] == ["d9"]
+    index.delete(["d9"])
+    index.add(["a wombat"], [{"g": 3}], ids=["fresh"])
+    assert index.search("d9", k=3, mode="keyword") == []
+    assert [h.id for h in index.search("wombat", k=3, mode="keyword", filter={"g": 3})] == ["fresh"]
