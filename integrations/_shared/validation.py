@@ -78,7 +78,7 @@ def batch(n: int, metadatas, doc_ids) -> tuple[list[str], list[str]]:
         metadatas = [{} for _ in range(n)]
     elif isinstance(metadatas, dict) or len(metadatas) != n:
         raise InvalidInputError(f"metadatas must be a list of {n} dicts")
-    texts = [metadata(m, i) for i, m in enumerate(metadatas)]
+    texts = flat_metadata(metadatas) or [metadata(m, i) for i, m in enumerate(metadatas)]
     if doc_ids is None:
         return texts, [uuid.uuid4().hex for _ in range(n)]
     doc_ids = ids(doc_ids)
@@ -90,6 +90,28 @@ def batch(n: int, metadatas, doc_ids) -> tuple[list[str], list[str]]:
             raise InvalidInputError(f"id {value!r} at index {i} appears more than once in this batch")
         seen.add(value)
     return texts, doc_ids
+
+
+def flat_metadata(values: list) -> list[str] | None:
+    """The stored JSON of a batch of flat dicts (str keys; str, number, bool or null values), checked by one
+    round trip through JSON; None when any value might be something else, which ``metadata`` then checks
+    dict by dict and names. Flat means no ``{`` or ``[`` but the dicts' own: nesting needs one."""
+    try:
+        texts = [ENCODE(v) for v in values]
+    except (TypeError, ValueError, RecursionError):
+        return None
+    joined = "[" + ",".join(texts) + "]"
+    flat = joined.count("{") == len(texts) and "[" not in joined[1:] and "\\u0000" not in joined
+    if not flat or not all(type(v) is dict for v in values):
+        return None
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return texts if json.loads(joined) == values else None
+
+
+ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 def metadata(value, i: int) -> str:

@@ -70,11 +70,20 @@ class DocStore:
             if not self.read_only:
                 self._set_up()
         except BaseException as exc:
+            damaged = sqlite_files.is_damage(exc) and self._has_tables()  # a docstore whose pages are damaged
             if self.conn is not None:
                 self.conn.close()
+            if damaged:
+                raise sqlite_files.translate(exc, self.file) from None
             if isinstance(exc, sqlite3.DatabaseError):
                 raise CorruptIndexError(f"{self.file}: not a usable SQLite database ({exc})") from None
             raise
+
+    def _has_tables(self) -> bool:
+        try:
+            return self.conn is not None and bool(sqlite_files.tables(self.conn))
+        except sqlite3.DatabaseError:
+            return False
 
     def _check_owner(self, expect_rows: bool) -> None:
         """Refuse a database that is not a docstore, before anything is written to it."""

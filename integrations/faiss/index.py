@@ -143,11 +143,11 @@ class FaissIndex(FaissSearch, Index):
                 continue
         self._version = version
 
-    def _catch_up(self, final: bool = True) -> None:
+    def _catch_up(self, final: bool = True, own=None) -> None:
         """Bring the FAISS state up to the docstore (inside a transaction)."""
         if self._ranges is None and self.precision != "float32":
             self._ranges = self._load_ranges()
-        self._segments.catch_up(self._store, final)
+        self._segments.catch_up(self._store, final, own)
 
     def _load_ranges(self):
         ranges = self._store.get_info("ranges")
@@ -184,8 +184,8 @@ class FaissIndex(FaissSearch, Index):
                 codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
                 self._store.kill(self._store.fids_of(rows.heads))  # with every chunk from before
                 spans = [dump_span(s) for s in rows.spans]
-                self._store.insert(rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans)
-            self._apply()
+                fids = self._store.insert(rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans)
+            self._apply((fids, codes))
             if self._segments.full():
                 self._seal()
 
@@ -236,13 +236,13 @@ class FaissIndex(FaissSearch, Index):
             logger.warning("sealing a FAISS segment failed (%s); save() tries again", exc)
             self._forget()
 
-    def _apply(self) -> None:
+    def _apply(self, own=None) -> None:
         """Bring the FAISS state up to what was just committed (the SQLite write lock is already
-        released, so other writers go on meanwhile). If that fails, the structure is dropped and rebuilt
-        on the next call: the docstore already holds the write."""
+        released, so other writers go on meanwhile); ``own`` is the (fids, codes) this call inserted. If
+        that fails, the state is dropped and rebuilt on the next call: the docstore already holds the write."""
         try:
             with self._store.read():
-                self._catch_up()
+                self._catch_up(own=own)
         except BaseException:
             self._forget()
             raise

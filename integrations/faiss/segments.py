@@ -102,18 +102,24 @@ class Segments:
         return self._not_dead
 
     # ----------------------------------------------------------------- following the docstore
-    def catch_up(self, store, final: bool = True) -> None:
-        """Bring the parts up to the docstore (inside a read or write transaction)."""
+    def catch_up(self, store, final: bool = True, own=None) -> None:
+        """Bring the parts up to the docstore (inside a read or write transaction). ``own``: the (fids, codes)
+        this process just inserted, appended as they are when they are every row written since."""
         if self.folder is not None or self.entries is None:
             entries = store.segments() if self.folder is not None else []
             if entries != self.entries:
                 self._load(store, entries, final)
         top_fid, top_seq = store.high_water()
-        seqs, fids = store.dead_log_after(self.seq_w)
-        keep = fids <= self.fid_w  # rows above it are read live below
-        self._mark_dead(seqs[keep], fids[keep])
-        for fids, codes in store.rows_after(self.fid_w, self.dtype, self.dimension):
-            self._append(fids, codes)
+        if own is not None and len(own[0]) and own[0][0] == self.fid_w + 1 and own[0][-1] == top_fid:
+            self._append(*own)  # then every delete since applies to a row the parts hold
+            seqs, fids = store.dead_log_after(self.seq_w)
+            self._mark_dead(seqs, fids)
+        else:
+            seqs, fids = store.dead_log_after(self.seq_w)
+            keep = fids <= self.fid_w  # rows above it are read live below
+            self._mark_dead(seqs[keep], fids[keep])
+            for fids, codes in store.rows_after(self.fid_w, self.dtype, self.dimension):
+                self._append(fids, codes)
         self.fid_w, self.seq_w = max(self.fid_w, top_fid), top_seq
         self.tail.hi = self.fid_w
 

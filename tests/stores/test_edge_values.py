@@ -414,3 +414,33 @@ def test_filtered_search_through_selectors_is_exact_in_k(monkeypatch, kind, prec
             truth = sorted((i for i in range(30, 600) if allowed(i)), key=lambda i: -float(vectors[i] @ query))[:10]
             assert [h.id for h in hits] == [f"d{i}" for i in truth]
             assert abs(hits[0].score - float(vectors[truth[0]] @ query)) < 1e-5
+
+
+def test_the_one_pass_metadata_check_gives_what_the_dict_by_dict_check_gives():
+    """A batch of flat dicts is checked by one round trip through JSON; anything it cannot vouch for goes
+    dict by dict, so the stored text, and every refusal with its position, stay the same."""
+    import random
+
+    from integrations._shared.validation import flat_metadata, metadata
+
+    rng = random.Random(5)
+    values = [0, -7, 2**70, 1.5, True, False, None, "", "é", "a{b", "[x]", "\x00", "back\\u0000slash", 1e300]
+    tricky = [(1, 2), {"k": 1}, [1], float("nan"), {1: "x"}, "\ud800", object()]
+    vouched = 0
+    for _ in range(400):
+        batch = [
+            {
+                (j if rng.random() < 0.03 else f"f{j}"): rng.choice(values + tricky * (rng.random() < 0.1))
+                for j in range(rng.randrange(4))
+            }
+            for _ in range(rng.randrange(1, 5))
+        ]
+        fast = flat_metadata(batch)
+        try:
+            slow = [metadata(m, i) for i, m in enumerate(batch)]
+        except Exception:  # noqa: BLE001 - a refusal: the one-pass check must not vouch for the batch
+            assert fast is None
+            continue
+        assert fast is None or fast == slow
+        vouched += fast is not None
+    assert vouched > 100
