@@ -14,7 +14,8 @@ own process:
 2. **reopen** (three fresh processes, each a new interpreter; the median is reported): from the open call
    to the first answer. The first of them then runs 20 searches and reports its RSS, then p50/p95 of
    unfiltered searches, recall@10 against an exact search, the first use of never-seen 1% filters
-   (``group == 7``, ``8``, ``9``: median), filtered p50 at 1% and 70% (``group < 70``), and a keyword query.
+   (``group == 7``, ``8``, ``9``: median), filtered p50 at 1% and 70% (``group < 70``), a keyword query
+   beside the same FTS5 query run by hand on the same file, and a hybrid search.
 3. **changes** (one more fresh process): add 1,000 + ``save()`` (median of 3), delete 10%, ``close()``.
 
 Anchors in the same run: raw faiss (a flat index, and an IVF int8 one like the ten-million
@@ -98,10 +99,13 @@ class VectorsOnly:
     def get_embedding_dimension(self) -> int:
         return DIM
 
-    def encode_query(self, texts, **kw):
-        raise NotImplementedError
+    lookup: dict[str, np.ndarray] = {}  # query text -> its vector, for hybrid searches
 
-    encode_document = encode_query
+    def encode_query(self, texts, **kw):
+        return np.stack([self.lookup[t] for t in texts])
+
+    def encode_document(self, texts, **kw):
+        raise NotImplementedError
 
 
 def rss_mb() -> float:
@@ -174,9 +178,36 @@ def probe(system: str, where: str, q: np.ndarray, full: bool) -> dict:
     out["new filter"] = float(np.median(firsts))
     for label, flt in {"filt1%": {"group": 7}, "filt70%": {"group": {"$lt": 70}}}.items():
         out[label] = timed(lambda i: index.search_by_vector(q[i % QUERIES], k=K, filter=flt), 50)[0]
-    out["keyword"] = timed(lambda i: index.search(f"w{i * 7} w{i * 13}", k=K, mode="keyword"), 50)[0]
+    words = [f"w{i * 7} w{i * 13}" for i in range(50)]
+    out["keyword"] = timed(lambda i: index.search(words[i], k=K, mode="keyword"), 50)[0]
+    out["keyword raw"] = raw_keyword(system, where, words)
+    VectorsOnly.lookup = dict(zip(words, q))
+    out["hybrid"] = timed(lambda i: index.search(words[i], k=K, mode="hybrid"), 50)[0]
+    legs = [timed(lambda i: index.search(words[i], k=100, mode=mode), 50)[0] for mode in ("vector", "keyword")]
+    out["hybrid/legs"] = out["hybrid"] / sum(legs)
     index.close()
     return out
+
+
+def raw_keyword(system: str, where: str, words: list[str]) -> float:
+    """p50 of the same FTS5 query by hand: the best 10 by bm25 with their id, text and metadata."""
+    if system == "sqlite":
+        db = sqlite3.connect(f"{where}/bench.db")
+        sql = (
+            "SELECT d.id, d.text, d.metadata, bm25(embedkit_fts_documents) FROM embedkit_fts_documents "
+            "JOIN documents d ON d.rowid = embedkit_fts_documents.rowid WHERE embedkit_fts_documents MATCH ? "
+            "ORDER BY bm25(embedkit_fts_documents) LIMIT 10"
+        )
+    else:
+        db = sqlite3.connect(f"{where}/idx/docs.sqlite")
+        sql = (
+            "SELECT d.id, b.text, d.metadata, bm25(fts) FROM fts JOIN docs d ON d.fid = fts.rowid "
+            "JOIN bodies b ON b.fid = fts.rowid WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT 10"
+        )
+    match = [" OR ".join(f'"{w}"' for w in text.split()) for text in words]
+    p50 = timed(lambda i: db.execute(sql, (match[i],)).fetchall(), 50)[0]
+    db.close()
+    return p50
 
 
 def changes(system: str, where: str, n: int) -> dict:
@@ -356,7 +387,8 @@ COLUMNS = [
     ("ingest/s", "{:,.0f}"), ("x floor", "{:.2f}"), ("ingest cpu", "{:,.0f}"), ("reopen", "{:.2f}"),
     ("add 1k+save", "{:.3f}"), ("new filter", "{:.1f}"), ("rss", "{:,.0f}"), ("disk", "{:,.0f}"),
     ("p50", "{:.2f}"), ("p95", "{:.2f}"), ("filt1%", "{:.2f}"), ("filt70%", "{:.2f}"), ("keyword", "{:.2f}"),
-    ("recall", "{:.3f}"), ("delete 10%", "{:.2f}"), ("close", "{:.2f}"),
+    ("keyword raw", "{:.2f}"), ("hybrid", "{:.2f}"), ("hybrid/legs", "{:.2f}"), ("recall", "{:.3f}"),
+    ("delete 10%", "{:.2f}"), ("close", "{:.2f}"),
 ]  # fmt: skip
 GROWTH = ["reopen", "add 1k+save", "new filter", "rss", "p50", "filt1%", "ingest/s"]
 
