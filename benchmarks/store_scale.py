@@ -18,8 +18,8 @@ own process:
    beside the same FTS5 query run by hand on the same file, and a hybrid search.
 3. **changes** (one more fresh process): add 1,000 + ``save()`` (median of 3), delete 10%, ``close()``.
 
-Anchors in the same run: raw faiss (a flat index, and an IVF int8 one like the ten-million
-configuration, written with ``write_index`` and read back with ``read_index``; filters as a numpy mask
+Anchors in the same run: raw faiss (a flat index, and an IVF int8 one probed as the ten-million
+configuration is, written with ``write_index`` and read back with ``read_index``; filters as a numpy mask
 and an ID selector) and, where installed, LanceDB. A growth table (largest size over smallest) closes the
 report; ``--out FILE`` also writes every figure as JSON.
 """
@@ -42,10 +42,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 DIM, K, QUERIES, BATCH, VOCABULARY = 384, 10, 200, 5000, 5000
+NPROBE = 32  # IVF lists probed per segment in the ten-million configuration (and raw faiss IVF beside it)
 CENTERS = np.random.default_rng(0).normal(size=(100, DIM)).astype(np.float32)
 STORES = {
     "faiss-flat": {"kind": "flat", "precision": "float32"},
-    "faiss-10m": {"kind": "ivf", "precision": "int8"},  # the ten-million configuration
+    "faiss-10m": {"kind": "ivf", "precision": "int8", "nprobe": NPROBE},  # the ten-million configuration
     "sqlite": None,
 }
 ANCHORS = ("floor", "raw-flat", "raw-ivf", "lancedb")
@@ -277,7 +278,7 @@ def raw_faiss_probe(kind: str, where: str, q: np.ndarray, full: bool) -> dict:
 
     t = time.perf_counter()
     index = faiss.read_index(f"{where}/raw.faiss")
-    params = faiss.SearchParametersIVF(nprobe=max(16, index.nlist // 3)) if kind == "ivf" else None
+    params = faiss.SearchParametersIVF(nprobe=NPROBE) if kind == "ivf" else None
     index.search(q[:1], K, params=params)
     out = {"reopen": time.perf_counter() - t}
     if not full:
