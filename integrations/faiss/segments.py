@@ -4,8 +4,9 @@
   rows of one fid range that were live when it was built (its ``floor``, a position in the delete log).
   In a folder it is a file written once and never changed (``integrations.faiss.segment_files``), mapped
   when opened: reopening reads the manifest and a few MiB per segment, not the vectors.
-- The **tail** holds the rows above the last segment in memory (an exact structure for IVF, which trains
-  per segment). Once it holds ``SEAL_ROWS`` rows, a write seals it into a segment; ``save()`` and
+- The **tail** holds the rows above the last segment in memory, searched exactly: a write or a reopen
+  never builds a graph or trains lists row by row. Once it holds ``SEAL_ROWS`` rows, a write seals it
+  into a segment, and the segment's own HNSW graph or IVF lists are built then, in one go; ``save()`` and
   ``close()`` seal it too when it is that large, ``save(force=True)`` and ``compact()`` at any size.
 - **Deletes are tombstones**: the delete log's entries after a part's floor, kept out of results by one
   ID selector over the fid space. A search costs the same after deleting 10% as before.
@@ -67,7 +68,7 @@ class Segments:
         self.binary = precision == "ubinary"
         self.dtype = np.float32 if precision == "float32" else np.int8
         self.convert, self.new_index = convert, new_index
-        self.tail_kind = "flat" if kind == "ivf" else kind
+        self.tail_kind = "flat"  # exact over a few thousand rows; the ANN structure is built when it seals
         self.reset()
 
     def reset(self) -> None:

@@ -47,17 +47,6 @@ def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, ef_constru
     return faiss.IndexIDMap2(base), base
 
 
-def deserialize(data: np.ndarray, binary: bool):
-    """(the IDMap2 wrapper, the structure inside it) from a snapshot's bytes."""
-    index = (faiss.deserialize_index_binary if binary else faiss.deserialize_index)(data)
-    inner = index.index
-    return index, faiss.downcast_IndexBinary(inner) if binary else faiss.downcast_index(inner)
-
-
-def serialize(index, binary: bool) -> bytes:
-    return (faiss.serialize_index_binary if binary else faiss.serialize_index)(index).tobytes()
-
-
 def fids_of(index) -> np.ndarray:
     """The fids in a structure, in its internal order (a copy)."""
     return faiss.vector_to_array(index.id_map)

@@ -26,3 +26,13 @@ def make(backend):
     """Opens (and reopens) the configuration over the same storage; the encoder defaults to the torch-free
     HashEncoder, and keyword arguments go to the index."""
     return backend.open
+
+
+@pytest.fixture(autouse=True)
+def small_segments(monkeypatch):
+    """FaissIndex seals its tail every 64 rows here (20,000 in use), so that the tests' few hundred rows
+    run through sealed segments with their own HNSW graphs and IVF lists, tombstones and merges, not only
+    through the exact tail. Child processes keep the real size."""
+    from integrations.faiss import segments
+
+    monkeypatch.setattr(segments, "SEAL_ROWS", 64)
