@@ -37,7 +37,7 @@ from integrations._shared.codec import int_keys, load_span
 from integrations._shared.sqlite_files import json_ints, json_values
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
 from integrations.faiss import segment_files
-from integrations.faiss.rows import Found, Row
+from integrations.faiss.rows import Found, Row, parse_metadatas
 from integrations.filters.postings import Postings
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword import terms
@@ -105,6 +105,11 @@ class DocStore:
     def _set_up(self) -> None:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        names = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master")}
+        application = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        if {"docs_by_doc", "fts", "postings"} <= names and application == sqlite_files.DOCSTORE_ID:
+            if not names & {"bodies_ai", "bodies_ad", "bodies_au"} and self.get_info("postings") is not None:
+                return  # nothing to create or upgrade, so nothing is written (a full disk still opens)
         with self.write():
             for statement in SCHEMA.split(";")[:-1]:
                 self.conn.execute(statement)
@@ -311,7 +316,7 @@ class DocStore:
             + "WHERE d.fid IN (SELECT value FROM json_each(?))",
             (json.dumps([int(f) for f in fids]),),
         ).fetchall()
-        metadatas = self.parse_metadatas([r[1] for r in rows], [r[3] for r in rows])
+        metadatas = parse_metadatas(self.file, [r[1] for r in rows], [r[3] for r in rows])
         return {r[0]: Found(r[1], r[2], md, load_span(r[4]), r[5]) for r, md in zip(rows, metadatas)}
 
     def by_id(self, ids: list[str], chunks: bool = False) -> list[Row]:
@@ -357,7 +362,7 @@ class DocStore:
         if after is not None:
             query = query.where(DOCS.c.id > after)
         rows = self._execute(query.limit(limit).offset(offset or None)).fetchall()
-        metadatas = self.parse_metadatas([r[0] for r in rows], [r[2] for r in rows])
+        metadatas = parse_metadatas(self.file, [r[0] for r in rows], [r[2] for r in rows])
         return [(doc_id, text, md) for (doc_id, text, _), md in zip(rows, metadatas)]
 
     @staticmethod
@@ -386,22 +391,3 @@ class DocStore:
                     f"{self.file}: the vector of document {doc_id!r} has {len(code)} bytes, not {width}"
                 )
         return np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(len(rows), dim)
-
-    def parse_metadatas(self, ids: list[str], texts: list[str]) -> list[dict]:
-        """Metadata texts parsed in one call (10 json.loads cost 5 times one); a damaged one names its id."""
-        try:
-            metadatas = json.loads("[" + ",".join(texts) + "]")
-            if len(metadatas) == len(texts) and all(isinstance(m, dict) for m in metadatas):
-                return metadatas
-        except json.JSONDecodeError:
-            pass
-        return [self.parse_metadata(doc_id, text) for doc_id, text in zip(ids, texts)]
-
-    def parse_metadata(self, doc_id: str, text: str) -> dict:
-        try:
-            metadata = json.loads(text)
-        except json.JSONDecodeError:
-            metadata = None
-        if not isinstance(metadata, dict):
-            raise CorruptIndexError(f"{self.file}: the metadata of document {doc_id!r} is not a JSON object")
-        return metadata

@@ -17,6 +17,7 @@ from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyInde
 from integrations.faiss import migrate_0_1, segment_files, structures
 from integrations.faiss.docstore import DocStore
 from integrations.faiss.folders import copy_to, stored_settings
+from integrations.faiss.rows import parse_metadatas
 from integrations.faiss.search import FaissSearch
 from integrations.faiss.segments import Segments
 from integrations.index import Index, guarded
@@ -260,7 +261,7 @@ class FaissIndex(FaissSearch, Index):
     def _get(self, ids) -> list[Record]:
         with self._lock:
             rows = self._store.by_id(ids)
-            metadatas = self._store.parse_metadatas([r.id for r in rows], [r.metadata for r in rows])
+            metadatas = parse_metadatas(self._store.file, [r.id for r in rows], [r.metadata for r in rows])
         found = {r.id: Record(r.id, r.text, m) for r, m in zip(rows, metadatas)}
         return [found[i] for i in ids if i in found]
 
