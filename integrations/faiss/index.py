@@ -37,7 +37,8 @@ class FaissIndex(FaissSearch, Index):
       dimension, searched by Hamming distance); ``rescore`` re-ranks ``k * rescore_multiplier`` candidates
       of the quantized kinds with their int8 codes.
     - ``hnsw_m``, ``ef_construction``, ``ef_search``: HNSW's graph degree and search depths.
-    - ``nlist`` (default about sqrt(n)), ``nprobe`` (default max(16, nlist / 3)): IVF's lists.
+    - ``nlist`` (default about sqrt(n) for a segment of n rows), ``nprobe`` (default max(16, nlist / 3)): IVF's
+      lists, per segment.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
 
     Every write is durable when it returns; the FAISS structures are kept as segments for a fast reopen
