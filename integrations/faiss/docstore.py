@@ -163,8 +163,7 @@ class DocStore:
     @contextlib.contextmanager
     def write(self):
         """A write transaction: writers from every process queue here."""
-        if self.read_only:
-            raise ReadOnlyIndexError(f"{self.file}: the index is read-only (its folder cannot be written)")
+        self.check_writable()
         self.conn.execute("BEGIN IMMEDIATE")
         self.writing = True
         try:
@@ -176,6 +175,10 @@ class DocStore:
             raise
         finally:
             self.writing = False
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyIndexError(f"{self.file}: the index is read-only (its folder cannot be written)")
 
     @contextlib.contextmanager
     def read(self):
@@ -224,11 +227,11 @@ class DocStore:
         """Delete rows (and their postings) and log their fids."""
         if len(fids):
             arg = (json.dumps(fids.tolist()),)
-            sql = "SELECT fid, metadata FROM docs WHERE fid IN (SELECT value FROM json_each(?))"
-            rows = self.conn.execute(sql, arg).fetchall()
+            sql = "SELECT d.fid, d.metadata, b.text FROM docs d JOIN bodies b ON b.fid = d.fid WHERE d.fid IN "
+            rows = self.conn.execute(sql + "(SELECT value FROM json_each(?))", arg).fetchall()
             self.postings.remove([r[0] for r in rows], [r[1] for r in rows])
-            sql = "SELECT 'delete', fid, text FROM bodies WHERE fid IN (SELECT value FROM json_each(?)) AND text != ''"
-            self.conn.executemany("INSERT INTO fts (fts, rowid, text) VALUES (?, ?, ?)", self.conn.execute(sql, arg))
+            words = [("delete", fid, text) for fid, _, text in rows if text]  # a later chunk's text is ''
+            self.conn.executemany("INSERT INTO fts (fts, rowid, text) VALUES (?, ?, ?)", words)
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
@@ -283,9 +286,6 @@ class DocStore:
     def all_fids(self) -> np.ndarray:
         """Every row's fid, ascending."""
         return int_keys(self.conn.execute("SELECT fid FROM docs ORDER BY fid"))
-
-    def dead_after(self, seq: int) -> np.ndarray:
-        return int_keys(self.conn.execute("SELECT fid FROM dead WHERE seq > ?", (seq,)))
 
     def dead_log_after(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """(seqs, fids) of the delete log after ``seq``."""

@@ -13,7 +13,7 @@ from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
 from integrations._shared.validation import check_positive_int
-from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError, UnknownIdsError
+from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, segment_files, structures
 from integrations.faiss.docstore import DocStore
 from integrations.faiss.folders import copy_to, stored_settings
@@ -316,8 +316,7 @@ class FaissIndex(FaissSearch, Index):
         at the cost of rebuilding every FAISS structure."""
         self._check_open()
         with self._lock:
-            if self._store.read_only:
-                raise ReadOnlyIndexError(f"{self.path}: the index is read-only (its folder cannot be written)")
+            self._store.check_writable()
             self._sync()
             self._segments.seal(self._store, force=True)
             self._segments.merge(self._store, everything=True)

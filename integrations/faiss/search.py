@@ -67,7 +67,7 @@ class FaissSearch:
         return lambda after, touched: self._store.matching(node, after, touched)
 
     def _touched(self, seq: int) -> np.ndarray:
-        return self._store.dead_after(seq)
+        return self._store.dead_log_after(seq)[1]
 
     def _ann(self, part, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
         """A part's FAISS candidates (re-ranked exactly from the kept codes when ``rescore``), best first."""

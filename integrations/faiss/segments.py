@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 SEAL_ROWS = 20_000  # rows in the tail before it is sealed into a segment
 FANOUT = 4  # adjacent segments of one size tier merged into one
+TAIL_KIND = "flat"  # exact over a few thousand rows; the ANN structure is built when it seals
 
 
 @dataclass(eq=False)
@@ -68,12 +69,8 @@ class Segments:
         self.binary = precision == "ubinary"
         self.dtype = np.float32 if precision == "float32" else np.int8
         self.convert, self.new_index = convert, new_index
-        self.tail_kind = "flat"  # exact over a few thousand rows; the ANN structure is built when it seals
-        self.reset()
-
-    def reset(self) -> None:
         self.sealed: list[Part] = []
-        self.tail = Part(None, None, self.tail_kind, 1, 0, 0)
+        self.tail = Part(None, None, TAIL_KIND, 1, 0, 0)
         self.dead = np.zeros(0, np.int64)
         self.fid_w = self.seq_w = 0
         self.entries: list[dict] | None = None  # the manifest these parts follow (None: not read yet)
@@ -111,12 +108,11 @@ class Segments:
             if entries != self.entries:
                 self._load(store, entries, final)
         top_fid, top_seq = store.high_water()
+        seqs, fids = store.dead_log_after(self.seq_w)
         if own is not None and len(own[0]) and own[0][0] == self.fid_w + 1 and own[0][-1] == top_fid:
             self._append(*own)  # then every delete since applies to a row the parts hold
-            seqs, fids = store.dead_log_after(self.seq_w)
             self._mark_dead(seqs, fids)
         else:
-            seqs, fids = store.dead_log_after(self.seq_w)
             keep = fids <= self.fid_w  # rows above it are read live below
             self._mark_dead(seqs[keep], fids[keep])
             for fids, codes in store.rows_after(self.fid_w, self.dtype, self.dimension):
@@ -141,7 +137,7 @@ class Segments:
         sealed_hi = max([e["hi"] for e in entries], default=0)
         tail = self.tail
         if tail.lo != sealed_hi + 1 or self.entries is None:
-            tail = self._build(store, self.tail_kind, sealed_hi + 1, top_fid, top_seq)
+            tail = self._build(store, TAIL_KIND, sealed_hi + 1, top_fid, top_seq)
             self.fid_w, self.seq_w = top_fid, top_seq
         else:
             dead.append(self.dead[self.dead > sealed_hi])
@@ -173,8 +169,7 @@ class Segments:
         return fids[(fids >= part.lo) & (fids <= part.hi) & (seqs > part.floor)]
 
     def _mark_dead(self, seqs: np.ndarray, fids: np.ndarray) -> None:
-        found = [self._dead_in(p, seqs, fids) for p in (*self.sealed, self.tail)]
-        found = np.concatenate(found) if found else fids[:0]
+        found = np.concatenate([self._dead_in(p, seqs, fids) for p in (*self.sealed, self.tail)])
         if len(found):
             self.dead, self._not_dead = np.union1d(self.dead, found), None
 
@@ -184,7 +179,7 @@ class Segments:
         if not len(fids):
             return
         if self.tail.index is None:
-            self.tail.index, self.tail.base = self.new_index(self.tail_kind, len(fids))
+            self.tail.index, self.tail.base = self.new_index(TAIL_KIND, len(fids))
         self.tail.index.add_with_ids(self.convert(codes), fids)
         self.fid_w = self.tail.hi = int(fids[-1])
 
@@ -228,7 +223,7 @@ class Segments:
             else:
                 part = self._build(store, self.kind, tail.lo, self.fid_w, self.seq_w)
         if self._commit(store, [], [part] if part else []) and part:
-            self.tail = Part(None, None, self.tail_kind, part.hi + 1, part.hi, self.seq_w)
+            self.tail = Part(None, None, TAIL_KIND, part.hi + 1, part.hi, self.seq_w)
 
     def merge(self, store, everything: bool = False) -> None:
         """Write the segments rebuilt after damage, then merge by size tiers (all into one with

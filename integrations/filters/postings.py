@@ -14,6 +14,7 @@ deletes it.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -75,13 +76,10 @@ class Postings:
     def match(self, node: Node) -> np.ndarray:
         """The sorted keys of the rows that match ``node``."""
         op = node[0]
-        if op in ("and", "or"):
-            parts = [self.match(n) for n in node[1]]
-            combine = np.intersect1d if op == "and" else np.union1d
-            out = parts[0]
-            for part in parts[1:]:
-                out = combine(out, part, assume_unique=True) if op == "and" else combine(out, part)
-            return out
+        if op == "and":
+            return functools.reduce(lambda a, b: np.intersect1d(a, b, assume_unique=True), map(self.match, node[1]))
+        if op == "or":
+            return np.unique(np.concatenate([self.match(n) for n in node[1]]))
         if op == "not":
             return self._complement(self.match(node[1]))
         _, field, value = node
