@@ -16,9 +16,9 @@ import sqlite3
 
 import numpy as np
 
+from integrations._shared import disk
 from integrations._shared.codec import dumps
 from integrations.errors import CorruptIndexError
-from integrations.faiss import segment_files
 from integrations.faiss.docstore import DocStore
 
 FILES = ("meta.json", "store.npy", "fids.npy", "docs.sqlite")
@@ -72,7 +72,7 @@ def migrate(path: str, dimension: int) -> None:
             return
     finally:
         for suffix in ("", "-wal", "-shm"):
-            segment_files.remove(tmp + suffix)
+            disk.remove(tmp + suffix)
     logger.info("%s: moved %d documents of an embedkit 0.1 index into docs.sqlite", path, len(rows))
 
 
@@ -107,5 +107,5 @@ def _remove_leftovers(path: str) -> None:
     """Files of migrations whose process is gone (and of earlier versions' single temporary name)."""
     for name in os.listdir(path):
         found = LEFTOVER.fullmatch(name)
-        if name in OLD_TEMPORARY or found and not segment_files.alive(int(found.group(1))):
-            segment_files.remove(os.path.join(path, name))
+        if name in OLD_TEMPORARY or found and not disk.alive(int(found.group(1))):
+            disk.remove(os.path.join(path, name))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from integrations._shared import disk
 from integrations.faiss import segment_files, structures
 
 logger = logging.getLogger(__name__)
@@ -284,12 +285,12 @@ class Segments:
                 self.converting = False
         if lost:
             for part in new:
-                segment_files.remove(os.path.join(self.folder, part.entry["file"]))
+                disk.remove(os.path.join(self.folder, part.entry["file"]))
                 part.entry = None
             return False
         for name in gone + ([snapshot["file"]] if isinstance(snapshot, dict) and "file" in snapshot else []):
             if segment_files.NAME.fullmatch(name) or segment_files.OLD_SNAPSHOT.fullmatch(name):
-                segment_files.remove(os.path.join(self.folder, name))
+                disk.remove(os.path.join(self.folder, name))
         if current == self.entries:
             self.entries = entries
         self._replace(old, new)

@@ -134,17 +134,18 @@ import os, sys, time
 sys.path[:0] = [{tests!r}]
 from store_workers import HashEncoder, text_of
 from integrations import FaissIndex
-from integrations.faiss import segment_files, segments
+from integrations._shared import disk
+from integrations.faiss import segments
 segments.SEAL_ROWS = 10
 point, calls = {point!r}, [0]
-real = getattr(segment_files, point)
+real = getattr(disk, point)
 def stop(*args):
     real(*args)
     calls[0] += 1
     if calls[0] == {nth}:
         print("ready", flush=True)
         time.sleep(600)
-setattr(segment_files, point, stop)
+setattr(disk, point, stop)
 kind, precision = {name!r}.split("-")
 index = FaissIndex(HashEncoder(), path={folder!r}, kind=kind, precision=precision)
 index.add([text_of(f"k{{i}}") for i in range({adds})], ids=[f"k{{i}}" for i in range({adds})])
@@ -155,7 +156,7 @@ print("finished", flush=True)
 
 def kill_at(folder, name: str, point: str, nth: int = 1, adds: int = 0) -> None:
     """Run a process that opens ``folder``, adds ``adds`` rows and saves; kill -9 it right after its
-    ``nth`` call of ``segment_files.<point>``."""
+    ``nth`` call of ``integrations._shared.disk.<point>``."""
     script = KILLER.format(
         tests=str(Path(__file__).parent.parent), point=point, nth=nth, name=name, folder=str(folder), adds=adds
     )
