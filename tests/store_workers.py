@@ -114,6 +114,17 @@ def merger(target: str, options: dict, stop, errors) -> None:
     index.close()
 
 
+def saver(target: str, options: dict, stop, errors) -> None:
+    """Writes segments over and over (any rows changed, SQLIndex) until ``stop`` is set, while writers run."""
+    index = open_target(target, options)
+    try:
+        while not stop.is_set():
+            index.save(force=True)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(repr(exc))
+    index.close()
+
+
 def reader(target: str, options: dict, seconds: float, errors) -> None:
     """Searches while the writers run; every hit must carry the text stored under its id."""
     index = open_target(target, options)

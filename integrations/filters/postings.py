@@ -9,11 +9,13 @@ seeks and a scan of the matching entries. Types and values are those SQLite's ``
 ``integrations.filters.to_sql`` selects; ``$and``/``$or``/``$not`` combine the leaves' sorted row keys as
 sets (``$not``, ``$ne``, ``$nin`` and ``$exists: false`` take the complement within every row). The owner
 writes a row's postings in the transaction that writes the row, and removes them in the one that
-deletes it.
+deletes it: the FaissIndex docstore directly (``entries``), SQLIndex's SQLite tables through triggers
+(``create_with_triggers``), so that every writer keeps them, with embedkit or without.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 
@@ -27,6 +29,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {table} (field TEXT NOT NULL, element INTEGER NOT NULL, type TEXT NOT NULL, "
     "value NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (field, element, type, value, key)) WITHOUT ROWID"
 )
+BULK = "embedkit_postings_bulk"  # the postings tables whose insert trigger waits for ``inserting``
 COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -39,6 +42,58 @@ def entries(keys, metadata_texts: list[str]):
             if isinstance(value, list):
                 for element in value:
                     yield (field, 1, *_typed(element), key)
+
+
+def create_with_triggers(execute, table: str, postings: str) -> None:
+    """The postings table ``postings`` over the ``metadata`` of ``table``'s rows (keyed by rowid), kept in
+    step by triggers and built from the existing rows when it is new. ``execute`` runs SQL (a sqlite3 or
+    SQLAlchemy connection's); the names are checked identifiers, so they can sit in the SQL."""
+    exists = execute("SELECT 1 FROM sqlite_master WHERE name = ?", (postings,)).fetchone()
+    execute(SCHEMA.format(table=postings))
+    execute(f"CREATE TABLE IF NOT EXISTS {BULK} (name TEXT PRIMARY KEY)")
+    # DISTINCT drops a list's repeated elements (a trigger's OR IGNORE gives way to an upsert's conflict
+    # policy); a DELETE per SELECT, as a compound SELECT would make the DELETE scan the table
+    insert = "".join(f"INSERT INTO {postings} {select};" for select in _selects("new"))
+    delete = "".join(
+        f"DELETE FROM {postings} WHERE (field, element, type, value, key) IN ({select});" for select in _selects("old")
+    )
+    skip = f"WHEN NOT EXISTS (SELECT 1 FROM {BULK} WHERE name = '{postings}')"
+    for name, event, body in (
+        ("ai", f'INSERT ON "{table}" {skip}', insert),
+        ("ad", f'DELETE ON "{table}"', delete),
+        ("au", f'UPDATE ON "{table}"', delete + insert),
+    ):
+        execute(f'CREATE TRIGGER IF NOT EXISTS "{postings}_{name}" AFTER {event} BEGIN {body} END')
+    if not exists:
+        for select in _selects("t", source=f'"{table}" t, '):
+            execute(f"INSERT INTO {postings} {select}")
+
+
+@contextlib.contextmanager
+def inserting(execute, table: str, postings: str):
+    """Inside a write transaction, around inserts into ``table``: the rows it inserts get their postings in
+    two statements at the end instead of by the insert trigger, which costs four times as much. Rows it
+    updates go through the update trigger as always."""
+    above = execute(f'SELECT coalesce(max(rowid), 0) FROM "{table}"').fetchone()[0]
+    execute(f"INSERT INTO {BULK} VALUES (?)", (postings,))
+    yield
+    execute(f"DELETE FROM {BULK} WHERE name = ?", (postings,))
+    for select in _selects("t", source=f'"{table}" t, ', above=above):
+        execute(f"INSERT OR IGNORE INTO {postings} {select}", (above,))
+
+
+def _selects(row: str, source: str = "", above: int | None = None) -> tuple[str, str]:
+    """SELECTs of (the top-level postings, the list elements' postings) of ``row`` (with ``above``, of the
+    rows of ``source`` above a rowid given as the parameter): the SQL twin of ``entries``, as ``json_each``
+    gives each value's ``json_type`` and ``json_extract`` value."""
+    value = "CASE WHEN {0}.type IN ('integer', 'real', 'text') THEN {0}.atom ELSE 0 END"
+    each = f"FROM {source}json_each({row}.metadata) f"
+    newer = "" if above is None else f"{row}.rowid > ?"
+    return (
+        f"SELECT f.key, 0, f.type, {value.format('f')}, {row}.rowid {each}" + (newer and f" WHERE {newer}"),
+        f"SELECT DISTINCT f.key, 1, e.type, {value.format('e')}, {row}.rowid {each}, json_each(f.value) e "
+        "WHERE f.type = 'array'" + (newer and f" AND {newer}"),
+    )
 
 
 def _typed(value) -> tuple[str, object]:

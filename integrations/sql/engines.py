@@ -3,6 +3,7 @@ check that an index exists which creates nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from sqlalchemy import event
 
 from embedkit._optional import require
 from integrations._shared import sqlite_files
-from integrations.errors import IndexNotFoundError, NotAnIndexError
+from integrations.errors import IndexNotFoundError, NotAnIndexError, SearchError
 from integrations.sql import postgres
 
 logger = logging.getLogger(__name__)
@@ -173,3 +174,19 @@ def ensure_pgvector(engine: sa.Engine) -> bool:
         found = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None
     engine.dispose()  # later connections register the vector type, which this one predates
     return found
+
+
+@contextlib.contextmanager
+def search_errors(where: str, translate):
+    """Database errors in a search as SearchError with the database's own message, not 100 KB of SQL; those
+    that ``translate`` knows (damaged files and the like) as they are."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if translate(exc) is not None:
+            raise
+        raise SearchError(f"{where}: search failed: {str(exc.orig).strip()[:300]}") from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
+            raise
+        raise SearchError(f"{where}: search failed: {str(exc).strip()[:300]}") from None

@@ -10,16 +10,17 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from integrations._shared import disk, sqlite_files
+from integrations._shared import sqlite_files
 from integrations._shared.chunk_rows import Rows
 from integrations._shared.codec import dump_span, load_span
-from integrations.errors import CorruptIndexError, NotAnIndexError, SearchError, UnknownIdsError
+from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
+from integrations.filters import postings
 from integrations.filters.parse import Node, filter_key
 from integrations.filters.to_sql import compile_filter
 from integrations.index import Index, guarded
 from integrations.keyword import fts5, pg_bm25
 from integrations.records import Hit, Record
-from integrations.sql import engines, postgres, sqlite_changes
+from integrations.sql import engines, postgres, segments, sqlite_changes
 from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
 from integrations.sql.matrix import MatrixSearch
 from integrations.sql.rows import RowReader
@@ -83,6 +84,8 @@ class SQLIndex(Index):
             where=self._where,
             in_=self._in,
             load_metadata=self._rows.metadata,
+            segments=segments.of_database(engines.sqlite_file(self.engine.url), self._key, self.dimension, self.where),
+            begin=self._begin,
         )
         self._pg = postgres.Searcher(self.engine, self.table) if self.uses_pgvector else None
         self._bm25 = pg_bm25.PostgresBM25(self.table) if self.dialect == "postgresql" else None
@@ -92,10 +95,11 @@ class SQLIndex(Index):
         return {"url": self.engine.url.render_as_string(hide_password=True), "table": self.table_name, "search": search}
 
     def _bytes_on_disk(self) -> int | None:
-        """The SQLite file with its log, or PostgreSQL's size of the table (its indexes and TOAST included)."""
+        """The SQLite file with its log and segments, or PostgreSQL's size of the table (its indexes and TOAST
+        included)."""
         if self.dialect == "postgresql":
             return postgres.table_bytes(self.engine, self.table_name)
-        return disk.size(engines.sqlite_file(self.engine.url))
+        return segments.bytes_on_disk(engines.sqlite_file(self.engine.url), self._key)
 
     # ----------------------------------------------------------------- schema
     def _open(self) -> None:
@@ -144,6 +148,9 @@ class SQLIndex(Index):
                 sqlite_changes.create_log(conn, self.table_name, self._key)
                 fts = fts5.fts_name(self._key)
                 fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
+                postings.create_with_triggers(
+                    conn.exec_driver_sql, self.table_name, sqlite_changes.postings_name(self._key)
+                )
                 if stored.get("format", 1) < FORMAT:
                     sqlite_changes.migrate_metadata(conn, self.table, self._rows.metadata)
                     stored["format"] = FORMAT
@@ -223,7 +230,7 @@ class SQLIndex(Index):
         values = sorted(
             zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
         )
-        with self._begin() as conn:
+        with self._begin() as conn, self._inserting(conn):
             if self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
                 copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
@@ -247,6 +254,12 @@ class SQLIndex(Index):
                 )
             conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads), sa.not_(self._in(c.id, rows.ids))))
             self._after_write(conn)
+
+    def _inserting(self, conn):
+        """Around a write's inserts: SQLite gives the new rows their filter postings in one go at the end."""
+        if self.dialect != "sqlite":
+            return contextlib.nullcontext()
+        return postings.inserting(conn.exec_driver_sql, self.table_name, sqlite_changes.postings_name(self._key))
 
     def _delete(self, ids) -> int:
         c = self.table.c
@@ -289,16 +302,8 @@ class SQLIndex(Index):
         """Load a large corpus fast: on PostgreSQL the HNSW index is dropped for the load and built once at
         the end, with ``maintenance_work_mem`` raised, then the table is analyzed. Searches during the load
         scan exactly. A no-op on SQLite, whose search needs no index."""
-        if self.uses_pgvector:
-            with self._begin() as conn:
-                postgres.drop_hnsw(conn, self.table_name)
-        try:
+        with postgres.hnsw_built_after(self._begin, self.table_name, self.uses_pgvector, maintenance_work_mem):
             yield self
-        finally:
-            if self.uses_pgvector:
-                with self._begin() as conn:
-                    postgres.create_hnsw(conn, self.table_name, maintenance_work_mem)
-                    conn.exec_driver_sql(f'ANALYZE "{self.table_name}"')  # fresh statistics for the planner
 
     def _metadata_param(self, name: str):
         """A bound parameter for metadata given as its JSON text (JSONB on PostgreSQL, the text on SQLite)."""
@@ -370,24 +375,25 @@ class SQLIndex(Index):
                 ]
             return self._matrix.search(vectors, k, node, with_vectors)
 
-    @contextlib.contextmanager
     def _errors(self):
         """The database's own message, not 100 KB of SQL."""
-        try:
-            yield
-        except sa.exc.DBAPIError as exc:
-            if self._translate(exc) is not None:
-                raise
-            raise SearchError(f"{self.where}: search failed: {str(exc.orig).strip()[:300]}") from None
-        except Exception as exc:
-            if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
-                raise
-            raise SearchError(f"{self.where}: search failed: {str(exc).strip()[:300]}") from None
+        return engines.search_errors(self.where, self._translate)
 
     def _where(self, node: Node | None):
         return sa.true() if node is None else compile_filter(node, self.table.c.metadata, self.dialect)
 
+    def save(self, force: bool = False) -> None:
+        """Every write is durable when it returns. On a SQLite file, this also writes the rows changed since
+        the table's segments as a new segment once there are 20,000 of them (any, with ``force``), so that
+        reopening maps them instead of reading them (``integrations.sql.segments``); ``close()`` does too."""
+        self._check_open()
+        self._matrix.save(force)
+
     def close(self) -> None:
         if not self.closed:
+            try:
+                self._matrix.save(False)
+            except Exception as exc:  # segments are derived: the table, which holds everything, is intact
+                logger.warning("%s: new segments were not written (%s); the next open reads the table", self.where, exc)
             self.engine.dispose()
         super().close()

@@ -1,9 +1,10 @@
 """Exact search where the database cannot search vectors itself (SQLite, PostgreSQL without pgvector).
 
-An in-memory matrix follows the table (``vector_cache``; on SQLite through the change log of
-``sqlite_changes``, on PostgreSQL by reloading when the table's version moved), and the rows matching each
-recent filter are kept in step with it (``integrations._shared.filter_cache``). Each search brings both up
-to date and reads its hits inside one read transaction, so a hit's text, metadata and span belong together.
+A matrix follows the table (``vector_cache``: on SQLite over the table's mapped segments, ``segments``,
+through the change log of ``sqlite_changes``; on PostgreSQL by reloading when the table's version moved),
+and the rows matching each recent filter are kept in step with it (``integrations._shared.filter_cache``).
+Each search brings both up to date and reads its hits inside one read transaction, so a hit's text,
+metadata and span belong together.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from integrations._shared.codec import load_span
 from integrations._shared.filter_cache import MatchCache
 from integrations.filters.parse import Node, filter_key
 from integrations.records import Hit
-from integrations.sql import sqlite_changes
+from integrations.sql import segments, sqlite_changes
+from integrations.sql.segments import Segments
 from integrations.sql.vector_cache import VectorCache
 
 
@@ -30,9 +32,22 @@ class MatrixSearch:
     paths filter and report alike."""
 
     def __init__(
-        self, engine: sa.Engine, table: sa.Table, dimension: int, label: str, *, key, meta, where, in_, load_metadata
+        self,
+        engine: sa.Engine,
+        table: sa.Table,
+        dimension: int,
+        label: str,
+        *,
+        key,
+        meta,
+        where,
+        in_,
+        load_metadata,
+        segments: Segments | None,
+        begin,
     ):
         self.engine, self.table, self.key, self.meta = engine, table, key, meta
+        self.segments, self.begin = segments, begin
         self.where, self.in_, self.load_metadata = where, in_, load_metadata
         self.sqlite = engine.dialect.name == "sqlite"
         self.cache = VectorCache(dimension, label)
@@ -61,9 +76,25 @@ class MatrixSearch:
                     hit.vector = vector.copy()
         return hits
 
+    def save(self, force: bool) -> None:
+        """Write the rows changed since the table's segments as a new segment, once there are enough of them
+        (any, with ``force``): see ``integrations.sql.segments``."""
+        if self.segments is None:
+            return
+        with self.lock:
+            with self.engine.connect() as conn, conn.begin():
+                if self.cache.state is None and not force:  # a table too small for a segment is not read
+                    top = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{self.table.name}"').scalar()
+                    if top < segments.SEAL_ROWS:
+                        return
+                self._refresh(conn)
+            self.segments.save(self.begin, self.cache, force)
+
     def _refresh(self, conn) -> None:
         """Bring the cached matrix up to the table (inside the caller's read transaction)."""
         if self.sqlite:
+            if self.cache.state is None and self.segments is not None:
+                self.segments.load(conn, self.cache)
             sqlite_changes.follow(conn, self.table, self.key, self.cache)
             return
         # PostgreSQL without pgvector: no rowids to follow, so reload when the version moved, keyed by position
@@ -85,7 +116,9 @@ class MatrixSearch:
     def _run(self, conn, node: Node):
         where = self.where(node)
         if self.sqlite:
-            return lambda after, changed: sqlite_changes.matching(conn, self.table, where, after, changed)
+            return lambda after, changed: sqlite_changes.matching(
+                conn, self.table, self.key, node, where, after, changed
+            )
         position = {i: n for n, i in enumerate(self.ids)}  # the fallback without pgvector maps ids
         return lambda after, changed: np.fromiter(
             (position[r.id] for r in conn.execute(sa.select(self.table.c.id).where(where))), np.int64

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -93,6 +94,23 @@ def create_hnsw(conn, table: str, maintenance_work_mem: str | None = None) -> No
 def drop_hnsw(conn, table: str) -> None:
     for name in hnsw_indexes(conn, table):
         conn.execute(sa.text(f'DROP INDEX "{name}"'))
+
+
+@contextlib.contextmanager
+def hnsw_built_after(begin, table: str, uses_pgvector: bool, maintenance_work_mem: str):
+    """Around a bulk load: the HNSW index of ``table`` dropped, then built once at the end with
+    ``maintenance_work_mem``, and the table analyzed (nothing without pgvector). ``begin()`` opens a write
+    transaction."""
+    if uses_pgvector:
+        with begin() as conn:
+            drop_hnsw(conn, table)
+    try:
+        yield
+    finally:
+        if uses_pgvector:
+            with begin() as conn:
+                create_hnsw(conn, table, maintenance_work_mem)
+                conn.exec_driver_sql(f'ANALYZE "{table}"')  # fresh statistics for the planner
 
 
 def copy_upsert(conn, table: str, dimension: int, rows) -> None:

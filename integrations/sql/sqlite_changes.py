@@ -1,5 +1,6 @@
-"""SQLite specifics of SQLIndex: the change log that lets the in-memory matrix follow the table, and the
-upgrade of tables written before metadata kept non-ASCII keys as they are.
+"""SQLite specifics of SQLIndex: the change log that lets the in-memory matrix follow the table, the filter
+postings that answer a new filter by seeks, and the upgrade of tables written before metadata kept
+non-ASCII keys as they are.
 
 Triggers append the rowid of every updated or deleted row to ``embedkit_log`` in the writer's own
 transaction, whoever the writer is. Inserted rows mostly need no log: they get rowids above the highest
@@ -10,15 +11,24 @@ insert at or below it is logged too.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sqlalchemy as sa
 
 from integrations._shared.codec import dumps, int_keys
 from integrations._shared.sqlite_files import json_ints
+from integrations.filters.postings import Postings
 
 LOG_TABLE = "embedkit_log"
+SEGMENTS_TABLE = "embedkit_segments"  # per table: its segments (integrations.sql.segments) and their oldest seq
 ROWID = sa.literal_column("rowid")
 KEEP = 10_000  # log entries kept per table; a cache further behind than that reloads the table
+
+
+def postings_name(key: str) -> str:
+    """The filter postings of table ``key`` (``integrations.filters.postings``)."""
+    return f"embedkit_postings_{key}"
 
 
 def create_log(conn, table: str, key: str) -> None:
@@ -27,6 +37,10 @@ def create_log(conn, table: str, key: str) -> None:
         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
     )
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {SEGMENTS_TABLE} "
+        "(table_name TEXT PRIMARY KEY, segments TEXT NOT NULL, keep INTEGER NOT NULL)"
+    )
     for name, column in (("floor", "seq"), ("top", "top")):
         conn.exec_driver_sql(
             f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}_{name} (table_name TEXT PRIMARY KEY, {column} INTEGER NOT NULL)"
@@ -51,7 +65,8 @@ def create_log(conn, table: str, key: str) -> None:
 
 
 def prune(conn, key: str) -> None:
-    """Keep the log short (inside a write): drop entries more than ``KEEP`` behind the newest."""
+    """Keep the log short (inside a write): drop entries more than ``KEEP`` behind the newest, but none that
+    a segment of the table still needs."""
     ends = [
         conn.exec_driver_sql(f"SELECT {end}(seq) FROM {LOG_TABLE} WHERE table_name = ?", (key,)).scalar()
         for end in ("min", "max")
@@ -61,6 +76,9 @@ def prune(conn, key: str) -> None:
     cut = conn.exec_driver_sql(
         f"SELECT seq FROM {LOG_TABLE} WHERE table_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?", (key, KEEP)
     ).scalar()
+    keep = conn.exec_driver_sql(f"SELECT keep FROM {SEGMENTS_TABLE} WHERE table_name = ?", (key,)).scalar()
+    if cut is not None and keep is not None:  # segments mask their stale rows with the entries after their seq
+        cut = min(cut, keep)
     if cut is not None:
         conn.exec_driver_sql(f"DELETE FROM {LOG_TABLE} WHERE table_name = ? AND seq <= ?", (key, cut))
         conn.exec_driver_sql(f"INSERT OR REPLACE INTO {LOG_TABLE}_floor VALUES (?, ?)", (key, cut))
@@ -68,10 +86,18 @@ def prune(conn, key: str) -> None:
 
 def touched(conn, key: str, seq: int) -> np.ndarray | None:
     """Rowids updated or deleted after log position ``seq``; None when the log was pruned past it."""
+    found = log_after(conn, key, seq)
+    return None if found is None else found[1]
+
+
+def log_after(conn, key: str, seq: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, rowids) of the log entries after position ``seq``; None when the log was pruned past it."""
     floor = conn.exec_driver_sql(f"SELECT seq FROM {LOG_TABLE}_floor WHERE table_name = ?", (key,)).scalar()
     if floor is not None and seq < floor:
         return None
-    return int_keys(conn.exec_driver_sql(f"SELECT rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?", (key, seq)))
+    sql = f"SELECT seq, rid FROM {LOG_TABLE} WHERE table_name = ? AND seq > ?"
+    found = np.array(conn.exec_driver_sql(sql, (key, seq)).all(), dtype=np.int64).reshape(-1, 2)
+    return found[:, 0], found[:, 1]
 
 
 def follow(conn, table: sa.Table, key: str, cache) -> None:
@@ -98,10 +124,17 @@ def follow(conn, table: sa.Table, key: str, cache) -> None:
     cache.apply(changed, rows, (max(after, top_rowid), top_seq))
 
 
-def matching(conn, table: sa.Table, where, after: int | None, changed: np.ndarray) -> np.ndarray:
-    """Rowids matching ``where``: all of them, or those above ``after`` or in ``changed``."""
-    if after is not None:
-        where = sa.and_(sa.or_(ROWID > after, ROWID.in_(json_ints(changed))), where)
+def matching(conn, table: sa.Table, key: str, node, where, after: int | None, changed: np.ndarray) -> np.ndarray:
+    """Rowids matching the filter ``node`` (compiled: ``where``): all of them, found through the postings,
+    or those above ``after`` or in ``changed``, found by evaluating ``where`` over those rows."""
+    if after is None:
+        every = functools.partial(_rowids, conn, table)
+        return Postings(conn.connection.driver_connection, postings_name(key), every).match(node)
+    where = sa.and_(sa.or_(ROWID > after, ROWID.in_(json_ints(changed))), where)
+    return _rowids(conn, table, where)
+
+
+def _rowids(conn, table: sa.Table, where=sa.true()) -> np.ndarray:
     return int_keys(conn.execute(sa.select(ROWID).select_from(table).where(where)))
 
 

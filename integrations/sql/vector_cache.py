@@ -1,10 +1,12 @@
-"""The in-memory matrix that SQLIndex searches exactly when the database cannot (SQLite, or PostgreSQL
-without pgvector).
+"""The matrix that SQLIndex searches exactly when the database cannot (SQLite, or PostgreSQL without
+pgvector).
 
 On SQLite the cache follows the table instead of reloading it: rows are known by rowid, kept sorted,
 and each refresh reads only the rows above the highest rowid seen plus the rowids that triggers logged
 as updated or deleted since (``embedkit_log``). A write of 10 rows costs reading 10 rows. Deleted rows
-stay in the matrix, masked, until they are more than half of it.
+stay in the matrix, masked, until they are more than half of it. Under the rows held in memory lie the
+table's mapped segments (``beneath``, see ``integrations.sql.segments``), each a read-only VectorCache of
+its own; a search covers all of them, and a row that changed is masked in each.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ class VectorCache:
         self.keys = np.zeros(0, np.int64)  # sorted rowids (or positions), dead ones included
         self.matrix = np.zeros((0, dimension), np.float32)
         self.live = np.zeros(0, bool)
+        self.beneath: list[VectorCache] = []  # the mapped segments under the rows held here
+        self.entry: dict | None = None  # a segment's entry in its table's list of segments
 
     def reset(self, rows, state) -> None:
         """Replace everything with ``rows`` of (key, id, embedding bytes)."""
         keys, vectors = self._parse(rows)
         order = np.argsort(keys, kind="stable")
         self.keys, self.matrix, self.live = keys[order], vectors[order], np.ones(len(keys), bool)
-        self.state = state
+        self.state, self.beneath = state, []
+
+    def adopt(self, beneath: list[VectorCache], state) -> None:
+        """Hold no rows of its own, over the segments ``beneath``, which cover the table at ``state``."""
+        self.keys, self.matrix, self.live = self.keys[:0], self.matrix[:0], self.live[:0]
+        self.state, self.beneath = state, beneath
 
     def apply(self, touched: np.ndarray, rows, state) -> None:
         """Mark ``touched`` keys dead, then (re)insert ``rows``: updates in place, new keys appended."""
@@ -42,7 +51,11 @@ class VectorCache:
         new = ~known
         if new.any():
             order = np.argsort(keys[new])
+            resort = len(self.keys) and keys[new][order[0]] < self.keys[-1]  # a segment's row came back
             self._append(keys[new][order], vectors[new][order])
+            if resort:
+                order = np.argsort(self.keys, kind="stable")
+                self.keys, self.matrix, self.live = self.keys[order], self.matrix[order], self.live[order]
         if (~self.live).sum() * 2 > len(self.live):
             self.keys, self.matrix, self.live = self.keys[self.live], self.matrix[self.live], self.live[self.live]
         self.state = state
@@ -65,9 +78,19 @@ class VectorCache:
     def _kill(self, touched: np.ndarray) -> None:
         if len(touched) and len(self.keys):
             self.live[np.isin(self.keys, touched)] = False
+        for part in self.beneath:
+            part._kill(touched)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, keys) of the best ``k`` live rows (among the ``allowed`` keys), best first."""
+        found = [part._search(queries, k, allowed) for part in (self, *self.beneath)]
+        if len(found) == 1:
+            return found[0]
+        scores, keys = (np.concatenate(side, axis=1) for side in zip(*found))
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, axis=1), np.take_along_axis(keys, best, axis=1)
+
+    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
             scores, rows = top_k(self.matrix, queries, k, None if self.live.all() else self.live)
             return scores, self.keys[rows]
@@ -85,7 +108,13 @@ class VectorCache:
 
     def vectors(self, keys: np.ndarray) -> np.ndarray:
         """The cached vectors of ``keys`` (live keys, as ``search`` returns them), in their shape."""
-        return self.matrix[np.searchsorted(self.keys, keys)]
+        out = np.empty((*keys.shape, self.dimension), np.float32)
+        for part in (self, *self.beneath):
+            if len(part.keys):
+                pos = np.minimum(np.searchsorted(part.keys, keys), len(part.keys) - 1)
+                here = (part.keys[pos] == keys) & part.live[pos]
+                out[here] = part.matrix[pos[here]]
+        return out
 
     def _parse(self, rows) -> tuple[np.ndarray, np.ndarray]:
         rows = list(rows)

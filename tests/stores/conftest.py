@@ -32,7 +32,10 @@ def make(backend):
 def small_segments(monkeypatch):
     """FaissIndex seals its tail every 64 rows here (20,000 in use), so that the tests' few hundred rows
     run through sealed segments with their own HNSW graphs and IVF lists, tombstones and merges, not only
-    through the exact tail. Child processes keep the real size."""
+    through the exact tail; SQLIndex on a SQLite file writes its changed rows as a segment at save() and
+    close() from 64 rows on, likewise. Child processes keep the real sizes."""
     from integrations.faiss import segments
+    from integrations.sql import segments as sql_segments
 
     monkeypatch.setattr(segments, "SEAL_ROWS", 64)
+    monkeypatch.setattr(sql_segments, "SEAL_ROWS", 64)

@@ -1,6 +1,7 @@
 """Filter postings select exactly the rows the JSON evaluator selects, on randomized tables and filters,
-through adds, upserts, metadata updates and deletes, and a docstore from before postings gets them (and
-keeps its keyword index in step without triggers)."""
+through adds, upserts, metadata updates and deletes, in a FaissIndex docstore and in SQLIndex's SQLite
+table (whose triggers also follow writers other than embedkit); a docstore or table from before postings
+gets them (and a docstore keeps its keyword index in step without triggers)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from store_workers import HashEncoder, text_of
 
-from integrations import FaissIndex
+from integrations import FaissIndex, SQLIndex
 from integrations.filters.parse import parse_filter
+from integrations.sql import sqlite_changes
 
 FIELDS = ["a", "b", "c", "dotted.name"]
 SCALARS = [
@@ -66,18 +68,33 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict:
 
 
 def both(index, flt: dict) -> tuple[list[int], list[int]]:
-    node = parse_filter(flt)
-    store = index._store
-    with store.read():
-        through = store.matching(node, None, np.zeros(0, np.int64))
-        parsed = store.matching(node, None, np.zeros(0, np.int64), postings=False)
+    """(row keys through the postings, row keys through the JSON evaluator) of ``flt``."""
+    node, nothing = parse_filter(flt), np.zeros(0, np.int64)
+    if isinstance(index, SQLIndex):  # after=0: the JSON evaluator over every row above rowid 0
+        with index.engine.connect() as conn:
+            through, parsed = (
+                sqlite_changes.matching(conn, index.table, index._key, node, index._where(node), after, nothing)
+                for after in (None, 0)
+            )
+    else:
+        store = index._store
+        with store.read():
+            through = store.matching(node, None, nothing)
+            parsed = store.matching(node, None, nothing, postings=False)
     return np.sort(through).tolist(), np.sort(parsed).tolist()
 
 
+def open_store(store: str, tmp_path):
+    if store == "faiss":
+        return FaissIndex(HashEncoder(), path=str(tmp_path), chunk_tokens=None)
+    return SQLIndex(HashEncoder(), f"sqlite:///{tmp_path}/kb.db", chunk_tokens=None)
+
+
+@pytest.mark.parametrize("store", ["faiss", "sqlite"])
 @pytest.mark.parametrize("seed", range(4))
-def test_postings_select_what_the_json_evaluator_selects(tmp_path, seed):
+def test_postings_select_what_the_json_evaluator_selects(tmp_path, store, seed):
     rng = random.Random(seed)
-    index = FaissIndex(HashEncoder(), path=str(tmp_path), chunk_tokens=None)
+    index = open_store(store, tmp_path)
     ids = [f"d{i}" for i in range(300)]
     index.add([text_of(i) for i in ids], [random_metadata(rng) for _ in ids], ids=ids)
     index.add([text_of(i) for i in ids[:40]], [random_metadata(rng) for _ in range(40)], ids=ids[:40])  # upserts
@@ -93,8 +110,9 @@ def test_postings_select_what_the_json_evaluator_selects(tmp_path, seed):
     assert nonempty > checked // 3  # most filters select some rows and not others
 
 
-def test_filtered_searches_through_postings_match_a_python_check(tmp_path):
-    index = FaissIndex(HashEncoder(), path=str(tmp_path))
+@pytest.mark.parametrize("store", ["faiss", "sqlite"])
+def test_filtered_searches_through_postings_match_a_python_check(tmp_path, store):
+    index = open_store(store, tmp_path)
     ids = [f"d{i}" for i in range(500)]
     meta = [{"group": i % 100, "tag": ["x", "y"][i % 2], "score": i / 10} for i in range(500)]
     index.add([text_of(i) for i in ids], meta, ids=ids)
@@ -122,3 +140,40 @@ def test_a_docstore_from_before_postings_gets_them_on_open(tmp_path):
     index.add(["a wombat"], [{"g": 3}], ids=["fresh"])
     assert index.search("d9", k=3, mode="keyword") == []
     assert [h.id for h in index.search("wombat", k=3, mode="keyword", filter={"g": 3})] == ["fresh"]
+
+
+def test_sqlite_postings_follow_writers_other_than_embedkit(tmp_path):
+    index = open_store("sqlite", tmp_path)
+    ids = [f"d{i}" for i in range(60)]
+    index.add([text_of(i) for i in ids], [{"g": i % 3, "tags": ["x", i]} for i in range(60)], ids=ids)
+    with sqlite3.connect(tmp_path / "kb.db") as db:  # another program edits the table with plain SQL
+        db.execute("UPDATE documents SET metadata = '{\"g\": 7, \"tags\": [\"y\"]}' WHERE id IN ('d0', 'd1')")
+        db.execute("DELETE FROM documents WHERE id = 'd3'")
+        db.execute(
+            "INSERT INTO documents (id, text, metadata, embedding) SELECT 'new', text, '{\"g\": 7}', embedding "
+            "FROM documents WHERE id = 'd4'"
+        )
+    for flt in ({"g": 7}, {"g": 0}, {"tags": {"$contains": "x"}}, {"tags": {"$contains": "y"}}, {"$not": {"g": 0}}):
+        through, parsed = both(index, flt)
+        assert through == parsed and through, flt
+    hits = index.search("q", k=100, filter={"g": 7})
+    assert sorted(h.id for h in hits) == ["d0", "d1", "new"]
+
+
+def test_a_sqlite_table_from_before_postings_gets_them_on_open(tmp_path):
+    shutil.copy(Path(__file__).parent.parent / "fixtures" / "before-house-plan" / "sql.db", tmp_path / "kb.db")
+    with sqlite3.connect(tmp_path / "kb.db") as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'embedkit_postings%'").fetchone() == (0,)
+        rows = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+    index = open_store("sqlite", tmp_path)
+    assert len(index) == rows
+    fields = set()
+    for record in index.get(limit=1000):
+        fields |= record.metadata.keys()
+    checked = 0
+    for field in sorted(fields):
+        for flt in ({field: {"$exists": True}}, {"$not": {field: {"$exists": True}}}):
+            through, parsed = both(index, flt)
+            assert through == parsed, flt
+            checked += len(through)
+    assert checked == len(fields) * rows  # each field: every row is on one side
