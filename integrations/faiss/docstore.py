@@ -38,7 +38,7 @@ from integrations._shared.sqlite_files import json_ints, json_values
 from integrations.errors import CorruptIndexError, NotAnIndexError, ReadOnlyIndexError
 from integrations.faiss import segment_files
 from integrations.faiss.rows import Found, Row, parse_metadatas
-from integrations.filters.postings import Postings
+from integrations.filters.postings import Postings, add_rows
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword import terms
 from integrations.keyword.fts5 import create_sqlite, fts5_select
@@ -125,8 +125,7 @@ class DocStore:
                 self.conn.execute(f"DROP TRIGGER IF EXISTS bodies_{name}")
             if self.get_info("postings") is None:  # a docstore written before postings gets them once
                 self.postings.create()
-                for rows in self._batches("SELECT fid, metadata FROM docs WHERE fid > ? ORDER BY fid LIMIT ?"):
-                    self.postings.add([r[0] for r in rows], [r[1] for r in rows])
+                add_rows(self.conn.execute, "docs", "postings")
                 self.set_info("postings", 1)
 
     def close(self) -> None:
@@ -257,7 +256,8 @@ class DocStore:
         )
         words = [(fid, text) for fid, text in zip(fids.tolist(), texts) if text]  # a later chunk's text is ''
         self.conn.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", words)
-        self.postings.add(fids.tolist(), metadatas)
+        if len(fids):
+            add_rows(self.conn.execute, "docs", "postings", int(fids.min()), int(fids.max()))
         return fids
 
     # ----------------------------------------------------------------- reads

@@ -37,8 +37,8 @@ class VectorCache:
 
     def adopt(self, beneath: list[VectorCache], state) -> None:
         """Hold no rows of its own, over the segments ``beneath``, which cover the table at ``state``."""
-        self.keys, self.matrix, self.live = self.keys[:0], self.matrix[:0], self.live[:0]
-        self.state, self.beneath = state, beneath
+        self.keys, self.matrix = np.zeros(0, np.int64), np.zeros((0, self.dimension), np.float32)
+        self.live, self.state, self.beneath = np.zeros(0, bool), state, beneath  # the old buffers are freed
 
     def apply(self, touched: np.ndarray, rows, state) -> None:
         """Mark ``touched`` keys dead, then (re)insert ``rows``: updates in place, new keys appended."""
