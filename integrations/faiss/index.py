@@ -37,8 +37,9 @@ class FaissIndex(FaissSearch, Index):
       dimension, searched by Hamming distance); ``rescore`` re-ranks ``k * rescore_multiplier`` candidates
       of the quantized kinds with their int8 codes.
     - ``hnsw_m``, ``ef_construction``, ``ef_search``: HNSW's graph degree and search depths.
-    - ``nlist`` (default about sqrt(n) for a segment of n rows), ``nprobe`` (default max(16, nlist / 3)): IVF's
-      lists, per segment.
+    - ``nlist`` (default about sqrt(n) for a segment of n rows): IVF's lists, per segment; ``nprobe``: the
+      lists probed, as in one IVF of sqrt(rows) lists over the whole index (each segment probes that share
+      of its own lists, at least one; default: a third of each segment's lists, at least 16).
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
 
     Every write is durable when it returns; the FAISS structures are kept as segments for a fast reopen

@@ -60,7 +60,13 @@ class FaissSearch:
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         selectivity = (live if allowed is None else len(allowed)) / total
-        found = best(k, *(self._ann(part, q, k, selector, allowed, selectivity) for part in segments.parts))
+        found = [self._ann(part, q, k, selector, allowed, selectivity) for part in segments.parts]
+        if self.precision != "float32" and self.rescore:  # every part's candidates re-ranked in one go
+            fids = np.unique(np.concatenate([np.array([f for f, _ in pairs], np.int64) for pairs in found]))
+            rerank = self._exact_kept if self.precision == "ubinary" else self._exact  # (ubinary: all of them)
+            found = rerank(q, k, fids) if len(fids) else []
+        else:
+            found = best(k, *found)
         return found if len(found) >= want else self._exact(q, k, allowed)
 
     def _run(self, node: Node):
@@ -70,7 +76,8 @@ class FaissSearch:
         return self._store.dead_log_after(seq)[1]
 
     def _ann(self, part, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
-        """A part's FAISS candidates (re-ranked exactly from the kept codes when ``rescore``), best first."""
+        """A part's FAISS candidates with their approximate scores (``k`` of them, or as many as ``rescore``
+        re-ranks)."""
         rescore = self.precision != "float32" and self.rescore
         fetch = min(part.n, k * (self.rescore_multiplier if rescore else 1))
         unselective = self.precision == "ubinary" and part.kind == "ivf"  # FAISS has no ID selector for it
@@ -78,8 +85,9 @@ class FaissSearch:
         if unselective and selector is not None:
             fetch = min(part.n, int(fetch / selectivity) + len(dead))
         sel = None if unselective or selector is None else selector[0]
+        rows = self._segments.total()
         params = structures.params(
-            part.kind, self.precision, part.base, sel, fetch, selectivity, self.ef_search, self.nprobe
+            part.kind, self.precision, part.base, sel, fetch, selectivity, self.ef_search, self.nprobe, rows
         )
         if self.precision == "ubinary":
             distances, fids = part.index.search(np.packbits(q > 0)[None], fetch, params=params)
@@ -92,9 +100,7 @@ class FaissSearch:
         if unselective:
             keep &= ~np.isin(fids[0], dead) if allowed is None else np.isin(fids[0], allowed)
         fids, scores = fids[0][keep], scores[keep]
-        if rescore and len(fids):  # int8 codes are in FAISS's memory; ubinary ones in the docstore
-            return self._exact(q, k, np.sort(fids))
-        return list(zip(fids.tolist(), scores.tolist()))[:k]
+        return list(zip(fids.tolist(), scores.tolist()))[: fetch if rescore else k]
 
     def _exact(self, q: np.ndarray, k: int, fids: np.ndarray | None) -> list[tuple[int, float]]:
         """Exact scores over ``fids`` (every live row when None): gathered from the parts' own memory where

@@ -8,6 +8,8 @@ filter: there the caller over-fetches and filters the candidates itself.
 
 from __future__ import annotations
 
+import math
+
 import faiss
 import numpy as np
 
@@ -66,13 +68,17 @@ def exclude(fids: np.ndarray, top: int):
     return faiss.IDSelectorNot(inner[0]), inner
 
 
-def params(kind: str, precision: str, base, sel, fetch: int, selectivity: float, ef_search: int, nprobe: int | None):
-    """Search parameters: HNSW explores more as fewer rows qualify; IVF probes ``nprobe`` lists."""
+def params(
+    kind: str, precision: str, base, sel, fetch: int, selectivity: float, ef_search: int, nprobe: int | None, rows: int
+):
+    """Search parameters: HNSW explores more as fewer rows qualify; an IVF segment probes the share of its
+    lists that ``nprobe`` is of sqrt(``rows``), the lists of one IVF over all the index's rows."""
     if kind == "hnsw":
         ef = min(max(ef_search, fetch, int(fetch / max(selectivity, 1e-9))), 4096)
         return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
     if kind == "ivf":
-        probes = min(base.nlist, nprobe or max(16, base.nlist // 3))
+        share = max(16, base.nlist // 3) if nprobe is None else nprobe * base.nlist / max(base.nlist, rows**0.5)
+        probes = min(base.nlist, math.ceil(share))
         if precision == "ubinary":
             base.nprobe = probes
             return None
