@@ -40,6 +40,7 @@ from integrations.sql.vector_cache import VectorCache
 logger = logging.getLogger(__name__)
 
 SEAL_ROWS = 20_000  # changed rows held in memory before save() writes them as a segment
+NAME = re.compile(r"segment-\d+-[0-9a-f]+\.npy")
 LEFTOVER = re.compile(r"^(?:\.tmp|segment)-(\d+)-[0-9a-f]+\.npy$")
 
 
@@ -78,7 +79,10 @@ class Segments:
         self.skipped = self.listed is not None  # until its segments are in place
         if self.listed is None:
             return
-        listing = json.loads(self.listed)
+        listing = _parse(self.listed)
+        if listing is None:
+            logger.warning("%s: its list of segments is damaged; reading the table instead", self.label)
+            return
         entries = listing["segments"]
         found = log_after(conn, self.key, min((e["seq"] for e in entries), default=listing["seq"]))
         if found is None:
@@ -110,7 +114,7 @@ class Segments:
             return
         own = (cache.keys[cache.live], cache.matrix[cache.live])
         heavy = [p for p in cache.beneath if (~p.live).sum() * 2 > len(p.live)]
-        current = {e["file"] for e in json.loads(self.listed)["segments"]} if self.listed else set()
+        current = {e["file"] for e in (_parse(self.listed or "") or {"segments": []})["segments"]}
         if not heavy and not self.skipped and (len(own[0]) == 0 or len(own[0]) < SEAL_ROWS and not force):
             if current:
                 self._clean(current)
@@ -202,6 +206,20 @@ class Segments:
             pid = int(found.group(1)) if found else None
             if found and name not in current and (pid == os.getpid() or not disk.alive(pid)):
                 disk.remove(os.path.join(self.folder, name))
+
+
+def _parse(text: str) -> dict | None:
+    """The list of segments stored as ``text``; None when it is not one (damaged, or naming a file outside
+    the folder)."""
+    try:
+        listing = json.loads(text)
+        ints = [listing["top"], listing["seq"]] + [e[k] for e in listing["segments"] for k in ("n", "seq", "size")]
+        names = [e["file"] for e in listing["segments"]] + [e[k] for e in listing["segments"] for k in ("keys", "ends")]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not all(type(i) is int for i in ints) or not all(isinstance(n, str) for n in names):
+        return None
+    return listing if all(NAME.fullmatch(e["file"]) for e in listing["segments"]) else None
 
 
 def _header(f) -> tuple[int, tuple]:

@@ -5,6 +5,7 @@ and written anew; kill -9 while writing one loses nothing; several processes sav
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -38,8 +39,6 @@ def folder(tmp_path) -> Path:
 def listing(tmp_path) -> dict:
     with sqlite3.connect(tmp_path / "kb.db") as db:
         row = db.execute("SELECT segments FROM embedkit_segments WHERE table_name = 'documents'").fetchone()
-    import json
-
     return json.loads(row[0]) if row else {"segments": []}
 
 
@@ -194,6 +193,40 @@ def test_a_damaged_foreign_or_missing_segment_is_read_around_and_written_anew(tm
         index.close()
     assert not caplog.records
     assert files(tmp_path) == sorted(e["file"] for e in listing(tmp_path)["segments"])
+
+
+OUTSIDE = {"file": "../kb.db", "n": 1, "seq": 0, "size": 1, "keys": "", "ends": ""}  # a well-formed entry
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "{not json",
+        '{"top": 1, "seq": 0}',
+        json.dumps(
+            {"top": 100, "seq": 0, "segments": [dict.fromkeys(("n", "seq", "size"), 1) | {"file": "../../kb.db"}]}
+        ),
+    ],
+)
+def test_a_damaged_list_of_segments_is_read_around_and_written_anew(tmp_path, caplog, listed):
+    index = open_sql(tmp_path)
+    ids = [f"d{i}" for i in range(100)]
+    index.add([text_of(i) for i in ids], ids=ids)
+    index.close()
+    with sqlite3.connect(tmp_path / "kb.db") as db:
+        db.execute("UPDATE embedkit_segments SET segments = ?", (listed,))
+    with caplog.at_level(logging.WARNING):
+        index = open_sql(tmp_path)
+        assert check_consistent(index) == set(ids)
+        index.close()
+    assert any("list of segments is damaged" in r.getMessage() for r in caplog.records)
+    assert listing(tmp_path)["segments"] and (tmp_path / "kb.db").stat().st_size > 0  # written anew; kb.db intact
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        index = open_sql(tmp_path)
+        assert check_consistent(index) == set(ids) and index._matrix.cache.beneath
+        index.close()
+    assert not caplog.records
 
 
 def test_the_change_log_keeps_what_segments_need(tmp_path, monkeypatch, caplog):
