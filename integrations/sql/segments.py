@@ -20,8 +20,8 @@ that reopening reads a few MiB and the rows changed since, not every vector.
 
 Several processes share the folder: a new list is committed only if no other process changed it since
 this one read it (otherwise its new files are removed and it reads the other's list next time). A file
-that no list names is removed by the process that replaced it, or, once the process named in it is gone,
-by the next one that saves.
+that the list no longer names is removed by the process that replaced it, or later by the process named
+in it, or, once that process is gone, by any process that saves.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class Segments:
     def _commit(self, begin, text: str, keep: int) -> bool:
         with begin() as conn:
             if self._read(conn) != self.listed:
-                logger.info("%s: another process wrote segments first; keeping its", self.label)
+                logger.info("%s: another process wrote segments first; using those", self.label)
                 return False
             floor = conn.exec_driver_sql(f"SELECT seq FROM {LOG_TABLE}_floor WHERE table_name = ?", (self.key,))
             if (floor.scalar() or 0) > keep:
