@@ -15,7 +15,6 @@ deletes it: the FaissIndex docstore directly (``entries``), SQLIndex's SQLite ta
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 
@@ -29,7 +28,6 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {table} (field TEXT NOT NULL, element INTEGER NOT NULL, type TEXT NOT NULL, "
     "value NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (field, element, type, value, key)) WITHOUT ROWID"
 )
-BULK = "embedkit_postings_bulk"  # the postings tables whose insert trigger waits for ``inserting``
 COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -44,40 +42,27 @@ def entries(keys, metadata_texts: list[str]):
                     yield (field, 1, *_typed(element), key)
 
 
-def create_with_triggers(execute, table: str, postings: str) -> None:
+def create_with_triggers(execute, table: str, postings: str, skip_insert: str) -> None:
     """The postings table ``postings`` over the ``metadata`` of ``table``'s rows (keyed by rowid), kept in
-    step by triggers and built from the existing rows when it is new. ``execute`` runs SQL (a sqlite3 or
+    step by triggers (the insert trigger not while the SQL condition ``skip_insert`` holds: the writer then
+    calls ``add_rows``) and built from the existing rows when it is new. ``execute`` runs SQL (a sqlite3 or
     SQLAlchemy connection's); the names are checked identifiers, so they can sit in the SQL."""
     exists = execute("SELECT 1 FROM sqlite_master WHERE name = ?", (postings,)).fetchone()
     execute(SCHEMA.format(table=postings))
-    execute(f"CREATE TABLE IF NOT EXISTS {BULK} (name TEXT PRIMARY KEY)")
     # DISTINCT drops a list's repeated elements (a trigger's OR IGNORE gives way to an upsert's conflict
     # policy); a DELETE per SELECT, as a compound SELECT would make the DELETE scan the table
     insert = "".join(f"INSERT INTO {postings} {select};" for select in _selects("new"))
     delete = "".join(
         f"DELETE FROM {postings} WHERE (field, element, type, value, key) IN ({select});" for select in _selects("old")
     )
-    skip = f"WHEN NOT EXISTS (SELECT 1 FROM {BULK} WHERE name = '{postings}')"
     for name, event, body in (
-        ("ai", f'INSERT ON "{table}" {skip}', insert),
+        ("ai", f'INSERT ON "{table}" WHEN NOT {skip_insert}', insert),
         ("ad", f'DELETE ON "{table}"', delete),
         ("au", f'UPDATE ON "{table}"', delete + insert),
     ):
         execute(f'CREATE TRIGGER IF NOT EXISTS "{postings}_{name}" AFTER {event} BEGIN {body} END')
     if not exists:
         add_rows(execute, table, postings)
-
-
-@contextlib.contextmanager
-def inserting(execute, table: str, postings: str):
-    """Inside a write transaction, around inserts into ``table``: the rows it inserts get their postings in
-    two statements at the end instead of by the insert trigger, which costs four times as much. Rows it
-    updates go through the update trigger as always."""
-    above = execute(f'SELECT coalesce(max(rowid), 0) FROM "{table}"').fetchone()[0]
-    execute(f"INSERT INTO {BULK} VALUES (?)", (postings,))
-    yield
-    execute(f"DELETE FROM {BULK} WHERE name = ?", (postings,))
-    add_rows(execute, table, postings, above + 1)
 
 
 def add_rows(execute, table: str, postings: str, lo: int = 0, hi: int = INT64[1]) -> None:

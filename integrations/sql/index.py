@@ -147,10 +147,10 @@ class SQLIndex(Index):
             if self.dialect == "sqlite":
                 sqlite_changes.create_log(conn, self.table_name, self._key)
                 fts = fts5.fts_name(self._key)
-                fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", f"{self._key}_embedkit_fts")
-                postings.create_with_triggers(
-                    conn.exec_driver_sql, self.table_name, sqlite_changes.postings_name(self._key)
-                )
+                triggers, skip = f"{self._key}_embedkit_fts", sqlite_changes.skipping
+                fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", triggers, skip(fts))
+                posted = sqlite_changes.postings_name(self._key)
+                postings.create_with_triggers(conn.exec_driver_sql, self.table_name, posted, skip(posted))
                 if stored.get("format", 1) < FORMAT:
                     sqlite_changes.migrate_metadata(conn, self.table, self._rows.metadata)
                     stored["format"] = FORMAT
@@ -256,10 +256,10 @@ class SQLIndex(Index):
             self._after_write(conn)
 
     def _inserting(self, conn):
-        """Around a write's inserts: SQLite gives the new rows their filter postings in one go at the end."""
+        """Around a write's inserts: SQLite indexes the new rows' metadata and text in one go at the end."""
         if self.dialect != "sqlite":
             return contextlib.nullcontext()
-        return postings.inserting(conn.exec_driver_sql, self.table_name, sqlite_changes.postings_name(self._key))
+        return sqlite_changes.inserting(conn, self.table_name, self._key)
 
     def _delete(self, ids) -> int:
         c = self.table.c

@@ -11,6 +11,7 @@ insert at or below it is logged too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -18,9 +19,12 @@ import sqlalchemy as sa
 
 from integrations._shared.codec import dumps, int_keys
 from integrations._shared.sqlite_files import json_ints
+from integrations.filters import postings
 from integrations.filters.postings import Postings
+from integrations.keyword import fts5
 
 LOG_TABLE = "embedkit_log"
+BULK_TABLE = "embedkit_bulk"  # the postings and FTS5 tables whose insert triggers wait for ``inserting``
 SEGMENTS_TABLE = "embedkit_segments"  # per table: its segments (integrations.sql.segments) and their oldest seq
 ROWID = sa.literal_column("rowid")
 KEEP = 10_000  # log entries kept per table; a cache further behind than that reloads the table
@@ -31,12 +35,34 @@ def postings_name(key: str) -> str:
     return f"embedkit_postings_{key}"
 
 
+def skipping(name: str) -> str:
+    """The SQL condition under which the insert trigger of the postings or FTS5 table ``name`` waits for
+    ``inserting`` (a checked identifier, so it can sit in the SQL)."""
+    return f"EXISTS (SELECT 1 FROM {BULK_TABLE} WHERE name = '{name}')"
+
+
+@contextlib.contextmanager
+def inserting(conn, table: str, key: str):
+    """Inside a write transaction, around inserts into ``table``: the rows it inserts get their filter
+    postings and keyword index entries in three statements at the end, instead of through the insert
+    triggers, which cost three to five times as much; the mark that tells the triggers so is the write's
+    own, so no other writer skips them. Rows it updates or deletes go through their triggers as always."""
+    execute, names = conn.exec_driver_sql, (postings_name(key), fts5.fts_name(key))
+    above = execute(f'SELECT coalesce(max(rowid), 0) FROM "{table}"').scalar()
+    execute(f"INSERT INTO {BULK_TABLE} VALUES (?), (?)", names)
+    yield
+    execute(f"DELETE FROM {BULK_TABLE} WHERE name IN (?, ?)", names)
+    postings.add_rows(execute, table, names[0], above + 1)
+    fts5.add_rows(execute, names[1], table, "rowid", above + 1)
+
+
 def create_log(conn, table: str, key: str) -> None:
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} "
         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, rid INTEGER NOT NULL)"
     )
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {LOG_TABLE}_by_table ON {LOG_TABLE} (table_name, seq)")
+    conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {BULK_TABLE} (name TEXT PRIMARY KEY)")
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {SEGMENTS_TABLE} "
         "(table_name TEXT PRIMARY KEY, segments TEXT NOT NULL, keep INTEGER NOT NULL)"
