@@ -230,8 +230,10 @@ class SQLIndex(Index):
         values = sorted(
             zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
         )
-        with self._begin() as conn, self._inserting(conn):
-            if self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
+        with self._begin() as conn:
+            if self.dialect == "sqlite":
+                sqlite_changes.upsert(conn, self.table_name, self._key, [(*v[:5], dump_span(v[5])) for v in values])
+            elif self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
                 copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
             else:
@@ -254,12 +256,6 @@ class SQLIndex(Index):
                 )
             conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads), sa.not_(self._in(c.id, rows.ids))))
             self._after_write(conn)
-
-    def _inserting(self, conn):
-        """Around a write's inserts: SQLite indexes the new rows' metadata and text in one go at the end."""
-        if self.dialect != "sqlite":
-            return contextlib.nullcontext()
-        return sqlite_changes.inserting(conn, self.table_name, self._key)
 
     def _delete(self, ids) -> int:
         c = self.table.c

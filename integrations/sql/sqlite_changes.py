@@ -41,6 +41,22 @@ def skipping(name: str) -> str:
     return f"EXISTS (SELECT 1 FROM {BULK_TABLE} WHERE name = '{name}')"
 
 
+UPSERT = (
+    'INSERT INTO "{table}" (id, text, metadata, embedding, doc, span) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) '
+    "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding, "
+    "doc = excluded.doc, span = excluded.span"
+)
+
+
+def upsert(conn, table: str, key: str, rows: list[tuple]) -> None:
+    """Insert or replace ``rows`` of (id, text, metadata JSON, vector, doc, span JSON) in ``table``, as plain
+    tuples through the driver (a compiled SQLAlchemy insert costs more than SQLite's own work on the row),
+    their metadata and text indexed at the end (``inserting``)."""
+    with inserting(conn, table, key):
+        values = [(i, t, m, np.asarray(v, "<f4").tobytes(), d, s) for i, t, m, v, d, s in rows]
+        conn.exec_driver_sql(UPSERT.format(table=table), values)
+
+
 @contextlib.contextmanager
 def inserting(conn, table: str, key: str):
     """Inside a write transaction, around inserts into ``table``: the rows it inserts get their filter
