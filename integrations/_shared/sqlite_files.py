@@ -1,5 +1,6 @@
 """SQLite files as the stores meet them: whose they are, whether they are damaged, and opening them from
-read-only storage; and id lists bound as one JSON array.
+read-only storage; id lists bound as one JSON array; and the triggers that keep a derived table (keyword
+index, filter postings) in step with a table.
 
 - A FaissIndex docstore carries ``PRAGMA application_id = DOCSTORE_ID`` (docstores written before it are
   recognized by their tables), so neither store mistakes the other's file for its own.
@@ -95,3 +96,20 @@ def json_values(values: list):
     """``values`` (str or int) as a subquery over one bound JSON array, however many there are."""
     table = sa.func.json_each(json.dumps(values)).table_valued("value")
     return sa.select(table.c.value).scalar_subquery()
+
+
+def keep_in_step(execute, prefix: str, table: str, insert: str, delete: str, update: str, skip_insert: str) -> None:
+    """Triggers ``<prefix>_ai/_ad/_au`` on ``table`` that run the SQL ``insert`` after an insert (not while the
+    SQL condition ``skip_insert`` holds: the writer then indexes its new rows itself), ``delete`` after a
+    delete, and both after an update (``update``: the event, ``UPDATE`` or ``UPDATE OF <columns>``). An
+    insert trigger made before the condition existed is made again with it. The names are checked
+    identifiers, so they can sit in the SQL."""
+    made = execute("SELECT sql FROM sqlite_master WHERE name = ?", (f"{prefix}_ai",)).fetchone()
+    if made is not None and skip_insert not in made[0]:
+        execute(f'DROP TRIGGER "{prefix}_ai"')
+    for name, event, body in (
+        ("ai", f'INSERT ON "{table}" WHEN NOT {skip_insert}', insert),
+        ("ad", f'DELETE ON "{table}"', delete),
+        ("au", f'{update} ON "{table}"', delete + insert),
+    ):
+        execute(f'CREATE TRIGGER IF NOT EXISTS "{prefix}_{name}" AFTER {event} BEGIN {body} END')

@@ -120,7 +120,7 @@ class DocStore:
                     self.conn.execute(f"ALTER TABLE docs ADD COLUMN {name} TEXT")
             self.conn.execute("CREATE INDEX IF NOT EXISTS docs_by_doc ON docs (doc) WHERE doc IS NOT NULL")
             # keyword search over the bodies (a docstore written before it gets its rows indexed once)
-            create_sqlite(self.conn.execute, "fts", "bodies", "fid", None)
+            create_sqlite(self.conn.execute, "fts", "bodies", "fid", None, None)
             for name in ("ai", "ad", "au"):  # a docstore from before kept it in step by triggers
                 self.conn.execute(f"DROP TRIGGER IF EXISTS bodies_{name}")
             if self.get_info("postings") is None:  # a docstore written before postings gets them once

@@ -60,7 +60,7 @@ class FaissSearch:
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         selectivity = (live if allowed is None else len(allowed)) / total
-        found = [self._ann(part, q, k, selector, allowed, selectivity) for part in segments.parts]
+        found = [self._ann(part, q, k, selector, allowed, selectivity, total) for part in segments.parts]
         if self.precision != "float32" and self.rescore:  # every part's candidates re-ranked in one go
             fids = np.unique(np.concatenate([np.array([f for f, _ in pairs], np.int64) for pairs in found]))
             rerank = self._exact_kept if self.precision == "ubinary" else self._exact  # (ubinary: all of them)
@@ -75,9 +75,11 @@ class FaissSearch:
     def _touched(self, seq: int) -> np.ndarray:
         return self._store.dead_log_after(seq)[1]
 
-    def _ann(self, part, q: np.ndarray, k: int, selector, allowed, selectivity: float) -> list[tuple[int, float]]:
+    def _ann(
+        self, part, q: np.ndarray, k: int, selector, allowed, selectivity: float, rows: int
+    ) -> list[tuple[int, float]]:
         """A part's FAISS candidates with their approximate scores (``k`` of them, or as many as ``rescore``
-        re-ranks)."""
+        re-ranks); ``rows`` is every part's rows together."""
         rescore = self.precision != "float32" and self.rescore
         fetch = min(part.n, k * (self.rescore_multiplier if rescore else 1))
         unselective = self.precision == "ubinary" and part.kind == "ivf"  # FAISS has no ID selector for it
@@ -85,7 +87,6 @@ class FaissSearch:
         if unselective and selector is not None:
             fetch = min(part.n, int(fetch / selectivity) + len(dead))
         sel = None if unselective or selector is None else selector[0]
-        rows = self._segments.total()
         params = structures.params(
             part.kind, self.precision, part.base, sel, fetch, selectivity, self.ef_search, self.nprobe, rows
         )

@@ -21,6 +21,7 @@ import json
 import numpy as np
 
 from integrations._shared.codec import int_keys
+from integrations._shared.sqlite_files import keep_in_step
 from integrations.filters.parse import Node, value_type
 from integrations.filters.to_sql import SQLITE_TYPES
 
@@ -55,12 +56,7 @@ def create_with_triggers(execute, table: str, postings: str, skip_insert: str) -
     delete = "".join(
         f"DELETE FROM {postings} WHERE (field, element, type, value, key) IN ({select});" for select in _selects("old")
     )
-    for name, event, body in (
-        ("ai", f'INSERT ON "{table}" WHEN NOT {skip_insert}', insert),
-        ("ad", f'DELETE ON "{table}"', delete),
-        ("au", f'UPDATE ON "{table}"', delete + insert),
-    ):
-        execute(f'CREATE TRIGGER IF NOT EXISTS "{postings}_{name}" AFTER {event} BEGIN {body} END')
+    keep_in_step(execute, postings, table, insert, delete, "UPDATE", skip_insert)
     if not exists:
         add_rows(execute, table, postings)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from integrations._shared.sqlite_files import keep_in_step
 from integrations.keyword import terms
 
 TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -18,14 +19,14 @@ def fts_name(key: str) -> str:
     return f"embedkit_fts_{key}"
 
 
-def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str | None, skip_insert: str | None = None):
+def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str | None, skip_insert: str | None):
     """An external-content FTS5 table ``fts`` over the ``text`` of ``table``, keyed by ``rowid`` and kept in
-    step by the triggers ``<triggers>_ai/_ad/_au`` (the insert trigger not while the SQL condition
-    ``skip_insert`` holds: the writer then calls ``add_rows``, which costs a third of the trigger); with
-    ``triggers`` None, the caller keeps it in step (a trigger costs more than the insert it makes, 2.5 times
-    a direct insert). It is built from the existing rows when it is new. ``execute`` runs SQL with qmark
-    parameters (a sqlite3 or SQLAlchemy connection's); the names are checked identifiers, so they can sit
-    in the SQL."""
+    step by the triggers ``<triggers>_ai/_ad/_au`` (``integrations._shared.sqlite_files.keep_in_step``: the
+    insert trigger not while the SQL condition ``skip_insert`` holds, when the writer calls ``add_rows``,
+    which costs a third of the trigger); with ``triggers`` and ``skip_insert`` None, the caller keeps it in
+    step (a trigger costs more than the insert it makes, 2.5 times a direct insert). It is built from the
+    existing rows when it is new. ``execute`` runs SQL with qmark parameters (a sqlite3 or SQLAlchemy
+    connection's); the names are checked identifiers, so they can sit in the SQL."""
     exists = execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone()
     execute(
         f'CREATE VIRTUAL TABLE IF NOT EXISTS "{fts}" USING '
@@ -37,16 +38,7 @@ def create_sqlite(execute, fts: str, table: str, rowid: str, triggers: str | Non
     )
     insert = f"INSERT INTO \"{fts}\" (rowid, text) SELECT new.{rowid}, new.text WHERE new.text != '';"
     if triggers is not None:
-        when = f" WHEN NOT {skip_insert}" if skip_insert else ""
-        made = execute("SELECT sql FROM sqlite_master WHERE name = ?", (f"{triggers}_ai",)).fetchone()
-        if made is not None and when and skip_insert not in made[0]:  # made before the condition existed
-            execute(f'DROP TRIGGER "{triggers}_ai"')
-        for name, event, body in (
-            ("ai", f'INSERT ON "{table}"{when}', insert),
-            ("ad", f'DELETE ON "{table}"', delete),
-            ("au", f'UPDATE OF text ON "{table}"', delete + insert),
-        ):
-            execute(f'CREATE TRIGGER IF NOT EXISTS "{triggers}_{name}" AFTER {event} BEGIN {body} END')
+        keep_in_step(execute, triggers, table, insert, delete, "UPDATE OF text", skip_insert)
     if not exists:
         add_rows(execute, fts, table, rowid)
 

@@ -1,6 +1,7 @@
-"""SQLite specifics of SQLIndex: the change log that lets the in-memory matrix follow the table, the filter
-postings that answer a new filter by seeks, and the upgrade of tables written before metadata kept
-non-ASCII keys as they are.
+"""SQLite specifics of SQLIndex: the change log that lets the matrix follow the table (and the list of
+segments it keeps entries for), the filter postings that answer a new filter by seeks, embedkit's own
+writes, which index their new rows in one go instead of by trigger, and the upgrade of tables written
+before metadata kept non-ASCII keys as they are.
 
 Triggers append the rowid of every updated or deleted row to ``embedkit_log`` in the writer's own
 transaction, whoever the writer is. Inserted rows mostly need no log: they get rowids above the highest
