@@ -65,7 +65,7 @@ def sync_folder(folder: str) -> None:
 
 
 def keys_digest(keys: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(keys, dtype="<i8").tobytes()).hexdigest()
+    return hashlib.sha256(memoryview(np.ascontiguousarray(keys, dtype="<i8"))).hexdigest()
 
 
 def ends_digest(file: str) -> str:

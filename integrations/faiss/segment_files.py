@@ -39,7 +39,7 @@ def write(folder: str, index, binary: bool) -> dict:
 
 
 def open_mapped(folder: str, entry: dict, binary: bool, dimension: int):
-    """(the IDMap2 wrapper, the structure inside it, its fids) of the segment ``entry`` names, mapped;
+    """(the IDMap wrapper, the structure inside it, its fids) of the segment ``entry`` names, mapped;
     ValueError when it is not the file the manifest describes."""
     file = os.path.join(folder, entry["file"])
     if os.path.getsize(file) != entry["size"]:

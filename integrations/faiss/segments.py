@@ -11,8 +11,9 @@
 - **Deletes are tombstones**: the delete log's entries after a part's floor, kept out of results by one
   ID selector over the fid space. A search costs the same after deleting 10% as before.
 - The **manifest** (the docstore's ``segments`` info) lists the segments in fid order with their ranges,
-  rows, floors, sizes and digests. A segment that fails its checks, or whose live rows are not the
-  docstore's, is rebuilt from the docstore with a warning and replaced at the next ``save()``.
+  rows, floors, sizes and digests; it changes in the same transactions as the rows, so a segment that
+  passes its checks holds the rows the manifest says. One that fails them is rebuilt from the docstore
+  with a warning and replaced at the next ``save()``.
 - **Merging** is size-tiered: ``FANOUT`` adjacent segments of one tier (by live rows, tiers ``FANOUT``
   times apart) are rebuilt from the docstore as one, and a segment more than half dead is rebuilt alone,
   so the segment count stays logarithmic in the rows. A new file becomes current in one docstore
@@ -47,7 +48,7 @@ class Part:
     """A FAISS structure over the fids ``lo..hi`` that were live at delete-log position ``floor``: a
     segment (``entry`` is its manifest entry, None until it is written) or the tail."""
 
-    index: object  # the IDMap2 wrapper, None while the tail is empty
+    index: object  # the IDMap wrapper, None while the tail is empty
     base: object  # the structure inside it
     kind: str
     lo: int
@@ -132,7 +133,7 @@ class Segments:
         for entry in entries:
             part = mine.get(entry["file"])
             if part is None or (part.entry is not None and part.entry != entry):
-                part = self._open(store, entry, seqs, fids, final)
+                part = self._open(store, entry, final)
             sealed.append(part)
             dead.append(self._dead_in(part, seqs, fids))
         sealed_hi = max([e["hi"] for e in entries], default=0)
@@ -146,17 +147,14 @@ class Segments:
         self.converting = store.get_info("snapshot") is not None  # a folder from before segments
         self.dead, self._not_dead = np.unique(np.concatenate(dead)), None
 
-    def _open(self, store, entry: dict, seqs: np.ndarray, fids: np.ndarray, final: bool) -> Part:
+    def _open(self, store, entry: dict, final: bool) -> Part:
         """The segment ``entry`` names, mapped; rebuilt from the docstore if it is not what the manifest says."""
         file = os.path.join(self.folder, entry["file"])
         try:
             index, base, ids = segment_files.open_mapped(self.folder, entry, self.binary, self.dimension)
             if len(ids) and (ids[0] < entry["lo"] or ids[-1] > entry["hi"] or np.any(np.diff(ids) <= 0)):
                 raise ValueError("its fids are not an ascending run within its range")
-            part = Part(index, base, self.kind, entry["lo"], entry["hi"], entry["floor"], entry)
-            if store.count_between(part.lo, part.hi) != part.n - len(self._dead_in(part, seqs, fids)):
-                raise ValueError("the documents it holds are not the docstore's")
-            return part
+            return Part(index, base, self.kind, entry["lo"], entry["hi"], entry["floor"], entry)
         except (OSError, RuntimeError, ValueError) as exc:
             if not os.path.exists(file) and not final and not store.writing:
                 raise segment_files.Moved from None

@@ -1,6 +1,8 @@
 """The FAISS structures behind FaissIndex, one per kind and precision, and how each is searched.
 
-Every structure is wrapped in an ``IDMap2``, so FAISS ids are the docstore's fids. ``int8`` structures
+Every structure is wrapped in an ``IDMap``, so FAISS ids are the docstore's fids (not an ``IDMap2``: nothing
+looks a row up by its id, and reading one builds a hash map of every id). Segments written before are
+``IDMap2`` and are read as they are. ``int8`` structures
 hold the raw int8 codes (``QT_8bit_direct_signed``); ``ubinary`` ones hold the sign bits of the decoded
 codes. ID selectors restrict a search to allowed fids on every kind but binary IVF, which FAISS cannot
 filter: there the caller over-fetches and filters the candidates itself.
@@ -17,7 +19,7 @@ from embedkit.quantization import int8_steps
 
 
 def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, ef_construction: int, nlist: int | None):
-    """(the IDMap2 wrapper, the structure inside it) for ``n`` expected rows."""
+    """(the IDMap wrapper, the structure inside it) for ``n`` expected rows."""
     ip = faiss.METRIC_INNER_PRODUCT
     nlist = nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
     if precision == "ubinary":
@@ -28,7 +30,7 @@ def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, ef_constru
         }[kind]()
         if kind == "hnsw":
             base.hnsw.efConstruction = ef_construction
-        return faiss.IndexBinaryIDMap2(base), base
+        return faiss.IndexBinaryIDMap(base), base
     if precision == "int8":
         qt = faiss.ScalarQuantizer.QT_8bit_direct_signed
         base = {
@@ -46,12 +48,12 @@ def new_index(kind: str, precision: str, d: int, n: int, hnsw_m: int, ef_constru
         base.cp.min_points_per_centroid = 1  # small corpora train a few centroids, quietly
     if kind == "hnsw":
         base.hnsw.efConstruction = ef_construction
-    return faiss.IndexIDMap2(base), base
+    return faiss.IndexIDMap(base), base
 
 
 def fids_of(index) -> np.ndarray:
-    """The fids in a structure, in its internal order (a copy)."""
-    return faiss.vector_to_array(index.id_map)
+    """The fids in a structure, in its internal order: a view of FAISS's memory, valid while ``index`` is."""
+    return faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
 
 
 def bitmap(fids: np.ndarray, top: int):
@@ -111,7 +113,7 @@ def stored(index, base, kind: str, precision: str, d: int) -> tuple[np.ndarray, 
     storage = base if kind == "flat" else base.storage
     storage = faiss.downcast_IndexBinary(storage) if precision == "ubinary" else faiss.downcast_index(storage)
     n = index.ntotal
-    fids = faiss.rev_swig_ptr(index.id_map.data(), n)
+    fids = fids_of(index)
     if precision == "float32":
         return fids, faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
     if precision == "int8":  # QT_8bit_direct_signed keeps code + 128 as a byte
