@@ -60,9 +60,10 @@ class FaissSearch:
             selector = match.derived["selector"]
         want = min(k, live if allowed is None else len(allowed))
         selectivity = (live if allowed is None else len(allowed)) / total
-        found = [self._ann(part, q, k, selector, allowed, selectivity, total) for part in segments.parts]
-        if self.precision != "float32" and self.rescore:  # every part's candidates re-ranked in one go
-            fids = np.unique(np.concatenate([np.array([f for f, _ in pairs], np.int64) for pairs in found]))
+        query = self._as_faiss_query(q)
+        found = [self._ann(part, query, k, selector, allowed, selectivity, total) for part in segments.parts]
+        if self.precision != "float32" and self.rescore:  # the best candidates of all parts re-ranked in one go
+            fids = np.sort(np.array([f for f, _ in best(k * self.rescore_multiplier, *found)], np.int64))
             rerank = self._exact_kept if self.precision == "ubinary" else self._exact  # (ubinary: all of them)
             found = rerank(q, k, fids) if len(fids) else []
         else:
@@ -75,11 +76,21 @@ class FaissSearch:
     def _touched(self, seq: int) -> np.ndarray:
         return self._store.dead_log_after(seq)[1]
 
+    def _as_faiss_query(self, q: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(the query as the FAISS structures take it, scale, offset): score / scale + offset is cosine
+        (ubinary: the packed sign bits; its Hamming distances are turned into scores in ``_ann``)."""
+        if self.precision == "ubinary":
+            return np.packbits(q > 0)[None], 1.0, 0.0
+        if self.precision == "int8":
+            query, scale, offset = structures.int8_query(q, self._ranges)
+            return query[None], scale, offset
+        return q[None], 1.0, 0.0
+
     def _ann(
-        self, part, q: np.ndarray, k: int, selector, allowed, selectivity: float, rows: int
+        self, part, query: tuple, k: int, selector, allowed, selectivity: float, rows: int
     ) -> list[tuple[int, float]]:
         """A part's FAISS candidates with their approximate scores (``k`` of them, or as many as ``rescore``
-        re-ranks); ``rows`` is every part's rows together."""
+        re-ranks) for a query from ``_as_faiss_query``; ``rows`` is every part's rows together."""
         rescore = self.precision != "float32" and self.rescore
         fetch = min(part.n, k * (self.rescore_multiplier if rescore else 1))
         unselective = self.precision == "ubinary" and part.kind == "ivf"  # FAISS has no ID selector for it
@@ -90,12 +101,11 @@ class FaissSearch:
         params = structures.params(
             part.kind, self.precision, part.base, sel, fetch, selectivity, self.ef_search, self.nprobe, rows
         )
+        vector, scale, offset = query
+        scores, fids = part.index.search(vector, fetch, params=params)
         if self.precision == "ubinary":
-            distances, fids = part.index.search(np.packbits(q > 0)[None], fetch, params=params)
-            scores = 1.0 - 2.0 * distances[0].astype(np.float32) / self.dimension
+            scores = 1.0 - 2.0 * scores[0].astype(np.float32) / self.dimension
         else:
-            query, scale, offset = structures.int8_query(q, self._ranges) if self.precision == "int8" else (q, 1, 0)
-            scores, fids = part.index.search(query[None], fetch, params=params)
             scores = scores[0] / scale + offset
         keep = fids[0] >= 0
         if unselective:
