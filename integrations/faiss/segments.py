@@ -16,9 +16,12 @@
   with a warning and replaced at the next ``save()``.
 - **Merging** is size-tiered: ``FANOUT`` adjacent segments of one tier (by live rows, tiers ``FANOUT``
   times apart) are rebuilt from the docstore as one, and a segment more than half dead is rebuilt alone,
-  so the segment count stays logarithmic in the rows. A new file becomes current in one docstore
-  transaction that also checks no other process replaced its inputs first; until then, and after a
-  crash, every reader keeps using the old files.
+  so the segment count stays logarithmic in the rows up to the top tier (``SEAL_ROWS * FANOUT**TOP_TIER``
+  live rows, 1.28M), whose segments are not merged further: rebuilding millions of rows again buys a
+  search little (a flat or IVF search scans as many rows over several segments as over one), so past it
+  there is a segment per 1.28M rows, as Lucene caps the size of its merged segments. A new file
+  becomes current in one docstore transaction that also checks no other process replaced its inputs
+  first; until then, and after a crash, every reader keeps using the old files.
 
 Several processes follow one folder: each builds its tail from the docstore and adopts the segments any
 of them records. The class holds no lock; FaissIndex calls it under its own.
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 SEAL_ROWS = 20_000  # rows in the tail before it is sealed into a segment
 FANOUT = 4  # adjacent segments of one size tier merged into one
+TOP_TIER = 3  # segments of this tier are merged no further
 TAIL_KIND = "flat"  # exact over a few thousand rows; the ANN structure is built when it seals
 
 
@@ -253,7 +257,7 @@ class Segments:
                 return [part]
         tiers = [int(math.log(max(p.n - g, SEAL_ROWS) / SEAL_ROWS, FANOUT)) for p, g in zip(sealed, dead)]
         for start in range(len(sealed) - FANOUT + 1):
-            if len(set(tiers[start : start + FANOUT])) == 1:
+            if len(set(tiers[start : start + FANOUT])) == 1 and tiers[start] < TOP_TIER:
                 return sealed[start : start + FANOUT]
         return []
 

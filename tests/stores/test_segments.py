@@ -88,6 +88,26 @@ def test_segment_ranges_tile_the_fids_in_order(tmp_path, monkeypatch):
     assert sum(e["n"] for e in entries) + index._segments.tail.n == 140
 
 
+def test_segments_of_the_top_tier_are_merged_no_further(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments, "SEAL_ROWS", 10)
+    monkeypatch.setattr(segments, "TOP_TIER", 1)  # segments of 40 live rows (10 x FANOUT) are final
+    index = FaissIndex(HashEncoder(), path=str(tmp_path))
+    texts = {f"d{i}": text_of(f"d{i}") for i in range(400)}
+    for b in range(40):
+        ids = [f"d{b * 10 + j}" for j in range(10)]
+        index.add([texts[i] for i in ids], ids=ids)
+    index.save()
+    assert [e["n"] for e in manifest(tmp_path)] == [40] * 10  # four of 10 merged into one, then no more
+    index.delete([f"d{i}" for i in range(25)])  # a top-tier segment more than half dead is still rewritten
+    index.save()
+    assert [e["n"] for e in manifest(tmp_path)] == [15] + [40] * 9
+    for i in ("d25", "d203", "d399"):
+        assert index.search(texts[i], k=1)[0].id == i
+    index.compact()  # and compact() merges everything
+    assert [e["n"] for e in manifest(tmp_path)] == [375]
+    index.close()
+
+
 def _open_fixture(folder, name, **kw):
     kind, precision = name.split("-")
     return FaissIndex(HashEncoder(), path=str(folder), kind=kind, precision=precision, **kw)
