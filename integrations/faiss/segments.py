@@ -16,8 +16,9 @@
   with a warning and replaced at the next ``save()``.
 - **Merging** is size-tiered: ``FANOUT`` adjacent segments of one tier (by live rows, tiers ``FANOUT``
   times apart) are rebuilt from the docstore as one, and a segment more than half dead is rebuilt alone,
-  so the segment count stays logarithmic in the rows up to the top tier (``SEAL_ROWS * FANOUT**TOP_TIER``
-  live rows, 1.28M), whose segments are not merged further: rebuilding millions of rows again buys a
+  so the segment count stays logarithmic in the rows up to the top tier: a segment built with
+  ``SEAL_ROWS * FANOUT**TOP_TIER`` rows (1.28M) is not merged by size again, even once deletes take it
+  below (only when more than half dead): rebuilding millions of rows again buys a
   search little (a flat or IVF search scans as many rows over several segments as over one), so past it
   there is a segment per 1.28M rows, as Lucene caps the size of its merged segments. A new file
   becomes current in one docstore transaction that also checks no other process replaced its inputs
@@ -255,9 +256,11 @@ class Segments:
         for part, gone in zip(sealed, dead):
             if gone * 2 > part.n:
                 return [part]
-        tiers = [int(math.log(max(p.n - g, SEAL_ROWS) / SEAL_ROWS, FANOUT)) for p, g in zip(sealed, dead)]
+        top = SEAL_ROWS * FANOUT**TOP_TIER  # built this large, a segment is merged no further (by size)
+        tiers = [int(math.log(max(p.n - g, SEAL_ROWS) / SEAL_ROWS, FANOUT)) if p.n < top else None
+                 for p, g in zip(sealed, dead)]  # fmt: skip
         for start in range(len(sealed) - FANOUT + 1):
-            if len(set(tiers[start : start + FANOUT])) == 1 and tiers[start] < TOP_TIER:
+            if None not in tiers[start : start + FANOUT] and len(set(tiers[start : start + FANOUT])) == 1:
                 return sealed[start : start + FANOUT]
         return []
 
