@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .modules import Dense, Normalize, Pooling, Transformer
+from .modules import Dense, Normalize, Pooling, SpladePooling, Transformer
 
 logger = logging.getLogger(__name__)
 
@@ -20,17 +20,22 @@ SAVED_TYPES = {
     Pooling: "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
     Dense: "sentence_transformers.base.modules.dense.Dense",
     Normalize: "sentence_transformers.base.modules.normalize.Normalize",
+    SpladePooling: "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling",
 }
-BY_NAME = {cls.__name__: cls for cls in SAVED_TYPES}
+BY_NAME = {cls.__name__: cls for cls in SAVED_TYPES} | {"MLMTransformer": Transformer}  # sentence-transformers 5
 MODEL_CONFIG = "config_sentence_transformers.json"
 
 
-def load_folder(path: str, trust_remote_code: bool = False, **transformer_kwargs) -> tuple[list[nn.Module], dict]:
-    """Build the module chain of a folder. Returns (modules, the saved model config)."""
+def load_folder(
+    path: str, trust_remote_code: bool = False, sparse: bool = False, **transformer_kwargs
+) -> tuple[list[nn.Module], dict]:
+    """Build the module chain of a folder (a plain Hugging Face one as a ``sparse`` encoder's if asked).
+    Returns (modules, the saved model config)."""
     config = read_json(os.path.join(path, MODEL_CONFIG)) or {}
     modules_file = os.path.join(path, "modules.json")
     if not os.path.exists(modules_file):
-        return plain_transformers_modules(path, **transformer_kwargs), config
+        plain = plain_sparse_modules if sparse else plain_transformers_modules
+        return plain(path, **transformer_kwargs), config
     modules = []
     for entry in read_json(modules_file):
         type_path = entry.get("type", "")
@@ -42,7 +47,8 @@ def load_folder(path: str, trust_remote_code: bool = False, **transformer_kwargs
             )
         module_path = os.path.join(path, entry.get("path", ""))
         if cls is Transformer:
-            modules.append(Transformer.load(module_path, **transformer_kwargs))
+            task = {"transformer_task": "fill-mask"} if type_path.endswith(".MLMTransformer") else {}
+            modules.append(Transformer.load(module_path, **task, **transformer_kwargs))
         elif cls is Dense:
             modules.append(Dense.load(module_path, trust_remote_code=trust_remote_code))
         else:
@@ -59,6 +65,18 @@ def plain_transformers_modules(path: str, **transformer_kwargs) -> list[nn.Modul
     return [transformer, Pooling(transformer.get_word_embedding_dimension(), mode)]
 
 
+def plain_sparse_modules(path: str, **transformer_kwargs) -> list[nn.Module]:
+    """A plain Hugging Face masked-LM as a SPLADE encoder: its logits, max-pooled (as sentence-transformers)."""
+    transformer = Transformer(path, transformer_task="fill-mask", **transformer_kwargs)
+    architectures = getattr(transformer.config, "architectures", None) or []
+    if not any(a.endswith("ForMaskedLM") for a in architectures):
+        raise ValueError(
+            f"{path} has no modules.json and is not a masked-LM model (architectures: {architectures}); "
+            "a SparseEncoder loads SPLADE folders and plain ...ForMaskedLM models"
+        )
+    return [transformer, SpladePooling("max", "relu", transformer.get_word_embedding_dimension())]
+
+
 def model_config(model) -> dict[str, Any]:
     """What ``config_sentence_transformers.json`` records of ``model``: versions, prompts, similarity,
     truncation and int8 ranges."""
@@ -70,7 +88,7 @@ def model_config(model) -> dict[str, Any]:
     versions = {"embedkit": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
     config: dict[str, Any] = {
         "__version__": versions,
-        "model_type": "SentenceTransformer",
+        "model_type": model.model_type,
         "prompts": model.prompts,
         "default_prompt_name": model.default_prompt_name,
         "similarity_fn_name": model.similarity_fn_name,
@@ -79,6 +97,8 @@ def model_config(model) -> dict[str, Any]:
         config["truncate_dim"] = model.truncate_dim
     if model.quantization_ranges is not None:
         config["quantization_ranges"] = model.quantization_ranges.tolist()
+    if getattr(model, "max_active_dims", None) is not None:
+        config["max_active_dims"] = model.max_active_dims
     return config
 
 

@@ -1,4 +1,5 @@
-"""Transformer: a Hugging Face model and its tokenizer, producing token embeddings."""
+"""Transformer: a Hugging Face model and its tokenizer, producing token embeddings (or, for the
+``fill-mask`` task of sparse encoders, the masked-LM logits of every token)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 import transformers
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from .._checks import check_positive_int
 from .._encoding.batching import pad_to_tensors
@@ -28,6 +29,7 @@ CONFIG_NAMES = [
 
 
 BACKENDS = ("torch", "onnx")
+TASKS = {"feature-extraction": AutoModel, "fill-mask": AutoModelForMaskedLM}  # sentence-transformers' names
 # transformers 4.x builds the SDPA mask itself and refuses a ready-made 4-D one ("Wrong shape for input_ids")
 TAKES_4D_MASK = int(transformers.__version__.split(".", 1)[0]) >= 5
 
@@ -35,6 +37,8 @@ TAKES_4D_MASK = int(transformers.__version__.split(".", 1)[0]) >= 5
 class Transformer(nn.Module):
     """Runs a Hugging Face ``AutoModel`` and writes ``token_embeddings`` into the features dict.
 
+    ``transformer_task="fill-mask"`` runs an ``AutoModelForMaskedLM`` instead and writes its logits (one
+    score per vocabulary entry and token) as ``token_embeddings``, as sentence-transformers does for SPLADE.
     ``backend="onnx"`` runs it as an int8 ONNX Runtime graph on the CPU instead (``embedkit.modules.onnx_runtime``).
     """
 
@@ -48,10 +52,15 @@ class Transformer(nn.Module):
         config_kwargs: dict[str, Any] | None = None,
         tokenizer_name_or_path: str | None = None,
         backend: str = "torch",
+        transformer_task: str = "feature-extraction",
     ):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if transformer_task not in TASKS:
+            raise ValueError(f"transformer_task must be one of {sorted(TASKS)}, got {transformer_task!r}")
+        if transformer_task == "fill-mask" and backend == "onnx":
+            raise ValueError("the onnx backend runs feature-extraction models only, not transformer_task='fill-mask'")
         model_kwargs = dict(model_kwargs or {})
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         config_kwargs = dict(config_kwargs or {})
@@ -60,9 +69,10 @@ class Transformer(nn.Module):
             if not kwargs.get("trust_remote_code"):
                 kwargs.pop("trust_remote_code", None)
         self.source_path = model_name_or_path
-        self.backend = backend
+        self.backend, self.transformer_task = backend, transformer_task
         self.config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
-        self.auto_model = AutoModel.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
+        auto = TASKS[transformer_task]
+        self.auto_model = auto.from_pretrained(model_name_or_path, config=self.config, **model_kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path or model_name_or_path, **tokenizer_kwargs)
         self.do_lower_case = do_lower_case
         self.position_limit = _position_limit(self.config)
@@ -180,17 +190,25 @@ class Transformer(nn.Module):
             # test the 2-D mask for padding (a host sync per batch on accelerators).
             inputs["attention_mask"] = inputs["attention_mask"].bool()[:, None, None, :]
         out = (self.runtime or self.auto_model)(**inputs, return_dict=True)
-        features["token_embeddings"] = out.last_hidden_state
+        features["token_embeddings"] = out.logits if self.transformer_task == "fill-mask" else out.last_hidden_state
         return features
 
     def get_word_embedding_dimension(self) -> int:
-        return self.config.hidden_size
+        """The width of ``token_embeddings``: the hidden size, or the vocabulary for ``fill-mask``."""
+        return self.config.vocab_size if self.transformer_task == "fill-mask" else self.config.hidden_size
 
     def save(self, path: str) -> None:
         self.auto_model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
+        config = {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}
+        if self.transformer_task == "fill-mask":  # as sentence-transformers 6 writes it
+            config |= {
+                "transformer_task": "fill-mask",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+                "module_output_name": "token_embeddings",
+            }
         with open(os.path.join(path, "sentence_bert_config.json"), "w", encoding="utf8") as f:
-            json.dump({"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}, f, indent=4)
+            json.dump(config, f, indent=4)
         if self.runtime is not None:
             from .onnx_runtime import save_onnx
 
@@ -201,6 +219,7 @@ class Transformer(nn.Module):
         config = read_module_config(path)
         kwargs.setdefault("max_seq_length", config.get("max_seq_length"))
         kwargs.setdefault("do_lower_case", config.get("do_lower_case", False))
+        kwargs.setdefault("transformer_task", config.get("transformer_task", "feature-extraction"))
         return cls(path, **kwargs)
 
 
