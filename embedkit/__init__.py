@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from . import models, util
     from .cross_encoder import CrossEncoder
     from .model import SentenceTransformer
+    from .sparse_encoder import SparseEncoder
     from .util import (
         LoggingHandler,
         community_detection,
@@ -38,6 +39,7 @@ __all__ = [
     "CrossEncoder",
     "LoggingHandler",
     "SentenceTransformer",
+    "SparseEncoder",
     "__version__",
     "community_detection",
     "cos_sim",
@@ -62,6 +64,8 @@ __all__ = [
 def __getattr__(name: str):
     if name == "SentenceTransformer":
         return importlib.import_module("embedkit.model").SentenceTransformer
+    if name == "SparseEncoder":
+        return importlib.import_module("embedkit.sparse_encoder").SparseEncoder
     if name == "CrossEncoder":
         return importlib.import_module("embedkit.cross_encoder").CrossEncoder
     if name == "models":

@@ -43,6 +43,7 @@ class SentenceTransformer(nn.Sequential):
     """
 
     accepts_token_ids = True  # encode() takes token ids made ahead (embedkit.chunking.Chunker.plan)
+    model_type = "SentenceTransformer"  # what a saved folder says it holds
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class SentenceTransformer(nn.Sequential):
             modules, saved = load_folder(
                 path,
                 trust_remote_code=trust_remote_code,
+                sparse=self.model_type == "SparseEncoder",
                 model_kwargs={**(model_kwargs or {}), **extra},
                 tokenizer_kwargs={**(tokenizer_kwargs or {}), **extra},
                 config_kwargs={**(config_kwargs or {}), **extra},
@@ -100,6 +102,7 @@ class SentenceTransformer(nn.Sequential):
         self.similarity_fn_name = similarity_fn_name or saved.get("similarity_fn_name")
         self.truncate_dim = None
         self.truncate_dim = self._check_truncate_dim(truncate_dim or saved.get("truncate_dim"))
+        self.saved_config = saved  # config_sentence_transformers.json, for what a subclass reads of it
         ranges = saved.get("quantization_ranges")
         self.quantization_ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
         # On CPU, run batches side by side, one torch thread each (see batching.in_parallel); False turns it off.
@@ -271,6 +274,7 @@ class SentenceTransformer(nn.Sequential):
 
         if pool is not None:
             options = {
+                "convert_to_numpy": True,
                 "prompt": prompt,
                 "batch_size": batch_size,
                 "truncate_dim": truncate_dim,

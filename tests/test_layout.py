@@ -105,7 +105,8 @@ def test_public_names_are_listed_and_load_lazily():
         "early = {'torch', 'faiss', 'sqlalchemy', 'langchain_core', 'llama_index', 'haystack'} & set(sys.modules)\n"
         "assert not early, f'imported too early: {early}'\n"
         "import embedkit.util\n"
-        "names = {'SentenceTransformer', 'CrossEncoder', 'util', 'models', '__version__', *embedkit.util.__all__}\n"
+        "names = {'SentenceTransformer', 'SparseEncoder', 'CrossEncoder', 'util', 'models', '__version__',\n"
+        "         *embedkit.util.__all__}\n"
         "assert set(embedkit.__all__) == names\n"
         "assert all(getattr(embedkit, n) is not None for n in embedkit.__all__)\n"
     )

@@ -147,11 +147,12 @@ def pad_to_tensors(tokenizer, features, idx, lengths, device, pinned: bool = Fal
 
 
 @torch.inference_mode()
-def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress, token_ids=None):
-    """``model``'s encode: tokenize, sort by token length, run the modules batch by batch.
+def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progress, token_ids=None, options=None):
+    """``model``'s encode: tokenize, sort by token length, run the modules batch by batch (``options`` go
+    into each batch's features, for the model's own ``forward``).
 
-    Returns the sentence embeddings as one tensor in input order, or a per-input list for the
-    other output values.
+    Returns the sentence embeddings as one tensor in input order (sparse if the model's are), or a
+    per-input list for the other output values.
     """
     model.eval()
     transformer = model.transformer
@@ -179,6 +180,7 @@ def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progre
         batch = transformer.pad_to_tensors(features, idx, lengths, model.device, pinned)
         if prompt_length is not None:
             batch["prompt_length"] = prompt_length
+        batch.update(options or {})
         with torch.inference_mode():
             return offset, idx, model(batch)
 
@@ -210,8 +212,15 @@ def run(model, texts, prompt, batch_size, max_batch_tokens, output_value, progre
     if not parts:
         return None
     emb = torch.cat(parts)
+    order = torch.cat(positions).to(emb.device)
+    if emb.is_sparse:  # rows renumbered into input order
+        emb = emb.coalesce()
+        rows, columns = emb.indices()
+        return torch.sparse_coo_tensor(
+            torch.stack([order[rows], columns]), emb.values(), emb.shape, check_invariants=False
+        ).coalesce()
     ordered = torch.empty_like(emb)
-    ordered[torch.cat(positions).to(emb.device)] = emb
+    ordered[order] = emb
     return ordered
 
 
