@@ -2,8 +2,8 @@
 fresh folder; the README stays short and links every page of docs/.
 
 The dev install holds every extra that a snippet's install line names; ``DATABASE_URL`` points the
-PostgreSQL snippet at the test server and ``RERANKER`` the reranking one at a fixture cross-encoder (the Hub
-cannot be reached here).
+PostgreSQL snippet at the test server, ``RERANKER`` the reranking one at a fixture cross-encoder and
+``SPARSE_MODEL`` the sparse one at SPLADE-tiny (the Hub cannot be reached here).
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ def test_the_readme_is_short_and_links_every_page():
 @pytest.mark.parametrize(
     "code", [c for *_, c in SNIPPETS], ids=[f"{p}-{n}-{h}" for n, (p, h, _) in enumerate(SNIPPETS)]
 )
-def test_snippet_runs_as_written(code, tmp_path, pg_url, cross_dirs):
+def test_snippet_runs_as_written(code, tmp_path, pg_url, cross_dirs, request):
     script = tmp_path / "snippet.py"
     script.write_text(code)
     env = dict(os.environ, DATABASE_URL=pg_url[0], RERANKER=cross_dirs[1])
+    if "SPARSE_MODEL" in code:
+        env["SPARSE_MODEL"] = request.getfixturevalue("splade_tiny")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
