@@ -41,18 +41,32 @@ def minilm_oracle(minilm_path):
     return Oracle(minilm_path, device="cpu")
 
 
+def tiny_folder(folder, minilm_path: str, model_class) -> str:
+    """A plain 2-layer ``model_class`` (hidden size 32) with random weights and the packaged tokenizer."""
+    from transformers import AutoTokenizer, BertConfig
+
+    torch.manual_seed(0)
+    model_class(BertConfig(**TINY_BERT)).save_pretrained(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.model_max_length = 128
+    tokenizer.save_pretrained(str(folder))
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory, minilm_path) -> str:
     """A plain 2-layer BERT (hidden size 32) with random weights and the packaged tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertModel
 
-    path = str(tmp_path_factory.mktemp("tiny_bert"))
-    torch.manual_seed(0)
-    BertModel(BertConfig(**TINY_BERT)).save_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    tokenizer.model_max_length = 128
-    tokenizer.save_pretrained(path)
-    return path
+    return tiny_folder(tmp_path_factory.mktemp("tiny_bert"), minilm_path, BertModel)
+
+
+@pytest.fixture(scope="session")
+def mlm_dir(tmp_path_factory, minilm_path) -> str:
+    """The same as a BertForMaskedLM: a plain masked-LM folder, for sparse encoders."""
+    from transformers import BertForMaskedLM
+
+    return tiny_folder(tmp_path_factory.mktemp("tiny_mlm"), minilm_path, BertForMaskedLM)
 
 
 @pytest.fixture(scope="session")

@@ -15,20 +15,6 @@ from embedkit import SentenceTransformer, SparseEncoder
 QUERIES = ["what do foxes jump over", "guitar", "capital of France"]
 
 
-@pytest.fixture(scope="session")
-def mlm_dir(tmp_path_factory, minilm_path) -> str:
-    """A plain 2-layer BertForMaskedLM (hidden size 32) with random weights and the packaged tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    path = str(tmp_path_factory.mktemp("tiny_mlm"))
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(**TINY_BERT)).save_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    tokenizer.model_max_length = 128
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session", params=["tiny", "splade-tiny"])
 def pair(request, mlm_dir):
     """(embedkit's SparseEncoder, the oracle's) over the same folder."""
