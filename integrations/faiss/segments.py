@@ -16,13 +16,13 @@
   with a warning and replaced at the next ``save()``.
 - **Merging** is size-tiered: ``FANOUT`` adjacent segments of one tier (by live rows, tiers ``FANOUT``
   times apart) are rebuilt from the docstore as one, and a segment more than half dead is rebuilt alone,
-  so the segment count stays logarithmic in the rows up to the top tier: a segment built with
+  so the segment count stays logarithmic in the rows up to the top tier. A segment built with
   ``SEAL_ROWS * FANOUT**TOP_TIER`` rows (1.28M) is not merged by size again, even once deletes take it
-  below (only when more than half dead): rebuilding millions of rows again buys a
-  search little (a flat or IVF search scans as many rows over several segments as over one), so past it
-  there is a segment per 1.28M rows, as Lucene caps the size of its merged segments. A new file
-  becomes current in one docstore transaction that also checks no other process replaced its inputs
-  first; until then, and after a crash, every reader keeps using the old files.
+  below, only rebuilt when more than half dead: rebuilding millions of rows buys a search little (a flat
+  or IVF search scans as many rows over several segments as over one), so past it there is a segment per
+  1.28M rows, as Lucene caps the size of its merged segments. A new file becomes current in one docstore
+  transaction that also checks no other process replaced its inputs first; until then, and after a
+  crash, every reader keeps using the old files.
 
 Several processes follow one folder: each builds its tail from the docstore and adopts the segments any
 of them records. The class holds no lock; FaissIndex calls it under its own.
