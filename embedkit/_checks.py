@@ -50,3 +50,17 @@ def check_encode_options(batch_size, max_batch_tokens, precision: str, output_va
         raise ValueError(f"precision={precision!r} applies only to output_value='sentence_embedding'")
     if pool is not None and output_value != "sentence_embedding":
         raise ValueError("a pool returns sentence embeddings only (output_value='sentence_embedding')")
+
+
+def encode_inputs(model, sentences, kwargs: dict, token_ids, pool, device) -> tuple[bool, list[str], list | None]:
+    """(one text?, the texts, the token ids to use) of an ``encode()`` call: sentence-transformers 6.x's
+    ``inputs`` name taken, unknown keywords refused, ``token_ids`` checked against the texts (and dropped
+    for a model that lower-cases the text, since they were made of the text before lowering)."""
+    if "inputs" in kwargs and sentences is None:
+        sentences = kwargs.pop("inputs")
+    if kwargs:
+        raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
+    texts = check_texts(sentences)
+    if token_ids is not None and (len(token_ids) != len(texts) or pool is not None or isinstance(device, list)):
+        raise ValueError("token_ids needs one entry per sentence, and no pool")
+    return isinstance(sentences, str), texts, None if model.transformer.do_lower_case else token_ids

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_encode_options, check_texts
+from ._checks import check_encode_options, encode_inputs
 from ._encoding.batching import run, to_numpy, token_lengths
 from ._encoding.npy_file import encode_to_file
 from .hub import resolve_model_path
@@ -246,17 +246,9 @@ class SentenceTransformer(nn.Sequential):
         where not known; longer ones are cut as the text would be), used instead of tokenizing it again
         (``embedkit.chunking.Chunker.plan`` makes them).
         """
-        if "inputs" in kwargs and sentences is None:  # the sentence-transformers 6.x name
-            sentences = kwargs.pop("inputs")
-        if kwargs:
-            raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
+        single, texts, token_ids = encode_inputs(self, sentences, kwargs, token_ids, pool, device)
         check_encode_options(batch_size, max_batch_tokens, precision, output_value, pool)
         truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
-        if token_ids is not None and (len(token_ids) != len(texts) or pool is not None or isinstance(device, list)):
-            raise ValueError("token_ids needs one entry per sentence, and no pool")
-        token_ids = None if self.transformer.do_lower_case else token_ids  # made of the text before lowering
         prompt = self._resolve_prompt(prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO

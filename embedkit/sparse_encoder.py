@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_encode_options, check_positive_int, check_texts
+from ._checks import check_encode_options, check_positive_int, encode_inputs
 from ._encoding.batching import run
 from .model import SentenceTransformer
 from .modules import SpladePooling
@@ -88,18 +88,11 @@ class SparseEncoder(SentenceTransformer):
 
         ``max_active_dims`` overrides the model's; ``pool`` (or a list of ``device``s) spreads the work over
         processes; ``max_batch_tokens`` and ``token_ids`` are as for ``SentenceTransformer.encode``."""
-        if "inputs" in kwargs and sentences is None:  # sentence-transformers' name
-            sentences = kwargs.pop("inputs")
         kwargs.pop("task", None)  # sentence-transformers takes it for Router models, which have none here
-        if kwargs:
-            raise ValueError(f"encode() got unknown keyword arguments: {sorted(kwargs)}")
+        single, texts, token_ids = encode_inputs(self, sentences, kwargs, token_ids, pool, device)
         check_encode_options(batch_size, max_batch_tokens, "float32", "sentence_embedding", pool)
         max_active_dims = self.max_active_dims if max_active_dims is None else max_active_dims
         self._check_max_active_dims(max_active_dims)
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
-        if token_ids is not None and (len(token_ids) != len(texts) or pool is not None or isinstance(device, list)):
-            raise ValueError("token_ids needs one entry per sentence, and no pool")
         prompt = self._resolve_prompt(prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
