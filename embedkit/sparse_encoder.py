@@ -185,21 +185,22 @@ class SparseEncoder(SentenceTransformer):
     def similarity(self, embeddings1, embeddings2) -> Tensor:
         """Matrix of scores between all pairs (dense), with ``similarity_fn_name``; sparse products for
         ``dot`` and ``cosine``."""
-        a, b = as_sparse_rows(embeddings1), as_sparse_rows(embeddings2)
+        a, b = self._rows(embeddings1, embeddings2)
         if self.similarity_fn_name in ("dot", "cosine"):
-            if self.similarity_fn_name == "cosine":
-                a, b = unit_rows(a), unit_rows(b)
             return torch.sparse.mm(a, b.t()).to_dense()
         return SIMILARITY[self.similarity_fn_name](a.to_dense(), b.to_dense())
 
     def similarity_pairwise(self, embeddings1, embeddings2) -> Tensor:
         """Scores of ``embeddings1[i]`` against ``embeddings2[i]``."""
-        a, b = as_sparse_rows(embeddings1), as_sparse_rows(embeddings2)
+        a, b = self._rows(embeddings1, embeddings2)
         if self.similarity_fn_name in ("dot", "cosine"):
-            if self.similarity_fn_name == "cosine":
-                a, b = unit_rows(a), unit_rows(b)
             return torch.sparse.sum(a * b, dim=1).to_dense()
         return PAIRWISE[self.similarity_fn_name](a.to_dense(), b.to_dense())
+
+    def _rows(self, embeddings1, embeddings2) -> tuple[Tensor, Tensor]:
+        """Both as sparse rows, scaled to unit length for ``cosine`` (whose scores are then dot products)."""
+        a, b = as_sparse_rows(embeddings1), as_sparse_rows(embeddings2)
+        return (unit_rows(a), unit_rows(b)) if self.similarity_fn_name == "cosine" else (a, b)
 
 
 def keep_largest(embeddings: Tensor, count: int | None) -> Tensor:
