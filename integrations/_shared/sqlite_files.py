@@ -6,6 +6,9 @@ index, filter postings) in step with a table.
   recognized by their tables), so neither store mistakes the other's file for its own.
 - Damage (SQLITE_CORRUPT, SQLITE_NOTADB) is told apart from a busy or full database, so that it can be
   reported as ``CorruptIndexError`` naming the file.
+- New files get 16 KiB pages (SQLite's default is 4 KiB, which holds two rows with a 1.5 KB vector code and
+  wastes the rest): a bulk add of 200k rows then costs about 15% less. 64 KiB saves 5% more, but a file of 20
+  documents takes 0.9 MB instead of 0.2 MB. A file keeps the page size it was created with.
 - On read-only storage SQLite cannot create a WAL file's shared-memory index, so a database there is opened
   ``immutable``: readable, and refused for writes. That is only sound when no WAL holds unapplied commits.
 """
@@ -24,6 +27,7 @@ from integrations.errors import CorruptIndexError, ReadOnlyIndexError, StorageEr
 
 DOCSTORE_ID = 0x656B6673  # "ekfs"
 DOCSTORE_TABLES = {"info", "docs", "bodies", "dead"}
+PAGE_SIZE = 16384  # bytes a page in new files (set before journal_mode: a file in WAL mode keeps its own)
 
 
 def tables(conn: sqlite3.Connection) -> set[str]:

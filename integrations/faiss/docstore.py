@@ -103,6 +103,7 @@ class DocStore:
             raise NotAnIndexError(f"{self.file} is not a FaissIndex docstore{hint}; nothing was written")
 
     def _set_up(self) -> None:
+        self.conn.execute(f"PRAGMA page_size = {sqlite_files.PAGE_SIZE}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         names = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master")}

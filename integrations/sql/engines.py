@@ -148,13 +148,15 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
-    """WAL, a 60 s busy timeout, and BEGIN IMMEDIATE for writes so concurrent writers queue instead of failing."""
+    """16 KiB pages for a new file, WAL, a 60 s busy timeout, and BEGIN IMMEDIATE for writes so concurrent
+    writers queue instead of failing."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute(f"PRAGMA page_size = {sqlite_files.PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
