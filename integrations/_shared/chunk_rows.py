@@ -36,6 +36,9 @@ class Rows:
 
 
 def chunk_rows(ids, texts, metadatas, spans, vectors=None) -> Rows:
+    if not any(spans):  # every document stored whole: a row each, as it came
+        n = len(ids)
+        return Rows(list(ids), list(texts), list(metadatas), [None] * n, [None] * n, list(texts), vectors)
     rows = Rows([], [], [], [], [], [], vectors)
     for doc_id, text, metadata, chunks in zip(ids, texts, metadatas, spans):
         for n, span in enumerate(chunks or [None]):
