@@ -126,4 +126,4 @@ class VectorCache:
                 )
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(len(rows), self.dimension)
-        return keys, vectors.astype(np.float32)
+        return keys, vectors.astype(np.float32, copy=False)  # copied where kept: by order, mask or append
