@@ -93,25 +93,30 @@ def batch(n: int, metadatas, doc_ids) -> tuple[list[str], list[str]]:
 
 
 def flat_metadata(values: list) -> list[str] | None:
-    """The stored JSON of a batch of flat dicts (str keys; str, number, bool or null values), checked by one
-    round trip through JSON; None when any value might be something else, which ``metadata`` then checks
-    dict by dict and names. Flat means no ``{`` or ``[`` but the dicts' own: nesting needs one."""
+    """The stored JSON of a batch of flat dicts (str keys; str, number, bool or null values), serialized and
+    checked in one pass; None when any value might be something else, which ``metadata`` then checks dict by
+    dict and names. Flat means no ``{`` or ``[`` but the dicts' own: nesting needs one. The batch is encoded as
+    one list with NUL between items, which JSON never writes raw, so the dicts' borders are the NULs before a
+    ``{`` and the NULs left are the dicts' own separators."""
+    if not values or not all(type(v) is dict for v in values):
+        return None
     try:
-        texts = [ENCODE(v) for v in values]
+        joined = ENCODE_SPLITTABLE(values)
     except (TypeError, ValueError, RecursionError):
         return None
-    joined = "[" + ",".join(texts) + "]"
-    flat = joined.count("{") == len(texts) and "[" not in joined[1:] and "\\u0000" not in joined
-    if not flat or not all(type(v) is dict for v in values):
+    flat = joined.count("{") == len(values) and "[" not in joined[1:] and "\\u0000" not in joined
+    if not flat or not all(type(k) is str for v in values for k in v):  # JSON would turn other keys into str
         return None
     try:
         joined.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    return texts if json.loads(joined) == values else None
+    first, *rest = joined[1:-1].split("\x00{")
+    return [text.replace("\x00", ", ") for text in (first, *("{" + text for text in rest))]
 
 
 ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+ENCODE_SPLITTABLE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=("\x00", ": ")).encode
 
 
 def metadata(value, i: int) -> str:
