@@ -224,9 +224,9 @@ class Segments:
         for part in parts:
             fids = structures.fids_of(part.index)
             for start in range(0, len(fids), SLICE):
-                ids = fids[start : start + SLICE]
+                ids, rows = fids[start : start + SLICE], part.base.reconstruct_n(start, min(SLICE, len(fids) - start))
                 live = ~np.isin(ids, self.dead)
-                yield ids[live].copy(), part.base.reconstruct_n(start, len(ids))[live]
+                yield (ids.copy(), rows) if live.all() else (ids[live], rows[live])
 
     # ----------------------------------------------------------------- sealing and merging (writable stores)
     def seal(self, store, force: bool = False) -> None:
