@@ -17,14 +17,16 @@ import numpy as np
 from embedkit.chunking import Chunker
 from integrations._shared import rerank as reranking
 from integrations._shared import validation
-from integrations._shared.chunk_rows import Rows, chunk_rows, documents
+from integrations._shared.chunk_rows import Rows, chunk_rows, deepen
 from integrations._shared.facts import Facts
-from integrations._shared.fusion import MODES, fuse
-from integrations._shared.validation import check_non_negative_int, check_positive_int, check_string, check_texts
+from integrations._shared.fusion import fuse
+from integrations._shared.fusion import legs as fusion_legs
+from integrations._shared.validation import check_non_negative_int, check_positive_int
 from integrations.encoders import as_encoder, check_info, encoder_info
 from integrations.errors import IndexClosedError, InvalidInputError, UnknownIdsError, WrongTypeError
 from integrations.filters.parse import Node, parse_filter
 from integrations.records import Hit, Record
+from integrations.sparse import SparseLeg
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +57,13 @@ class Index(Facts, ABC):
     Long texts are stored as chunks measured in the model's tokens (``chunk_tokens``, ``chunk_overlap``;
     see ``integrations._shared.chunk_rows``) under the caller's id: ``search`` returns each document once, scored by
     its best chunk, with that chunk's character span in ``hit.span``; ``get`` returns whole documents and
-    ``delete`` removes every chunk. A document's first chunk is stored under its id, the others under
-    ``id + "\x1f" + n`` with an empty text, which is why ids may not hold that character.
-    """
+    ``delete`` removes every chunk (a later chunk's row id holds ``"\x1f"``, so ids may not).
 
-    def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32):
+    With a ``sparse_encoder`` (a ``SparseEncoder``), each row also keeps its learned sparse vector
+    (``integrations.sparse``) for ``mode="sparse"`` and the hybrid mode's third leg."""
+
+    def __init__(self, encoder, chunk_tokens: int | None = None, chunk_overlap: int = 32, sparse_encoder=None):
+        self.sparse = SparseLeg(sparse_encoder)
         self.encoder = encoder = as_encoder(encoder)
         self.encoder_info = encoder_info(encoder)
         self.dimension = self.encoder_info["dimension"]
@@ -91,6 +95,7 @@ class Index(Facts, ABC):
         candidates: int = 100,
         rerank: Any = None,
         rerank_candidates: int = 50,
+        weights: dict[str, float] | None = None,
     ) -> list[Hit]: ...
 
     @overload
@@ -105,6 +110,7 @@ class Index(Facts, ABC):
         candidates: int = 100,
         rerank: Any = None,
         rerank_candidates: int = 50,
+        weights: dict[str, float] | None = None,
     ) -> list[list[Hit]]: ...
 
     @guarded
@@ -119,45 +125,48 @@ class Index(Facts, ABC):
         candidates: int = 100,
         rerank: Any = None,
         rerank_candidates: int = 50,
+        weights: dict[str, float] | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """The ``k`` best documents for a query (or a list of lists for several), best first.
 
-        ``mode``: ``"vector"`` (cosine similarity), ``"keyword"`` (the backend's full-text index) or
-        ``"hybrid"`` (both, fused by reciprocal rank fusion with constant ``rrf_k``, each leg ``candidates``
-        deep; see ``integrations._shared.fusion``). The filter applies to every leg. ``include_vectors``
+        ``mode``: ``"vector"`` (cosine similarity), ``"keyword"`` (the backend's full-text index),
+        ``"sparse"`` (the dot product of learned sparse vectors, with a ``sparse_encoder``) or ``"hybrid"``
+        (every leg the index has, fused by reciprocal rank fusion with constant ``rrf_k``, each leg
+        ``candidates`` deep; ``weights`` ({leg: weight}) picks the legs and weighs them; see
+        ``integrations._shared.fusion``). The filter applies to every leg. ``include_vectors``
         sets each hit's ``vector`` to its stored (normalized) embedding. ``rerank`` (a CrossEncoder, or a
         callable ``(query, passages) -> scores``) reorders the first ``rerank_candidates`` documents and
         keeps the ``k`` best (see ``integrations._shared.rerank``)."""
-        queries = check_texts(query, "search()")
-        for i, text in enumerate(queries):
-            check_string(text, f"search() input at index {i}")
-        if mode not in MODES:
-            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
-        check_positive_int("rrf_k", rrf_k)
-        check_positive_int("candidates", candidates)
+        queries = validation.search_arguments(query, mode, rrf_k, candidates)
         self._check_open()
         check_positive_int("k", k)
         score = None if rerank is None else reranking.scorer(rerank, rerank_candidates, k)
         k, candidates = min(k, MAX_ROWS), min(candidates, MAX_ROWS)
         first = k if score is None else min(rerank_candidates, MAX_ROWS)  # what the first stage fetches
         node = parse_filter(filter)
+        legs = fusion_legs(mode, weights, self.sparse)
         if not queries:
             return []
-        if mode == "keyword":
-            results = self._keyword(queries, first, node, include_vectors)
+        depth = first if mode != "hybrid" else max(first, candidates)
+        found = {leg: self._leg(leg, queries, depth, node, include_vectors) for leg in legs}
+        if mode == "hybrid":
+            results = [fuse(dict(zip(found, hits)), first, rrf_k, weights) for hits in zip(*found.values())]
         else:
-            depth = first if mode == "vector" else max(first, candidates)
-            dense = self._dense(
-                self._check_vectors(self.encoder.encode_query(queries), None), depth, node, include_vectors
-            )
-            if mode == "vector":
-                results = dense
-            else:
-                sparse = self._keyword(queries, depth, node, include_vectors)
-                results = [fuse({"vector": d, "keyword": s}, first, rrf_k) for d, s in zip(dense, sparse)]
+            results = found[mode]
+        if include_vectors:
+            self.sparse.attach([hit for hits in results for hit in hits], self._sparse_vectors)
         if score is not None:
             results = [reranking.rerank_hits(score, q, hits, k, mode) for q, hits in zip(queries, results)]
         return results[0] if isinstance(query, str) else results
+
+    def _leg(self, leg: str, queries: list[str], k: int, node, include_vectors: bool) -> list[list[Hit]]:
+        if leg == "keyword":
+            return self._keyword(queries, k, node, include_vectors)
+        if leg == "vector":
+            vectors = self._check_vectors(self.encoder.encode_query(queries), None)
+            return self._dense(vectors, k, node, include_vectors)
+        search = functools.partial(self._sparse, node=node, with_vectors=include_vectors)
+        return [deepen(search(v, k), k, functools.partial(search, v)) for v in self.sparse.queries(queries)]
 
     @guarded
     def search_by_vector(
@@ -283,6 +292,14 @@ class Index(Facts, ABC):
         """The ``k`` best documents per query by the full-text index, filtered, best first (with their stored
         vectors, read with them, for ``with_vectors``)."""
 
+    def _sparse(self, vector, k: int, node: Node | None, with_vectors: bool) -> list[Hit]:
+        """The ``k`` best rows by their sparse vectors' dot product with ``vector``, filtered, best first."""
+        raise InvalidInputError(f"{type(self).__name__} on {self._settings()} has no sparse leg")
+
+    def _sparse_vectors(self, ids: list[str]) -> dict[str, dict[int, float]]:
+        """The stored sparse vectors of ``ids`` (of their first chunks)."""
+        return {}
+
     @abstractmethod
     def _get(self, ids: list[str]) -> list[Record]: ...
 
@@ -310,11 +327,7 @@ class Index(Facts, ABC):
     # ----------------------------------------------------------------- the one path in and the one path out
     def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool) -> list[str]:
         self._check_open()
-        if isinstance(texts, str):
-            raise WrongTypeError(f"{caller} expects a list of texts, got a single str")
-        texts = check_texts(texts, caller)
-        for i, text in enumerate(texts):
-            check_string(text, f"{caller} text at index {i}")
+        texts = validation.texts(texts, caller)
         metadatas, ids = self._check_batch(len(texts), metadatas, ids)
         if encode:
             if not texts:
@@ -329,6 +342,7 @@ class Index(Facts, ABC):
             vectors = self._check_vectors(embeddings, len(texts))
             rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)
         if texts:
+            rows.sparse = self.sparse.documents(rows.pieces)
             self._write(rows)
         return ids
 
@@ -341,22 +355,18 @@ class Index(Facts, ABC):
         return results[0] if single else results
 
     def _dense(self, vectors: np.ndarray, k: int, node, include_vectors: bool) -> list[list[Hit]]:
-        """Vector search, one hit per document: a document's best chunk speaks for it. Where chunks of one
-        document crowd the top ``k``, the query runs again deeper, so k stays exact."""
-        results = []
-        for vector, hits in zip(vectors, self._search(vectors, k, node, include_vectors)):
-            depth = k
-            while len(documents(hits)) < k and len(hits) == depth:
-                depth *= 4
-                hits = self._search(vector[None], depth, node, include_vectors)[0]
-            results.append(documents(hits)[:k])
-        return results
+        """Vector search, one hit per document (see ``deepen``)."""
+        return [
+            deepen(hits, k, lambda depth, v=vector: self._search(v[None], depth, node, include_vectors)[0])
+            for vector, hits in zip(vectors, self._search(vectors, k, node, include_vectors))
+        ]
 
     def _attach_vectors(self, records: list[Record]) -> None:
         """Each record's stored vector, by its id (for ``get``; searches read vectors with their hits)."""
         found = self._vectors(list({r.id: None for r in records})) if records else {}
         for record in records:
             record.vector = found.get(record.id)
+        self.sparse.attach(records, self._sparse_vectors)
 
     # ----------------------------------------------------------------- checks
     @contextlib.contextmanager

@@ -12,18 +12,21 @@ from embedkit.chunking import piece
 
 @dataclass
 class Record:
-    """A stored document; ``vector`` (its normalized embedding) is set only when asked for."""
+    """A stored document; ``vector`` (its normalized embedding) and, in an index with a sparse leg,
+    ``sparse_vector`` ({dimension: weight}) are set only when asked for."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = field(default=None, kw_only=True, compare=False, repr=False)
+    sparse_vector: dict[int, float] | None = field(default=None, kw_only=True, compare=False, repr=False)
 
 
 @dataclass
 class Hit(Record):
     """A search result, best first. ``score``: the cosine similarity to the query (vector search), the
-    keyword relevance (keyword search) or the fused score (hybrid search); higher is better. ``ranks``:
+    keyword relevance (keyword search), the sparse dot product (sparse search) or the fused score (hybrid
+    search); higher is better. ``ranks``:
     the hit's rank in each leg or stage that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode
     and with a rerank stage, which adds ``"rerank"``). ``scores``: with a rerank stage, the first stage's
     score under its mode's name and the reranker's under ``"rerank"``."""

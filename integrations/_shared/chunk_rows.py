@@ -28,6 +28,7 @@ class Rows:
     spans: list[Span | None]
     pieces: list[str]
     vectors: np.ndarray | None = None
+    sparse: list | None = None  # the rows' sparse vectors, in an index with a sparse leg
 
     @property
     def heads(self) -> list[str]:
@@ -61,3 +62,14 @@ def documents(hits: list) -> list:
             seen.add(doc_id)
             out.append(hit if doc_id == hit.id else dataclasses.replace(hit, id=doc_id))
     return out
+
+
+def deepen(hits: list, k: int, search) -> list:
+    """One hit per document from ``hits``, the best ``k`` rows: a document's best chunk speaks for it.
+    Where chunks of one document crowd the top ``k``, ``search(depth)`` runs again deeper, so k stays
+    exact."""
+    depth = k
+    while len(documents(hits)) < k and len(hits) == depth:
+        depth *= 4
+        hits = search(depth)
+    return documents(hits)[:k]

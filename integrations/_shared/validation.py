@@ -11,6 +11,7 @@ import numpy as np
 
 from embedkit import _checks
 from integrations._shared.chunk_rows import SEP
+from integrations._shared.fusion import MODES
 from integrations.errors import InvalidInputError, WrongTypeError
 
 MAX_DEPTH = 100  # levels of nested dicts and lists in metadata: JSON libraries recurse once per level
@@ -177,3 +178,25 @@ def _check_json(obj, i: int) -> None:
             raise InvalidInputError(
                 f"metadata at index {i} is not JSON-serializable: {type(value).__name__} {value!r:.40}"
             )
+
+
+def texts(values, caller: str) -> list[str]:
+    """The texts of a write (a list of str: a single str is refused, not split into characters)."""
+    if isinstance(values, str):
+        raise WrongTypeError(f"{caller} expects a list of texts, got a single str")
+    values = check_texts(values, caller)
+    for i, text in enumerate(values):
+        check_string(text, f"{caller} text at index {i}")
+    return values
+
+
+def search_arguments(query, mode: str, rrf_k: int, candidates: int) -> list[str]:
+    """The queries of a ``search()`` call (a str or a list of them), its mode and fusion settings checked."""
+    queries = check_texts(query, "search()")
+    for i, text in enumerate(queries):
+        check_string(text, f"search() input at index {i}")
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
+    check_positive_int("rrf_k", rrf_k)
+    check_positive_int("candidates", candidates)
+    return queries

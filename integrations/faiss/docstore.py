@@ -17,6 +17,7 @@ Tables:
   transaction, for keyword and hybrid search.
 - ``postings``: the metadata values of every row (``integrations.filters.postings``), written and removed
   with the rows, so that a new filter is answered by seeks instead of parsing every row's metadata.
+- ``sparse_rows``, ``sparse_postings``: with a sparse encoder, the rows' sparse vectors (``integrations.sparse``).
 
 The file runs in WAL mode: readers never block the one writer, and writers queue on ``BEGIN IMMEDIATE``.
 """
@@ -42,6 +43,7 @@ from integrations.filters.postings import Postings, add_rows
 from integrations.filters.to_sql import compile_filter
 from integrations.keyword import terms
 from integrations.keyword.fts5 import create_sqlite, fts5_select
+from integrations.sparse import SparseTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +73,7 @@ class DocStore:
         try:
             self.conn = connect(self.file, isolation_level=None, check_same_thread=False, timeout=60)
             self.postings = Postings(self.conn, "postings", self.all_fids)
+            self.sparse = SparseTables(self.conn, "sparse")
             self._check_owner(expect_rows)
             if not self.read_only:
                 self._set_up()
@@ -235,12 +238,13 @@ class DocStore:
             self.conn.execute("DELETE FROM docs WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("DELETE FROM bodies WHERE fid IN (SELECT value FROM json_each(?))", arg)
             self.conn.execute("INSERT INTO dead (fid) SELECT value FROM json_each(?)", arg)
+            self.sparse.remove(fids)
 
     def insert(
-        self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None, docs=None, spans=None
+        self, ids, texts, metadatas: list[str], codes: np.ndarray, fids=None, docs=None, spans=None, sparse=None
     ) -> np.ndarray:
         """Insert rows under fresh, consecutive fids (or the given ones) and return the fids; ``docs`` and
-        ``spans`` (JSON) describe chunks."""
+        ``spans`` (JSON) describe chunks, ``sparse`` holds the rows' sparse vectors."""
         if fids is None:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
             start = (row[0] if row else 0) + 1
@@ -259,6 +263,8 @@ class DocStore:
         self.conn.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", words)
         if len(fids):
             add_rows(self.conn.execute, "docs", "postings", int(fids.min()), int(fids.max()))
+        if sparse is not None:
+            self.sparse.write(fids, sparse)
         return fids
 
     # ----------------------------------------------------------------- reads

@@ -22,6 +22,7 @@ from integrations.faiss.search import FaissSearch
 from integrations.faiss.segments import Segments
 from integrations.index import Index, guarded
 from integrations.records import Hit, Record
+from integrations.sparse import as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class FaissIndex(FaissSearch, Index):
       lists probed, as in one IVF of sqrt(rows) lists over the whole index (each segment probes that share
       of its own lists, at least one; default: a third of each segment's lists, at least 16).
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
+    - ``sparse_encoder``: a ``SparseEncoder`` whose vectors the docstore keeps beside the rows, for
+      ``mode="sparse"`` and hybrid search (given to a new index; see ``integrations.sparse``).
 
     Every write is durable when it returns; the FAISS structures are kept as segments for a fast reopen
     (``integrations.faiss``)."""
@@ -60,8 +63,9 @@ class FaissIndex(FaissSearch, Index):
         ef_search: int = 64,
         nlist: int | None = None,
         nprobe: int | None = None,
+        sparse_encoder=None,
     ):
-        super().__init__(encoder, chunk_tokens, chunk_overlap)
+        super().__init__(encoder, chunk_tokens, chunk_overlap, sparse_encoder)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if precision not in STORED_PRECISIONS:
@@ -119,6 +123,11 @@ class FaissIndex(FaissSearch, Index):
                     f"FAISS index at {path!r} is kind={config['kind']!r}, precision={config['precision']!r}; "
                     f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
                 )
+            record = self.sparse.adopt(store.get_info("sparse"), store.count(), f"FAISS index at {path!r}")
+            if record is not None:
+                with store.write():
+                    store.sparse.create()
+                    store.set_info("sparse", record)
         except BaseException:
             store.close()
             raise
@@ -187,7 +196,9 @@ class FaissIndex(FaissSearch, Index):
                 codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
                 self._store.kill(self._store.fids_of(rows.heads))  # with every chunk from before
                 spans = [dump_span(s) for s in rows.spans]
-                fids = self._store.insert(rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans)
+                fids = self._store.insert(
+                    rows.ids, rows.texts, rows.metadata_json, codes, docs=rows.docs, spans=spans, sparse=rows.sparse
+                )
             self._apply((fids, codes))
             if self._segments.full():
                 self._seal()
@@ -209,6 +220,7 @@ class FaissIndex(FaissSearch, Index):
                 if missing:
                     raise UnknownIdsError(f"unknown ids: {missing[:5]}")
                 codes = self._store.code_array([(r.fid, r.code) for r in rows], self._dtype, self.dimension)
+                kept = self._store.sparse.vectors([r.fid for r in rows])
                 self._store.kill(np.array([r.fid for r in rows], np.int64))
                 metadatas = [new[r.doc or r.id] for r in rows]
                 ids, texts, docs, spans = (
@@ -217,7 +229,8 @@ class FaissIndex(FaissSearch, Index):
                     [r.doc for r in rows],
                     [r.span for r in rows],
                 )
-                self._store.insert(ids, texts, metadatas, codes, docs=docs, spans=spans)
+                sparse = None if kept is None else [kept[r.fid] for r in rows]
+                self._store.insert(ids, texts, metadatas, codes, docs=docs, spans=spans, sparse=sparse)
             self._apply()
 
     def _remove(self, find) -> int:
@@ -276,6 +289,25 @@ class FaissIndex(FaissSearch, Index):
                 results.append(self._hits([(f, s) for f, s in found if f in records], records, with_vectors))
         return results
 
+    def _sparse(self, vector, k, node, with_vectors) -> list[Hit]:
+        with self._lock, self._store.read():
+            allowed = None if node is None else self._store.matching(node, None, np.zeros(0, np.int64))
+            found = self._store.sparse.search(vector, k, allowed)
+            records = self._store.records([fid for fid, _ in found], codes=with_vectors)
+            found = [(f, s) for f, s in found if f in records]
+            hits = self._hits(found, records, with_vectors)
+            if with_vectors:  # the vector of the chunk that matched
+                vectors = self._store.sparse.vectors([f for f, _ in found])
+                for hit, (fid, _) in zip(hits, found):
+                    hit.sparse_vector = as_dict(vectors[fid])
+        return hits
+
+    def _sparse_vectors(self, ids) -> dict[str, dict[int, float]]:
+        with self._lock, self._store.read():
+            fids = {r.fid: r.id for r in self._store.by_id(ids)}
+            vectors = self._store.sparse.vectors(list(fids)) or {}
+        return {fids[f]: as_dict(v) for f, v in vectors.items()}
+
     def _select(self, node, ids, limit, offset, after=None) -> list[Record]:
         with self._lock:
             return [Record(*row) for row in self._store.select(node, ids, limit, offset, after)]
@@ -322,6 +354,8 @@ class FaissIndex(FaissSearch, Index):
             self._segments.seal(self._store, force=True)
             self._segments.merge(self._store, everything=True)
             self._segments.clean()
+            with self._store.write():
+                self._store.sparse.compact()
 
     def close(self) -> None:
         """Seal and merge as ``save()`` does, then release the docstore."""

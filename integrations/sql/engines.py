@@ -13,6 +13,7 @@ import urllib.parse
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 
 from embedkit._optional import require
 from integrations._shared import sqlite_files
@@ -192,3 +193,38 @@ def search_errors(where: str, translate):
         if not type(exc).__module__.startswith("psycopg"):  # raised by the driver on the PostgreSQL path
             raise
         raise SearchError(f"{where}: search failed: {str(exc).strip()[:300]}") from None
+
+
+def documents_table(name: str, dimension: int, dialect: str, uses_pgvector: bool) -> sa.Table:
+    """The table of an index's rows, its vectors in pgvector's column type where it is used."""
+    if uses_pgvector:
+        from pgvector.sqlalchemy import Vector
+
+        embedding, metadata = Vector(dimension), postgresql.JSONB
+    else:
+        embedding, metadata = sa.LargeBinary, (postgresql.JSONB if dialect == "postgresql" else sa.Text)
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("metadata", metadata, nullable=False),
+        sa.Column("embedding", embedding, nullable=False),
+        sa.Column("doc", sa.Text, nullable=True),  # the document of a later chunk
+        sa.Column("span", sa.Text, nullable=True),  # a chunk's characters, as JSON [start, end]
+    )
+
+
+def add_chunk_columns(conn, table: str, key: str) -> None:
+    """Tables written before chunking lack ``doc`` and ``span``: add them (NULL: whole documents), and the
+    index of later chunks by their document."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table)}
+    for name in ("doc", "span"):
+        if name not in present:
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN {name} TEXT')
+    on_postgres = conn.dialect.name == "postgresql"
+    name = postgres.index_name(table, "doc") if on_postgres else f"embedkit_doc_{key}"
+    # only later chunks have a doc, so on SQLite (which proves doc IN (...) implies it) the index holds
+    # only theirs: a bulk add of whole documents costs a fifth less
+    partial = "" if on_postgres else " WHERE doc IS NOT NULL"
+    conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" (doc){partial}')

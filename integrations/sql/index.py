@@ -20,7 +20,7 @@ from integrations.filters.to_sql import compile_filter
 from integrations.index import Index, guarded
 from integrations.keyword import fts5, pg_bm25
 from integrations.records import Hit, Record
-from integrations.sql import engines, postgres, segments, sqlite_changes
+from integrations.sql import engines, postgres, segments, sqlite_changes, sqlite_sparse
 from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
 from integrations.sql.matrix import MatrixSearch
 from integrations.sql.rows import RowReader
@@ -38,6 +38,7 @@ class SQLIndex(Index):
     - ``create``: with False, a database or table that does not exist yet is an IndexNotFoundError instead of
       a new empty index.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
+    - ``sparse_encoder``: a ``SparseEncoder`` for a sparse leg (SQLite; given to a new table).
     - ``engine_kwargs``: passed to ``sqlalchemy.create_engine`` (pool sizes, ``connect_args``, ...).
 
     Each write is one transaction. The package docstring (``integrations.sql``) tells how each database is
@@ -52,9 +53,10 @@ class SQLIndex(Index):
         create: bool = True,
         chunk_tokens: int | None = None,
         chunk_overlap: int = 32,
+        sparse_encoder=None,
         **engine_kwargs,
     ):
-        super().__init__(encoder, chunk_tokens, chunk_overlap)
+        super().__init__(encoder, chunk_tokens, chunk_overlap, sparse_encoder)
         check_table_name(table)
         self.url = url
         if not create:
@@ -136,10 +138,12 @@ class SQLIndex(Index):
                 raise CorruptIndexError(f"{self.where}: its settings in {self._meta.name} are damaged") from None
             self.check_info(stored, self.where)
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
-            self.table = self._documents_table()
+            self.table = engines.documents_table(self.table_name, self.dimension, self.dialect, self.uses_pgvector)
             self.table.create(conn, checkfirst=True)
-            self._add_chunk_columns(conn)
+            engines.add_chunk_columns(conn, self.table_name, self._key)
             if self.dialect == "postgresql":
+                if self.sparse.encoder is not None:
+                    raise ValueError(f"{self.where}: SQLIndex keeps sparse vectors on SQLite only, not yet PostgreSQL")
                 postgres.create_lookup_indexes(conn, self.table_name)
                 pg_bm25.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
             if self.uses_pgvector:
@@ -151,6 +155,7 @@ class SQLIndex(Index):
                 fts5.create_sqlite(conn.exec_driver_sql, fts, self.table_name, "rowid", triggers, skip(fts))
                 posted = sqlite_changes.postings_name(self._key)
                 postings.create_with_triggers(conn.exec_driver_sql, self.table_name, posted, skip(posted))
+                sqlite_sparse.adopt(conn, self.sparse, stored, self.table, self._key, self._meta, self.where)
                 if stored.get("format", 1) < FORMAT:
                     sqlite_changes.migrate_metadata(conn, self.table, self._rows.metadata)
                     stored["format"] = FORMAT
@@ -159,38 +164,6 @@ class SQLIndex(Index):
                     )
         if self.dialect == "postgresql" and not self.uses_pgvector:
             logger.warning("%s: pgvector is not available; using exact search over cached vectors", self.where)
-
-    def _documents_table(self) -> sa.Table:
-        if self.uses_pgvector:
-            from pgvector.sqlalchemy import Vector
-
-            embedding, metadata = Vector(self.dimension), postgresql.JSONB
-        else:
-            embedding, metadata = sa.LargeBinary, (postgresql.JSONB if self.dialect == "postgresql" else sa.Text)
-        return sa.Table(
-            self.table_name,
-            sa.MetaData(),
-            sa.Column("id", sa.Text, primary_key=True),
-            sa.Column("text", sa.Text, nullable=False),
-            sa.Column("metadata", metadata, nullable=False),
-            sa.Column("embedding", embedding, nullable=False),
-            sa.Column("doc", sa.Text, nullable=True),  # the document of a later chunk
-            sa.Column("span", sa.Text, nullable=True),  # a chunk's characters, as JSON [start, end]
-        )
-
-    def _add_chunk_columns(self, conn) -> None:
-        """Tables written before chunking lack ``doc`` and ``span``: add them (NULL: whole documents)."""
-        present = {column["name"] for column in sa.inspect(conn).get_columns(self.table_name)}
-        for name in ("doc", "span"):
-            if name not in present:
-                conn.exec_driver_sql(f'ALTER TABLE "{self.table_name}" ADD COLUMN {name} TEXT')
-        name = (
-            postgres.index_name(self.table_name, "doc") if self.dialect == "postgresql" else f"embedkit_doc_{self._key}"
-        )
-        # only later chunks have a doc, so on SQLite (which proves doc IN (...) implies it) the index holds
-        # only theirs: a bulk add of whole documents costs a fifth less
-        partial = " WHERE doc IS NOT NULL" if self.dialect == "sqlite" else ""
-        conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table_name}" (doc){partial}')
 
     def _translate(self, exc: Exception) -> Exception | None:
         if self.dialect == "sqlite":
@@ -236,6 +209,8 @@ class SQLIndex(Index):
         with self._begin() as conn:
             if self.dialect == "sqlite":
                 sqlite_changes.upsert(conn, self.table_name, self._key, [(*v[:5], dump_span(v[5])) for v in values])
+                if rows.sparse is not None:
+                    sqlite_sparse.write(conn, self.table, self._key, rows.ids, rows.sparse)
             elif self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
                 copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
@@ -359,10 +334,19 @@ class SQLIndex(Index):
             found = [
                 self._bm25.search(conn, query, where, k, extra)
                 if self._bm25
-                else fts5.search(conn, self.table, self._key, query, where, k, extra)
+                else fts5.search(conn, self.table, self._key, query, None if node is None else where, k, extra)
                 for query in queries
             ]
         return [[self._rows.hit(r, float(r.score), None, with_vectors) for r in rows] for rows in found]
+
+    def _sparse(self, vector, k, node, with_vectors) -> list[Hit]:
+        with self._errors(), self.engine.connect() as conn:
+            where = self._where(node)
+            return sqlite_sparse.hits(conn, self.table, self._key, vector, k, node, where, self._rows, with_vectors)
+
+    def _sparse_vectors(self, ids) -> dict[str, dict[int, float]]:
+        with self.engine.connect() as conn:
+            return sqlite_sparse.vectors(conn, self.table, self._key, ids)
 
     def _search(self, vectors, k, node: Node | None, with_vectors) -> list[list[Hit]]:
         with self._errors():

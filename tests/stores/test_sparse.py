@@ -1,0 +1,238 @@
+"""The sparse leg of the stores: ``mode="sparse"`` is the exact top k by the dot product of the sparse
+vectors (checked against the dot products computed here, and against sentence-transformers' own
+SparseEncoder with a real SPLADE model on SciFact), filtered, after deletes and upserts, with each hit's
+sparse vector; hybrid search fuses the legs ``weights`` picks; an index keeps its sparse vectors in the
+transaction of its rows and says what it needs when opened without its sparse encoder."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sqlite3
+import zlib
+
+import numpy as np
+import pytest
+
+from integrations import FaissIndex
+from integrations.errors import InvalidInputError, WrongTypeError
+from integrations.sparse import SparseTables
+
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite"]
+VOCAB = 30522
+WORDS = [f"w{i}" for i in range(60)]
+SCIFACT = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
+
+
+class HashSparse:
+    """Bag-of-words sparse vectors: a word's dimension and weight come from its hash (a query weighs each
+    word once, a document by its count), the same in every process."""
+
+    model_name = "hash-sparse"
+
+    def encode_document(self, texts, **kw):
+        return self._dense(texts, lambda count: count)
+
+    def encode_query(self, texts, **kw):
+        return self._dense(texts, lambda count: 1.0)
+
+    def _dense(self, texts, scale):
+        rows = np.zeros((len(texts), VOCAB), np.float32)
+        for row, text in zip(rows, texts):
+            words, counts = np.unique(text.split(), return_counts=True)
+            for word, count in zip(words, counts):
+                h = zlib.crc32(word.encode())
+                row[h % VOCAB] += (0.25 + (h >> 16) % 1000 / 1000) * scale(count)
+        return rows
+
+
+def corpus(n, seed=0):
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(n)]
+    return [f"d{i}" for i in range(n)], texts, [{"g": i % 5} for i in range(n)]
+
+
+def brute(docs: dict[str, str], metadata: dict[str, dict], query: str, keep=lambda m: True):
+    """{id: score} of every document that shares a dimension with ``query``, computed here."""
+    encoder = HashSparse()
+    ids = [i for i in docs if keep(metadata[i])]
+    scores = encoder.encode_document([docs[i] for i in ids]) @ encoder.encode_query([query])[0]
+    return {i: float(s) for i, s in zip(ids, scores) if s > 0}
+
+
+def check_exact(hits, truth: dict[str, float], k: int, rel=1e-5):
+    best = sorted(truth.values(), reverse=True)[:k]
+    assert [h.score for h in hits] == pytest.approx(best, rel=rel, abs=1e-6)
+    for hit in hits:  # each hit is scored by its own vector, so equal scores may come in either order
+        assert hit.score == pytest.approx(truth[hit.id], rel=rel, abs=1e-6)
+
+
+def test_sparse_search_is_the_exact_top_k_filtered_and_after_deletes_and_upserts(make):
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(300)
+    index.add(texts, metadatas, ids=ids)
+    docs, meta = dict(zip(ids, texts)), dict(zip(ids, metadatas))
+    queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 45, 5)]
+    for query in queries:
+        check_exact(index.search(query, k=10, mode="sparse"), brute(docs, meta, query), 10)
+        hits = index.search(query, k=7, mode="sparse", filter={"g": {"$in": [1, 3]}})
+        check_exact(hits, brute(docs, meta, query, lambda m: m["g"] in (1, 3)), 7)
+    gone = ids[::3]
+    index.delete(gone)
+    new = {
+        i: " ".join(WORDS[j % 60] for j in range(int(i[1:]), int(i[1:]) + 6)) for i in ids[1:120:3]
+    }  # none of them deleted
+    index.add(list(new.values()), [{"g": 9}] * len(new), ids=list(new))
+    for i in gone:
+        docs.pop(i)
+    docs.update(new)
+    meta.update({i: {"g": 9} for i in new})
+    index = make(sparse_encoder=HashSparse()) if not isinstance(index, FaissIndex) else index
+    for query in queries:
+        hits = index.search(query, k=10, mode="sparse")
+        assert not {h.id for h in hits} & set(gone)
+        check_exact(hits, brute(docs, meta, query), 10)
+        check_exact(
+            index.search(query, k=5, mode="sparse", filter={"g": 9}), brute(docs, meta, query, lambda m: m["g"] == 9), 5
+        )
+
+
+def test_hits_and_records_carry_their_sparse_vectors(make):
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(40)
+    index.add(texts, metadatas, ids=ids)
+    expected = {i: HashSparse().encode_document([t])[0] for i, t in zip(ids, texts)}
+    as_dict = lambda row: {int(d): float(row[d]) for d in np.flatnonzero(row)}  # noqa: E731
+    for mode in ("sparse", "vector", "keyword", "hybrid"):
+        hits = index.search("w1 w2 w3", k=5, mode=mode, include_vectors=True)
+        assert hits and all(h.sparse_vector == pytest.approx(as_dict(expected[h.id])) for h in hits)
+        assert all(h.vector is not None for h in hits)
+    records = index.get(ids[:3], include_vectors=True)
+    assert [r.sparse_vector for r in records] == [pytest.approx(as_dict(expected[i])) for i in ids[:3]]
+    assert index.search("w1", k=3, mode="sparse")[0].sparse_vector is None  # only when asked for
+    index.update_metadata(ids[:2], [{"g": 7}, {"g": 8}])  # keeps the vectors (FaissIndex moves its rows)
+    assert index.get(ids[:2], include_vectors=True)[1].sparse_vector == pytest.approx(as_dict(expected[ids[1]]))
+    assert {h.id for h in index.search(texts[1], k=40, mode="sparse", filter={"g": 8})} == {ids[1]}
+
+
+def test_hybrid_fuses_the_legs_that_weights_pick(make):
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(100)
+    index.add(texts, metadatas, ids=ids)
+    every = index.search("w4 w5", k=10, mode="hybrid", candidates=20)
+    assert set().union(*(h.ranks for h in every)) == {"vector", "keyword", "sparse"}
+    legs = {mode: index.search("w4 w5", k=20, mode=mode) for mode in ("vector", "keyword", "sparse")}
+    weights = {"sparse": 2.0, "keyword": 0.5}
+    fused = index.search("w4 w5", k=10, mode="hybrid", candidates=20, weights=weights)
+    expected = {}
+    for leg, weight in weights.items():
+        for rank, hit in enumerate(legs[leg], 1):
+            expected[hit.id] = expected.get(hit.id, 0.0) + weight / (60 + rank)
+    assert [h.score for h in fused] == pytest.approx(sorted(expected.values(), reverse=True)[:10])
+    assert all(set(h.ranks) <= set(weights) for h in fused)
+    for bad, error in (
+        ({"dense": 1.0}, InvalidInputError),
+        ({"sparse": -1.0}, InvalidInputError),
+        ({"sparse": float("nan")}, InvalidInputError),
+        ({"sparse": True}, InvalidInputError),
+        ({}, WrongTypeError),
+        ([("sparse", 1.0)], WrongTypeError),
+    ):
+        with pytest.raises(error):
+            index.search("w4", mode="hybrid", weights=bad)
+    with pytest.raises(InvalidInputError, match="weights apply to mode='hybrid'"):
+        index.search("w4", mode="sparse", weights={"sparse": 1.0})
+
+
+def test_an_index_keeps_its_sparse_leg_and_says_what_it_needs(make, backend):
+    plain = make()
+    with pytest.raises(InvalidInputError, match="has no sparse leg; open it with sparse_encoder="):
+        plain.search("w1", mode="sparse")
+    with pytest.raises(InvalidInputError, match="has no sparse leg"):
+        plain.search("w1", mode="hybrid", weights={"sparse": 1.0})
+    assert set().union(*(h.ranks for h in plain.search("w1", mode="hybrid"))) <= {"vector", "keyword"}
+    plain.add(["w1 w2"], ids=["a"])
+    plain.close()
+    with pytest.raises(ValueError, match="holds 1 documents without sparse vectors"):
+        make(sparse_encoder=HashSparse())
+    backend.path += "-sparse"
+    if backend.name == "sqlite":
+        backend.target = backend.target.replace("docs.db", "sparse.db")
+    else:
+        backend.target = backend.path
+    index = make(sparse_encoder=HashSparse())
+    index.add(["w1 w2", "w3"], ids=["a", "b"])
+    index.close()
+    reopened = make()  # without its sparse encoder: readable, and it says what adding needs
+    assert [h.id for h in reopened.search("w3", mode="hybrid")][:1] == ["b"]
+    with pytest.raises(ValueError, match=r"keeps sparse vectors \(hash-sparse\): open it with sparse_encoder="):
+        reopened.add(["w4"], ids=["c"])
+    with pytest.raises(InvalidInputError, match=r"keeps sparse vectors \(hash-sparse\)"):
+        reopened.search("w3", mode="sparse")
+    assert len(reopened) == 2
+    reopened.close()
+    again = make(sparse_encoder=HashSparse())
+    assert [h.id for h in again.search("w3", mode="sparse")] == ["b"]
+
+
+def test_a_failed_sparse_write_leaves_the_index_as_it_was(make, monkeypatch):
+    index = make(sparse_encoder=HashSparse())
+    index.add(["w1 w2", "w2 w3"], ids=["a", "b"])
+
+    def broken(self, keys, vectors):
+        original(self, keys, vectors)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    original = SparseTables.write
+    monkeypatch.setattr(SparseTables, "write", broken)
+    with pytest.raises(Exception, match="disk I/O error"):
+        index.add(["w1 w9", "w2"], ids=["a", "c"])
+    monkeypatch.setattr(SparseTables, "write", original)
+    assert len(index) == 2 and index.get(["a"])[0].text == "w1 w2"
+    assert [h.id for h in index.search("w9", k=5, mode="sparse")] == []
+    assert [h.id for h in index.search("w1", k=5, mode="sparse")] == ["a"]
+
+
+@pytest.mark.stores(["faiss-flat-float32"])
+def test_compact_drops_the_postings_of_deleted_rows(make, backend):
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(200)
+    index.add(texts, metadatas, ids=ids)
+    index.delete(ids[:150])
+    db = sqlite3.connect(f"{backend.path}/docs.sqlite")
+
+    def posted() -> int:
+        return sum(len(s) // 8 for (s,) in db.execute("SELECT sids FROM sparse_postings"))
+
+    before = posted()
+    index.compact()
+    live = sum(len(d) // 4 for (d,) in db.execute("SELECT dims FROM sparse_rows"))
+    assert posted() == live < before
+    docs = dict(zip(ids[150:], texts[150:]))
+    check_exact(index.search("w1 w2", k=10, mode="sparse"), brute(docs, dict(zip(ids, metadatas)), "w1 w2"), 10)
+
+
+@pytest.mark.stores(["postgres"])
+def test_postgresql_says_it_has_no_sparse_leg_yet(make):
+    with pytest.raises(ValueError, match="sparse vectors on SQLite only, not yet PostgreSQL"):
+        make(sparse_encoder=HashSparse())
+
+
+@pytest.mark.stores(["faiss-flat-float32", "sqlite"])
+def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny):
+    """200 SciFact documents and 20 of its queries through SPLADE-tiny: each store's sparse top 10 is the
+    top 10 of the dot products sentence-transformers' own SparseEncoder gives."""
+    st = pytest.importorskip("sentence_transformers")
+    from embedkit import SparseEncoder
+
+    corpus_rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()][:200]
+    texts = [(r.get("title", "") + " " + r["text"]).strip() for r in corpus_rows]
+    ids = [r["_id"] for r in corpus_rows]
+    queries = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][:20]
+    index = make(sparse_encoder=SparseEncoder(splade_tiny))
+    index.add(texts, ids=ids)
+    oracle = st.SparseEncoder(splade_tiny, device="cpu")
+    scores = (oracle.encode_query(queries).to_dense() @ oracle.encode_document(texts).to_dense().T).numpy()
+    for query, row in zip(queries, scores):
+        truth = {i: float(v) for i, v in zip(ids, row) if v > 0}
+        check_exact(index.search(query, k=10, mode="sparse"), truth, 10, rel=1e-4)
