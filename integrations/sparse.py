@@ -36,12 +36,17 @@ Vector = tuple[np.ndarray, np.ndarray]  # (active dimensions as int32, their wei
 
 
 def vectors_of(embeddings, n: int) -> list[Vector]:
-    """The rows of a sparse encoder's output (a torch sparse or dense 2-D tensor, a list of 1-D ones, or an
-    array) as (dimensions, weights) of their non-zero entries; ``n`` rows are expected."""
+    """The rows of a sparse encoder's output (a torch sparse or dense 2-D tensor, a list of 1-D ones, a
+    scipy sparse matrix or an array) as (dimensions, weights) of their non-zero entries; ``n`` rows are
+    expected."""
     if isinstance(embeddings, (list, tuple)):
         rows = [
             vectors_of(e.unsqueeze(0) if hasattr(e, "unsqueeze") else np.asarray(e)[None], 1)[0] for e in embeddings
         ]
+    elif hasattr(embeddings, "tocsr"):  # scipy.sparse
+        csr = embeddings.tocsr()
+        csr.sum_duplicates()
+        rows = [(csr.indices[a:b], csr.data[a:b]) for a, b in zip(csr.indptr[:-1], csr.indptr[1:])]
     elif hasattr(embeddings, "is_sparse"):  # torch
         coo = (embeddings if embeddings.is_sparse else embeddings.to_sparse()).coalesce()
         index, values = coo.indices().cpu().numpy(), coo.values().detach().cpu().float().numpy()

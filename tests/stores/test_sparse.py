@@ -236,3 +236,28 @@ def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny
     for query, row in zip(queries, scores):
         truth = {i: float(v) for i, v in zip(ids, row) if v > 0}
         check_exact(index.search(query, k=10, mode="sparse"), truth, 10, rel=1e-4)
+
+
+def test_every_form_of_sparse_output_gives_the_same_vectors():
+    import scipy.sparse
+    import torch
+
+    from integrations.sparse import vectors_of
+
+    dense = np.zeros((3, 50), np.float32)
+    dense[0, [3, 7]] = [0.5, 2.0]
+    dense[2, [1, 49]] = [1.25, 0.75]  # row 1 has no active dimension
+    forms = [dense, torch.from_numpy(dense), torch.from_numpy(dense).to_sparse(), scipy.sparse.csr_matrix(dense)]
+    forms.append([torch.from_numpy(row).to_sparse() for row in dense])
+    for form in forms:
+        got = vectors_of(form, 3)
+        assert [d.tolist() for d, _ in got] == [[3, 7], [], [1, 49]]
+        assert [w.tolist() for _, w in got] == [[0.5, 2.0], [], [1.25, 0.75]]
+        assert all(d.dtype == np.int32 and w.dtype == np.float32 for d, w in got)
+    with pytest.raises(InvalidInputError, match="gave 3 vectors for 2 texts"):
+        vectors_of(dense, 2)
+    dense[1, 5] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinity"):
+        vectors_of(dense, 3)
+    with pytest.raises(InvalidInputError, match="must be 2-D"):
+        vectors_of(np.zeros(5), 1)
