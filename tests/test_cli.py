@@ -138,3 +138,33 @@ def test_encode_resume_continues_a_run(tmp_path, prompt_model_dir, run):
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(out), model.encode(texts), atol=1e-5)
     assert not (tmp_path / "out.npy.progress.json").exists()
+
+
+def test_add_keeps_sparse_vectors_and_search_finds_by_them(tmp_path, prompt_model_dir, splade_tiny, run):
+    """``add --sparse-model`` makes the index keep SPLADE vectors; later ``add`` and ``search --mode sparse``
+    or ``hybrid`` load the model the index records, and the scores are the model's dot products."""
+    from embedkit import SparseEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    texts = {"a.txt": "Aspirin inhibits COX enzymes.", "b.txt": "The court ruled on the patent."}
+    for name, text in texts.items():
+        (docs / name).write_text(text)
+    db = f"sqlite:///{tmp_path}/kb.db"
+    out = run("add", db, str(docs), "-m", prompt_model_dir, "-q", "--sparse-model", splade_tiny)
+    assert out.returncode == 0, out.stderr
+    (docs / "c.txt").write_text("Ibuprofen also inhibits COX.")
+    texts["c.txt"] = "Ibuprofen also inhibits COX."
+    assert run("add", db, str(docs), "-m", prompt_model_dir, "-q").returncode == 0  # its own sparse model
+    out = run("search", db, "COX inhibitor", "-m", prompt_model_dir, "--mode", "sparse", "--json", "-q", "-k", "3")
+    assert out.returncode == 0, out.stderr
+    splade = SparseEncoder(splade_tiny)
+    scores = (
+        splade.encode_query(["COX inhibitor"]).to_dense() @ splade.encode_document(list(texts.values())).to_dense().T
+    )[0]
+    expected = sorted(((float(s), name) for name, s in zip(texts, scores) if s > 0), reverse=True)
+    hits = json.loads(out.stdout)
+    assert [os.path.basename(h["id"]) for h in hits] == [name for _, name in expected]
+    assert [h["score"] for h in hits] == pytest.approx([s for s, _ in expected], rel=1e-4)
+    out = run("search", db, "COX inhibitor", "-m", prompt_model_dir, "--mode", "hybrid", "--json", "-q")
+    assert "sparse" in json.loads(out.stdout)[0]["ranks"]

@@ -232,7 +232,7 @@ def cmd_add(args, load_model: Callable) -> None:
     )
     chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
     counts = Counter()
-    with open_index(args.db, load_model(), **chunking) as index:
+    with open_store(args.db, load_model(), args.sparse_model, getattr(args, "device", None), **chunking) as index:
         try:
             prune = None if args.no_prune else listing
             add_files(index, files, args.batch_size, args.quiet, prune, counts, args.allow_empty)
@@ -268,6 +268,18 @@ def cmd_add(args, load_model: Callable) -> None:
         )
 
 
+def open_store(db: str, model, sparse_model: str | None, device, sparse: bool = True, **options):
+    """``open_index`` with the sparse encoder the index records (with ``sparse``), or ``sparse_model``."""
+    index = open_index(db, model, **options)
+    name = (sparse_model or (index.sparse.recorded or {}).get("model")) if sparse else None
+    if name is None:
+        return index
+    index.close()
+    from embedkit import SparseEncoder
+
+    return open_index(db, model, sparse_encoder=SparseEncoder(name, device=device), **options)
+
+
 def check_parent(target: str) -> None:
     """A SQLite file or FAISS folder whose parent folder does not exist is a one-line error, at once."""
     if "://" in target:
@@ -290,7 +302,8 @@ def cmd_search(args, load_model: Callable) -> None:
     if rerank is not None and args.rerank_candidates < args.k:  # before any model loads
         raise ValueError(f"--rerank-candidates {args.rerank_candidates} is less than -k {args.k}")
     check_index(args.db)  # a missing index fails before the model loads, and nothing is created
-    with open_index(args.db, load_model()) as index:
+    sparse = args.mode in ("sparse", "hybrid")  # only these load the index's sparse model
+    with open_store(args.db, load_model(), None, getattr(args, "device", None), sparse) as index:
         if rerank is not None:
             from embedkit import CrossEncoder
 

@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="split texts longer than this many tokens (default: the model's limit; 0: off)",
     )
     add.add_argument("--chunk-overlap", type=int, default=32, help="tokens that consecutive chunks share, at most")
+    add.add_argument(
+        "--sparse-model",
+        metavar="MODEL",
+        help="a new index also keeps this SparseEncoder's vectors (a SPLADE folder or Hub name), for --mode "
+        "sparse; an index that keeps them loads its own",
+    )
     add.set_defaults(func=store_command("cmd_add"))
 
     search = sub.add_parser("search", parents=[common], help="search an index")
@@ -178,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=positive, default=5)
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
-    search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector")
+    search.add_argument(
+        "--mode",
+        choices=["vector", "keyword", "sparse", "hybrid"],
+        default="vector",
+        help="sparse: an index added with --sparse-model; hybrid fuses every leg the index has",
+    )
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.add_argument("--rerank", metavar="MODEL", help="rerank with this CrossEncoder (a folder or Hub name)")
     search.add_argument(
