@@ -256,8 +256,9 @@ class SparseLeg:
         return vectors_of(self.encoder.encode_query(texts), len(texts))
 
     def attach(self, records: list, lookup) -> None:
-        """Set each record's ``sparse_vector`` from ``lookup(ids)`` (id -> {dimension: weight}), in an index
-        that keeps sparse vectors."""
+        """Set the ``sparse_vector`` of each record that has none from ``lookup(ids)`` (id -> {dimension:
+        weight}: a document's first chunk's), in an index that keeps sparse vectors."""
+        records = [r for r in records if r.sparse_vector is None]
         if self.recorded is not None and records:
             found = lookup(list({r.id: None for r in records}))
             for record in records:
