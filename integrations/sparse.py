@@ -44,7 +44,7 @@ def vectors_of(embeddings, n: int) -> list[Vector]:
             vectors_of(e.unsqueeze(0) if hasattr(e, "unsqueeze") else np.asarray(e)[None], 1)[0] for e in embeddings
         ]
     elif hasattr(embeddings, "tocsr"):  # scipy.sparse
-        csr = embeddings.tocsr()
+        csr = embeddings.tocsr(copy=True)
         csr.sum_duplicates()
         rows = [(csr.indices[a:b], csr.data[a:b]) for a, b in zip(csr.indptr[:-1], csr.indptr[1:])]
     elif hasattr(embeddings, "is_sparse"):  # torch

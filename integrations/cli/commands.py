@@ -268,16 +268,22 @@ def cmd_add(args, load_model: Callable) -> None:
         )
 
 
-def open_store(db: str, model, sparse_model: str | None, device, sparse: bool = True, **options):
-    """``open_index`` with the sparse encoder the index records (with ``sparse``), or ``sparse_model``."""
+def open_store(db: str, model, sparse_model, device, sparse: bool = True, **options):
+    """``open_index`` with a sparse encoder (with ``sparse``): ``sparse_model`` (a name, or a loaded
+    SparseEncoder, which an index that records another model does not take) or the one the index records."""
     index = open_index(db, model, **options)
-    name = (sparse_model or (index.sparse.recorded or {}).get("model")) if sparse else None
-    if name is None:
+    recorded = (index.sparse.recorded or {}).get("model")
+    loaded = sparse_model if sparse_model is not None and not isinstance(sparse_model, str) else None
+    if loaded is not None:
+        sparse_model = None if recorded not in (None, loaded.model_name) else loaded
+    encoder = (sparse_model or recorded) if sparse else None
+    if encoder is None:
         return index
     index.close()
     from embedkit import SparseEncoder
 
-    return open_index(db, model, sparse_encoder=SparseEncoder(name, device=device), **options)
+    encoder = SparseEncoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    return open_index(db, model, sparse_encoder=encoder, **options)
 
 
 def check_parent(target: str) -> None:

@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", parents=[common, serving], help="serve embeddings, reranking and search over HTTP")
     srv.add_argument("--reranker", metavar="MODEL", help="a CrossEncoder for /v1/rerank and reranked searches")
     srv.add_argument(
+        "--sparse-model", metavar="MODEL", help="a SparseEncoder for /embed_sparse (indexes load the one they record)"
+    )
+    srv.add_argument(
         "--index", action="append", default=[], metavar="NAME=TARGET", help="serve an index (created if missing)"
     )
     srv.set_defaults(func=store_command("cmd_serve"))

@@ -16,22 +16,26 @@ def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> Non
         from integrations.server import DrainingServer, Limits, Service, create_app
     except ImportError as exc:
         raise missing(exc.name or "fastapi", "server", "embedkit serve") from exc
-    from integrations.targets import open_index
+    from integrations.cli.commands import open_store
 
     model = load_model()
-    reranker = None
+    reranker = sparse = None
     if args.reranker:
         from embedkit import CrossEncoder
 
         reranker = CrossEncoder(args.reranker, device=args.device)
-    indexes = {name: open_index(target, model) for name, target in targets.items()}
+    if args.sparse_model:
+        from embedkit import SparseEncoder
+
+        sparse = SparseEncoder(args.sparse_model, device=args.device)
+    indexes = {name: open_store(target, model, sparse, args.device) for name, target in targets.items()}
     limits = Limits(
         max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         auto_truncate=args.auto_truncate,
     )
-    service = Service(model, args.model, reranker, args.reranker, indexes, limits)
+    service = Service(model, args.model, reranker, args.reranker, indexes, limits, sparse)
     app = create_app(service, api_key=api_key, cors_origins=args.cors_origin or None)
     served = ", ".join(f"{name} ({len(index)} documents)" for name, index in indexes.items()) or "none"
     print(

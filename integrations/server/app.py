@@ -101,6 +101,12 @@ def create_app(service: Service, api_key: str | None = None, cors_origins: list[
         rows, _ = await _unless_gone(request, service.embed(texts, prompt, None, body.normalize, body.truncate))
         return rows.tolist()
 
+    @app.post("/embed_sparse", dependencies=[key])
+    async def tei_embed_sparse(body: schemas.TeiEmbedSparse, request: Request):
+        texts = service.check_inputs([body.inputs] if isinstance(body.inputs, str) else body.inputs, "inputs")
+        rows = await _unless_gone(request, service.embed_sparse(texts, body.prompt_name, body.truncate))
+        return [[{"index": int(d), "value": float(w)} for d, w in zip(*row)] for row in rows]
+
     @app.post("/v1/rerank", dependencies=[key])
     async def rerank(body: schemas.Rerank):
         service.check_model(body.model, reranker=True)

@@ -34,6 +34,7 @@ def index_routes(service: Service) -> APIRouter:
             k=body.k,
             filter=body.filter,
             mode=body.mode,
+            weights=body.weights,
             rerank=rerank,
             rerank_candidates=body.rerank_candidates,
         )
@@ -82,7 +83,7 @@ async def _describe(service: Service, name: str) -> dict:
         "dimension": index.dimension,
         "prompts": index.encoder_info["prompts"],
         "store": repr(index),
-        "modes": ["vector", "keyword", "hybrid"],
+        "modes": ["vector", "keyword", *(["sparse"] if index.sparse.encoder is not None else []), "hybrid"],
         "rerank": service.reranker is not None,
     }
 

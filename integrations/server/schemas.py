@@ -35,6 +35,15 @@ class TeiEmbed(Strict):
     truncation_direction: Literal["Right"] = "Right"
 
 
+class TeiEmbedSparse(Strict):
+    """text-embeddings-inference's ``/embed_sparse``."""
+
+    inputs: str | list[str]
+    truncate: bool = False
+    prompt_name: str | None = None
+    truncation_direction: Literal["Right"] = "Right"
+
+
 class RerankDocument(Strict):
     text: str
 
@@ -64,7 +73,8 @@ class Search(Strict):
     query: str
     k: int = Field(default=10, gt=0, le=1000)
     filter: dict[str, Any] | None = None
-    mode: Literal["vector", "keyword", "hybrid"] = "vector"
+    mode: Literal["vector", "keyword", "sparse", "hybrid"] = "vector"
+    weights: dict[Literal["vector", "keyword", "sparse"], float] | None = None
     rerank: bool = False
     rerank_candidates: int = Field(default=50, gt=0, le=1000)
 

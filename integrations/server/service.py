@@ -16,6 +16,7 @@ from integrations._shared.validation import surrogate_at
 from integrations.index import Index
 from integrations.server.batcher import Batcher
 from integrations.server.work import Serialized, ShuttingDown, Work
+from integrations.sparse import vectors_of
 
 
 class APIError(Exception):
@@ -71,6 +72,7 @@ class Service:
         reranker_id: str | None = None,
         indexes: dict[str, Index] | None = None,
         limits: Limits | None = None,
+        sparse_model=None,
     ):
         self.model, self.model_id, self.reranker, self.reranker_id = model, model_id, reranker, reranker_id
         self.indexes = dict(indexes or {})
@@ -79,8 +81,12 @@ class Service:
         self.metrics = Metrics()
         self.work = Work(list(self.indexes), self.metrics.registry)
         lock = self.work.model_lock  # the models run one call at a time, whichever thread calls
+        encoding = ("encode", "encode_query", "encode_document")
         for index in self.indexes.values():
-            index.encoder = Serialized(index.encoder, lock, ("encode_query", "encode_document"))
+            index.encoder = Serialized(index.encoder, lock, encoding)
+            if index.sparse.encoder is not None:
+                index.sparse.encoder = Serialized(index.sparse.encoder, lock, encoding)
+        self.sparse_model = None if sparse_model is None else Serialized(sparse_model, lock, encoding)
         if reranker is not None:
             self.reranker = Serialized(reranker, lock, ("predict",))
         self.batcher = Batcher(
@@ -185,6 +191,31 @@ class Service:
                 normalize_embeddings=normalize,
                 convert_to_numpy=True,
             )
+
+    async def embed_sparse(self, texts: list[str], prompt_name: str | None, truncate: bool) -> list:
+        """The (dimensions, weights) of each text's sparse vector, by the server's sparse model."""
+        model = self.sparse_model
+        if model is None:
+            raise APIError(404, "no sparse model is served here (start the server with --sparse-model MODEL)")
+        if prompt_name is not None and prompt_name not in model.prompts:
+            raise APIError(400, f"unknown prompt_name {prompt_name!r}; the sparse model has {sorted(model.prompts)}")
+
+        def encode():
+            if not (truncate or self.limits.auto_truncate):
+                prompt = model.prompts.get(prompt_name, "") if prompt_name else ""
+                ids = model.tokenizer([prompt + t for t in texts], add_special_tokens=True)["input_ids"]
+                for i, row in enumerate(ids):
+                    if len(row) > model.max_seq_length:
+                        raise APIError(
+                            400,
+                            f"inputs[{i}] is {len(row)} tokens long; the sparse model takes at most "
+                            f"{model.max_seq_length} (send truncate: true to cut it)",
+                            param="inputs",
+                            code="context_length_exceeded",
+                        )
+            return vectors_of(model.encode(texts, prompt_name=prompt_name, batch_size=32), len(texts))
+
+        return await self.work.run("model", encode)
 
     # ----------------------------------------------------------------- reranking and indexes
     async def rerank(self, query: str, documents: list[str]) -> np.ndarray:

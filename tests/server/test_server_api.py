@@ -223,3 +223,38 @@ def test_bodies_and_input_counts_are_bounded(make_service, client):
 
         streamed = client.post(url + "/v1/embeddings", content=chunks(), headers={"Content-Type": "application/json"})
         assert streamed.status_code == 413
+
+
+def test_embed_sparse_and_sparse_search_answer_as_the_model_does(tmp_path, tiny_model, splade_tiny, client):
+    """TEI's ``/embed_sparse`` gives the SPLADE model's own sparse vectors as (index, value) lists, refuses an
+    over-long input unless asked to cut it, and answers 404 on a server without a sparse model; a served
+    index with a sparse leg searches in sparse and three-leg hybrid mode as in Python."""
+    from embedkit import SparseEncoder
+    from integrations.server import Limits, Service
+
+    splade = SparseEncoder(splade_tiny)
+    index = open_index(f"sqlite:///{tmp_path}/docs.db", HashEncoder(), sparse_encoder=splade)
+    index.add(TEXTS, ids=["tea", "coffee", "river"])
+    service = Service(tiny_model, "tiny", None, None, {"docs": index}, Limits(), sparse_model=splade)
+    with running(service) as url:
+        rows = client.post(url + "/embed_sparse", json={"inputs": TEXTS}).json()
+        expected = splade.encode(TEXTS).to_dense()
+        for row, want in zip(rows, expected):
+            active = want.nonzero().flatten().tolist()
+            assert [entry["index"] for entry in row] == active
+            assert [entry["value"] for entry in row] == pytest.approx(want[active].tolist(), rel=1e-4, abs=1e-5)
+        long = " ".join(["tea"] * 600)
+        refused = client.post(url + "/embed_sparse", json={"inputs": [long]})
+        assert refused.status_code == 400 and "inputs[0] is" in refused.text and "truncate" in refused.text
+        assert client.post(url + "/embed_sparse", json={"inputs": long, "truncate": True}).status_code == 200
+        assert "sparse" in client.get(url + "/v1/indexes/docs").json()["modes"]
+        for body in ({"mode": "sparse"}, {"mode": "hybrid", "weights": {"sparse": 1.0, "keyword": 0.5}}):
+            hits = client.post(url + "/v1/indexes/docs/search", json={"query": "green tea", "k": 2, **body}).json()
+            want = index.search("green tea", k=2, **body)
+            assert [h["id"] for h in hits["data"]] == [h.id for h in want]
+            assert [h["score"] for h in hits["data"]] == pytest.approx([h.score for h in want])
+        bad = client.post(url + "/v1/indexes/docs/search", json={"query": "tea", "mode": "hybrid", "weights": {"x": 1}})
+        assert bad.status_code == 400
+    with running(Service(tiny_model, "tiny")) as url:
+        missing = client.post(url + "/embed_sparse", json={"inputs": "tea"})
+        assert missing.status_code == 404 and "--sparse-model" in missing.text
