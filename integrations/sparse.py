@@ -213,15 +213,16 @@ class SparseLeg:
     def __init__(self, encoder=None):
         self.encoder, self.recorded = encoder, None
 
-    def adopt(self, recorded: dict | None, count: int, where: str) -> dict | None:
-        """Check the encoder against what the index at ``where`` (with ``count`` documents) recorded; return
-        the record to keep when the index is to start keeping sparse vectors (None: nothing to write)."""
+    def adopt(self, recorded: dict | None, count, where: str) -> dict | None:
+        """Check the encoder against what the index at ``where`` recorded (``count()``: how many documents it
+        holds, asked only when an encoder comes to an index without sparse vectors); return the record to
+        keep when the index is to start keeping sparse vectors (None: nothing to write)."""
         self.recorded = recorded
         if self.encoder is None:
             return None
         name = getattr(self.encoder, "model_name", None) or type(self.encoder).__name__
         if recorded is None:
-            if count:
+            if count := count():
                 raise ValueError(
                     f"{where} holds {count} documents without sparse vectors; a sparse encoder can only be "
                     "given to an empty index (add the documents again to one made with sparse_encoder=)"

@@ -123,7 +123,7 @@ class FaissIndex(FaissSearch, Index):
                     f"FAISS index at {path!r} is kind={config['kind']!r}, precision={config['precision']!r}; "
                     f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
                 )
-            record = self.sparse.adopt(store.get_info("sparse"), store.count(), f"FAISS index at {path!r}")
+            record = self.sparse.adopt(store.get_info("sparse"), store.count, f"FAISS index at {path!r}")
             if record is not None:
                 with store.write():
                     store.sparse.create()

@@ -42,10 +42,9 @@ def write(conn, table: sa.Table, key: str, ids: list[str], vectors: list[Vector]
 def adopt(conn, leg, stored: dict, table: sa.Table, key: str, meta: sa.Table, where: str) -> None:
     """Check the index's ``SparseLeg`` against its settings ``stored``; start keeping sparse vectors when it
     brings an encoder to an empty table (inside the opening transaction)."""
-    count = 0
-    if leg.encoder is not None and stored.get("sparse") is None:
-        count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
-    record = leg.adopt(stored.get("sparse"), count, where)
+    record = leg.adopt(
+        stored.get("sparse"), lambda: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar(), where
+    )
     if record is not None:
         create(conn, table.name, key)
         stored["sparse"] = record
