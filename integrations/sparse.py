@@ -233,13 +233,14 @@ class SparseLeg:
             logger.warning("%s keeps sparse vectors of %r; it was opened with %r", where, recorded.get("model"), name)
         return None
 
-    def documents(self, pieces: list[str]) -> list[Vector] | None:
-        """The sparse vectors of the texts to store (the encoder's document side), or None without a leg."""
+    def documents(self, pieces: list[str], kept: bool = False) -> list[Vector] | None:
+        """The sparse vectors of the texts to store (the encoder's document side), or None without a leg;
+        ``kept``: the store has found since opening that it keeps sparse vectors."""
         if self.encoder is None:
-            if self.recorded is not None:
+            if self.recorded is not None or kept:
+                model = (self.recorded or {}).get("model", "recorded since this index was opened")
                 raise ValueError(
-                    f"this index keeps sparse vectors ({self.recorded.get('model')}): open it with "
-                    "sparse_encoder= to add documents"
+                    f"this index keeps sparse vectors ({model}): open it with sparse_encoder= to add documents"
                 )
             return None
         return vectors_of(self.encoder.encode_document(pieces), len(pieces))

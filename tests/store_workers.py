@@ -35,6 +35,31 @@ class HashEncoder:
     encode_query = encode_document
 
 
+SPARSE_DIMS = 30522  # a SPLADE vocabulary's size
+
+
+class HashSparse:
+    """Bag-of-words sparse vectors: a word's dimension and weight come from its hash (a query weighs each
+    word once, a document by its count), the same in every process."""
+
+    model_name = "hash-sparse"
+
+    def encode_document(self, texts, **kw):
+        return self._dense(texts, lambda count: count)
+
+    def encode_query(self, texts, **kw):
+        return self._dense(texts, lambda count: 1.0)
+
+    def _dense(self, texts, scale):
+        rows = np.zeros((len(texts), SPARSE_DIMS), np.float32)
+        for row, text in zip(rows, texts):
+            words, counts = np.unique(text.split(), return_counts=True)
+            for word, count in zip(words, counts):
+                h = zlib.crc32(word.encode())
+                row[h % SPARSE_DIMS] += (0.25 + (h >> 16) % 1000 / 1000) * scale(count)
+        return rows
+
+
 def text_of(doc_id: str) -> str:
     return f"text of {doc_id}"
 

@@ -123,11 +123,14 @@ class FaissIndex(FaissSearch, Index):
                     f"FAISS index at {path!r} is kind={config['kind']!r}, precision={config['precision']!r}; "
                     f"it was opened as kind={self.kind!r}, precision={self.precision!r}"
                 )
-            record = self.sparse.adopt(store.get_info("sparse"), store.count, f"FAISS index at {path!r}")
-            if record is not None:
+            where = f"FAISS index at {path!r}"
+            if self.sparse.encoder is None or store.get_info("sparse") is not None:
+                self.sparse.adopt(store.get_info("sparse"), store.count, where)
+            else:  # the index starts keeping sparse vectors: decided under the write lock
                 with store.write():
-                    store.sparse.create()
-                    store.set_info("sparse", record)
+                    if record := self.sparse.adopt(store.get_info("sparse"), store.count, where):
+                        store.sparse.create()
+                        store.set_info("sparse", record)
         except BaseException:
             store.close()
             raise
@@ -194,6 +197,8 @@ class FaissIndex(FaissSearch, Index):
                         self._ranges = calibration_ranges(vectors, saved)
                         self._store.set_info("ranges", self._ranges.tolist())
                 codes = vectors if self.precision == "float32" else quantize_embeddings(vectors, "int8", self._ranges)
+                if rows.sparse is None and self._store.sparse.exist():  # recorded by another instance since
+                    self.sparse.documents([], kept=True)
                 self._store.kill(self._store.fids_of(rows.heads))  # with every chunk from before
                 spans = [dump_span(s) for s in rows.spans]
                 fids = self._store.insert(

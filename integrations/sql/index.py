@@ -211,6 +211,8 @@ class SQLIndex(Index):
                 sqlite_changes.upsert(conn, self.table_name, self._key, [(*v[:5], dump_span(v[5])) for v in values])
                 if rows.sparse is not None:
                     sqlite_sparse.write(conn, self.table, self._key, rows.ids, rows.sparse)
+                elif sqlite_sparse.tables(conn, self._key).exist():  # recorded by another instance since
+                    self.sparse.documents([], kept=True)
             elif self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
                 copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
                 postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
@@ -368,9 +370,13 @@ class SQLIndex(Index):
     def save(self, force: bool = False) -> None:
         """Every write is durable when it returns. On a SQLite file, this also writes the rows changed since
         the table's segments as a new segment once there are 20,000 of them (any, with ``force``), so that
-        reopening maps them instead of reading them (``integrations.sql.segments``); ``close()`` does too."""
+        reopening maps them instead of reading them (``integrations.sql.segments``); ``close()`` does too.
+        With ``force``, it also drops the sparse postings of deleted rows."""
         self._check_open()
         self._matrix.save(force)
+        if force and self.sparse.recorded is not None:
+            with self._begin() as conn:
+                sqlite_sparse.tables(conn, self._key).compact()
 
     def close(self) -> None:
         if not self.closed:

@@ -7,43 +7,25 @@ transaction of its rows and says what it needs when opened without its sparse en
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import pathlib
+import random
+import signal
 import sqlite3
-import zlib
+import time
 
 import numpy as np
 import pytest
+from store_workers import HashSparse, crasher, open_target, text_of
 
 from integrations import FaissIndex
 from integrations.errors import InvalidInputError, WrongTypeError
 from integrations.sparse import SparseTables
 
 STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite"]
-VOCAB = 30522
 WORDS = [f"w{i}" for i in range(60)]
 SCIFACT = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
-
-
-class HashSparse:
-    """Bag-of-words sparse vectors: a word's dimension and weight come from its hash (a query weighs each
-    word once, a document by its count), the same in every process."""
-
-    model_name = "hash-sparse"
-
-    def encode_document(self, texts, **kw):
-        return self._dense(texts, lambda count: count)
-
-    def encode_query(self, texts, **kw):
-        return self._dense(texts, lambda count: 1.0)
-
-    def _dense(self, texts, scale):
-        rows = np.zeros((len(texts), VOCAB), np.float32)
-        for row, text in zip(rows, texts):
-            words, counts = np.unique(text.split(), return_counts=True)
-            for word, count in zip(words, counts):
-                h = zlib.crc32(word.encode())
-                row[h % VOCAB] += (0.25 + (h >> 16) % 1000 / 1000) * scale(count)
-        return rows
 
 
 def corpus(n, seed=0):
@@ -55,7 +37,7 @@ def corpus(n, seed=0):
 def brute(docs: dict[str, str], metadata: dict[str, dict], query: str, keep=lambda m: True):
     """{id: score} of every document that shares a dimension with ``query``, computed here."""
     encoder = HashSparse()
-    ids = [i for i in docs if keep(metadata[i])]
+    ids = [i for i in docs if keep(metadata.get(i))]
     scores = encoder.encode_document([docs[i] for i in ids]) @ encoder.encode_query([query])[0]
     return {i: float(s) for i, s in zip(ids, scores) if s > 0}
 
@@ -173,6 +155,15 @@ def test_an_index_keeps_its_sparse_leg_and_says_what_it_needs(make, backend):
     reopened.close()
     again = make(sparse_encoder=HashSparse())
     assert [h.id for h in again.search("w3", mode="sparse")] == ["b"]
+    again.close()
+    # an instance opened before another gave the empty index its sparse leg cannot add rows without one
+    backend.path += "-late"
+    backend.target = backend.target.replace("sparse.db", "late.db") if backend.name == "sqlite" else backend.path
+    early = make()
+    make(sparse_encoder=HashSparse()).close()
+    with pytest.raises(ValueError, match="keeps sparse vectors .*: open it with sparse_encoder="):
+        early.add(["w1"], ids=["x"])
+    assert len(early) == 0
 
 
 def test_a_failed_sparse_write_leaves_the_index_as_it_was(make, monkeypatch):
@@ -193,20 +184,59 @@ def test_a_failed_sparse_write_leaves_the_index_as_it_was(make, monkeypatch):
     assert [h.id for h in index.search("w1", k=5, mode="sparse")] == ["a"]
 
 
-@pytest.mark.stores(["faiss-flat-float32"])
+@pytest.mark.slow
+@pytest.mark.stores(["faiss-flat-float32", "faiss-ivf-int8", "sqlite"])
+def test_kill_9_during_add_keeps_each_row_with_its_sparse_vector(backend):
+    """A writer killed at random points 6 times: every reopen holds whole batches, each row with its own
+    sparse vector, and sparse searches give the exact top k over what survived."""
+    options = {**backend.options, "sparse_encoder": HashSparse()}
+    open_target(backend.target, options).close()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["store_workers"])
+    rng, encoder = random.Random(11), HashSparse()
+    for _ in range(6):
+        started = ctx.Event()
+        child = ctx.Process(target=crasher, args=(backend.target, options, False, started))
+        child.start()
+        assert started.wait(60)
+        time.sleep(rng.random() * 0.3)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        index = open_target(backend.target, options)
+        records = index.get(include_vectors=True)
+        batches: dict[str, int] = {}
+        for record in records:
+            batches[record.metadata["batch"]] = batches.get(record.metadata["batch"], 0) + 1
+            row = encoder.encode_document([text_of(record.id)])[0]
+            assert record.sparse_vector == pytest.approx({int(d): float(row[d]) for d in np.flatnonzero(row)})
+        assert set(batches.values()) == {20}, "a batch was stored in part"
+        docs = {r.id: text_of(r.id) for r in records}
+        for record in rng.sample(records, 3):  # the exact top 5 over what survived
+            check_exact(index.search(docs[record.id], k=5, mode="sparse"), brute(docs, {}, docs[record.id]), 5)
+        index.close()
+    assert len(batches) >= 6
+
+
+@pytest.mark.stores(["faiss-flat-float32", "sqlite"])
 def test_compact_drops_the_postings_of_deleted_rows(make, backend):
+    """FaissIndex.compact() and SQLIndex.save(force=True) keep exactly the live rows' postings."""
     index = make(sparse_encoder=HashSparse())
     ids, texts, metadatas = corpus(200)
     index.add(texts, metadatas, ids=ids)
     index.delete(ids[:150])
-    db = sqlite3.connect(f"{backend.path}/docs.sqlite")
+    faiss = isinstance(index, FaissIndex)
+    db = sqlite3.connect(f"{backend.path}/docs.sqlite" if faiss else backend.url.removeprefix("sqlite:///"))
+    prefix = "sparse" if faiss else "embedkit_sparse_documents"
 
     def posted() -> int:
-        return sum(len(s) // 8 for (s,) in db.execute("SELECT sids FROM sparse_postings"))
+        return sum(len(s) // 8 for (s,) in db.execute(f"SELECT sids FROM {prefix}_postings"))
 
     before = posted()
-    index.compact()
-    live = sum(len(d) // 4 for (d,) in db.execute("SELECT dims FROM sparse_rows"))
+    if faiss:
+        index.compact()
+    else:
+        index.save(force=True)
+    live = sum(len(d) // 4 for (d,) in db.execute(f"SELECT dims FROM {prefix}_rows"))
     assert posted() == live < before
     docs = dict(zip(ids[150:], texts[150:]))
     check_exact(index.search("w1 w2", k=10, mode="sparse"), brute(docs, dict(zip(ids, metadatas)), "w1 w2"), 10)
