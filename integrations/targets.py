@@ -30,6 +30,24 @@ def open_index(target: str | None, encoder, create: bool = True, **kwargs) -> In
     return FaissIndex(encoder, path=target, **kwargs)
 
 
+def open_store(db: str, model, sparse_model, device=None, sparse: bool = True, **options) -> Index:
+    """``open_index`` with a sparse encoder (with ``sparse``): the one the index records, or ``sparse_model``:
+    a name, which a new index then records, or a loaded SparseEncoder, used only by an index that records
+    that very model (``embedkit serve``'s, which leaves other indexes as they are)."""
+    index = open_index(db, model, **options)
+    recorded = (index.sparse.recorded or {}).get("model")
+    if sparse_model is not None and not isinstance(sparse_model, str):
+        sparse_model = sparse_model if recorded == sparse_model.model_name else None
+    encoder = (sparse_model or recorded) if sparse else None
+    if encoder is None:
+        return index
+    index.close()
+    from embedkit import SparseEncoder
+
+    encoder = SparseEncoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    return open_index(db, model, sparse_encoder=encoder, **options)
+
+
 def check_index(target: str | None, table: str = "documents") -> None:
     """IndexNotFoundError unless ``target`` names an index that exists; creates nothing and needs no model."""
     _check_target(target)

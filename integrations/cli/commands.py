@@ -29,7 +29,7 @@ from integrations.cli.readers import (
 )
 from integrations.index import Index
 from integrations.records import Hit
-from integrations.targets import check_index, open_index
+from integrations.targets import check_index, open_store
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -266,24 +266,6 @@ def cmd_add(args, load_model: Callable) -> None:
             f"partial sync: {len(listing.trouble)} paths above could not be taken; what the index held from "
             "them was kept as it was"
         )
-
-
-def open_store(db: str, model, sparse_model, device, sparse: bool = True, **options):
-    """``open_index`` with a sparse encoder (with ``sparse``): ``sparse_model`` (a name, or a loaded
-    SparseEncoder, which an index that records another model does not take) or the one the index records."""
-    index = open_index(db, model, **options)
-    recorded = (index.sparse.recorded or {}).get("model")
-    loaded = sparse_model if sparse_model is not None and not isinstance(sparse_model, str) else None
-    if loaded is not None:
-        sparse_model = None if recorded not in (None, loaded.model_name) else loaded
-    encoder = (sparse_model or recorded) if sparse else None
-    if encoder is None:
-        return index
-    index.close()
-    from embedkit import SparseEncoder
-
-    encoder = SparseEncoder(encoder, device=device) if isinstance(encoder, str) else encoder
-    return open_index(db, model, sparse_encoder=encoder, **options)
 
 
 def check_parent(target: str) -> None:

@@ -16,7 +16,7 @@ def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> Non
         from integrations.server import DrainingServer, Limits, Service, create_app
     except ImportError as exc:
         raise missing(exc.name or "fastapi", "server", "embedkit serve") from exc
-    from integrations.cli.commands import open_store
+    from integrations.targets import open_store
 
     model = load_model()
     reranker = sparse = None
@@ -24,7 +24,7 @@ def serve(args, load_model, targets: dict[str, str], api_key: str | None) -> Non
         from embedkit import CrossEncoder
 
         reranker = CrossEncoder(args.reranker, device=args.device)
-    if args.sparse_model:
+    if getattr(args, "sparse_model", None):  # embedkit demo --serve has none
         from embedkit import SparseEncoder
 
         sparse = SparseEncoder(args.sparse_model, device=args.device)

@@ -148,7 +148,8 @@ def test_fts_syntax_in_queries_is_plain_text(filled, query):
 
 
 def test_bad_modes_and_parameters(filled):
-    with pytest.raises(ValueError, match="mode must be one of \\('vector', 'keyword', 'hybrid'\\), got 'bm25'"):
+    modes = "\\('vector', 'keyword', 'sparse', 'hybrid'\\)"
+    with pytest.raises(ValueError, match=f"mode must be one of {modes}, got 'bm25'"):
         filled.search("x", mode="bm25")
     with pytest.raises(ValueError, match="rrf_k must be a positive int, got 0"):
         filled.search("x", mode="hybrid", rrf_k=0)
