@@ -78,40 +78,23 @@ class Index(Facts, ABC):
 
     @guarded
     def add_embeddings(
-        self, embeddings, texts: list[str], metadatas: list[dict] | None = None, ids: list[str] | None = None
+        self,
+        embeddings,
+        texts: list[str],
+        metadatas: list[dict] | None = None,
+        ids: list[str] | None = None,
+        sparse_embeddings=None,
     ) -> list[str]:
-        """Store precomputed document vectors (shape [n, dim]) with their texts."""
-        return self._add("add_embeddings()", texts, metadatas, ids, embeddings, encode=False)
+        """Store precomputed document vectors (shape [n, dim]) with their texts; in an index that keeps sparse
+        vectors, ``sparse_embeddings`` (n rows in any form ``integrations.sparse.vectors_of`` reads) are stored
+        instead of the sparse encoder's."""
+        return self._add("add_embeddings()", texts, metadatas, ids, (embeddings, sparse_embeddings), encode=False)
 
     @overload
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        filter: dict | None = None,
-        include_vectors: bool = False,
-        mode: str = "vector",
-        rrf_k: int = 60,
-        candidates: int = 100,
-        rerank: Any = None,
-        rerank_candidates: int = 50,
-        weights: dict[str, float] | None = None,
-    ) -> list[Hit]: ...
+    def search(self, query: str, k: int = 10, filter: dict | None = None, **options: Any) -> list[Hit]: ...
 
     @overload
-    def search(
-        self,
-        query: list[str],
-        k: int = 10,
-        filter: dict | None = None,
-        include_vectors: bool = False,
-        mode: str = "vector",
-        rrf_k: int = 60,
-        candidates: int = 100,
-        rerank: Any = None,
-        rerank_candidates: int = 50,
-        weights: dict[str, float] | None = None,
-    ) -> list[list[Hit]]: ...
+    def search(self, query: list[str], k: int = 10, filter: dict | None = None, **options: Any) -> list[list[Hit]]: ...
 
     @guarded
     def search(
@@ -165,8 +148,11 @@ class Index(Facts, ABC):
         if leg == "vector":
             vectors = self._check_vectors(self.encoder.encode_query(queries), None)
             return self._dense(vectors, k, node, include_vectors)
+        return [self._sparse_top(v, k, node, include_vectors) for v in self.sparse.queries(queries)]
+
+    def _sparse_top(self, vector, k: int, node, include_vectors: bool) -> list[Hit]:
         search = functools.partial(self._sparse, node=node, with_vectors=include_vectors)
-        return [deepen(search(v, k), k, functools.partial(search, v)) for v in self.sparse.queries(queries)]
+        return deepen(search(vector, k), k, functools.partial(search, vector))
 
     @guarded
     def search_by_vector(
@@ -176,6 +162,17 @@ class Index(Facts, ABC):
         array = np.asarray(vector.cpu() if hasattr(vector, "cpu") else vector, dtype=np.float32)
         single, queries = array.ndim == 1, array[None] if array.ndim == 1 else array
         return self._find(single, queries, k, filter, include_vectors)
+
+    @guarded
+    def search_by_sparse_vector(
+        self, vector, k: int = 10, filter: dict | None = None, include_vectors: bool = False
+    ) -> list[Hit]:
+        """Like ``search(mode="sparse")``, for a sparse vector ({dimension: weight}, or one row in any form
+        ``integrations.sparse.vectors_of`` reads), in an index that keeps sparse vectors."""
+        self._check_open()
+        check_positive_int("k", k)
+        node = parse_filter(filter)
+        return self._sparse_top(self.sparse.given(vector, 1)[0], min(k, MAX_ROWS), node, include_vectors)
 
     @guarded
     def get(
@@ -339,10 +336,15 @@ class Index(Facts, ABC):
                 kwargs["token_ids"] = [t for t, chunks in zip(plan.token_ids, plan.spans) for _ in chunks or [None]]
             rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces, **kwargs), len(rows.ids))
         else:
+            embeddings, sparse = embeddings
             vectors = self._check_vectors(embeddings, len(texts))
             rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)
         if texts:
-            rows.sparse = self.sparse.documents(rows.pieces)
+            rows.sparse = (
+                self.sparse.documents(rows.pieces)
+                if encode or sparse is None
+                else self.sparse.given(sparse, len(texts))
+            )
             self._write(rows)
         return ids
 

@@ -146,8 +146,9 @@ class EmbedkitVectorStore(VectorStore):
     def similarity_search(
         self, query: str, k: int = 4, filter: dict | None = None, mode: str = "vector", **kwargs: Any
     ) -> list[Document]:
-        """``mode``: ``"vector"``, ``"keyword"`` or ``"hybrid"`` (see ``Index.search``); ``rrf_k``,
-        ``candidates``, ``rerank`` and ``rerank_candidates`` pass through, so that
+        """``mode``: ``"vector"``, ``"keyword"``, ``"sparse"`` (an index made with ``sparse_encoder=``) or
+        ``"hybrid"`` (see ``Index.search``); ``rrf_k``, ``candidates``, ``weights``, ``rerank`` and
+        ``rerank_candidates`` pass through, so that
         ``as_retriever(search_kwargs={"mode": "hybrid", "rerank": cross_encoder})`` reranks a hybrid search.
         A document stored in chunks comes back as its best chunk, with ``metadata["span"]``."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, mode=mode, **kwargs)]
@@ -301,7 +302,7 @@ class EmbedkitReranker(BaseDocumentCompressor):
         ]
 
 
-SEARCH_OPTIONS = ("rrf_k", "candidates", "rerank", "rerank_candidates")
+SEARCH_OPTIONS = ("rrf_k", "candidates", "rerank", "rerank_candidates", "weights")
 
 
 def _no_others(method: str, kwargs: dict, allowed: tuple = ()) -> None:

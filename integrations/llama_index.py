@@ -1,6 +1,6 @@
-"""LlamaIndex adapters: ``EmbedkitEmbedding`` (a ``BaseEmbedding``) and ``EmbedkitVectorStore`` (a
-``BasePydanticVectorStore`` over any ``integrations.Index``). Needs the ``llama-index`` extra
-(llama-index-core)."""
+"""LlamaIndex adapters: ``EmbedkitEmbedding`` (a ``BaseEmbedding``), ``EmbedkitSparseEmbedding`` (a
+``BaseSparseEmbedding``) and ``EmbedkitVectorStore`` (a ``BasePydanticVectorStore`` over any
+``integrations.Index``). Needs the ``llama-index`` extra (llama-index-core)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from embedkit._optional import missing
 
 try:
+    from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.embeddings import BaseEmbedding
     from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
@@ -31,16 +32,18 @@ try:
 except ImportError as exc:
     raise missing("llama_index", "llama-index", "integrations.llama_index") from exc
 
-from embedkit import SentenceTransformer
+from embedkit import SentenceTransformer, SparseEncoder
 from integrations._shared import pushdown
 from integrations.filters import llama_index as translation
 from integrations.filters.bounds import FALSE, all_of, exact, unknown
 from integrations.index import Index
 from integrations.records import Record
+from integrations.sparse import as_dict, vectors_of
 
 MODES = {
     VectorStoreQueryMode.DEFAULT: "vector",
     VectorStoreQueryMode.TEXT_SEARCH: "keyword",
+    VectorStoreQueryMode.SPARSE: "sparse",
     VectorStoreQueryMode.HYBRID: "hybrid",
     VectorStoreQueryMode.MMR: "vector",
 }
@@ -95,14 +98,57 @@ class EmbedkitEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
 
+class EmbedkitSparseEmbedding(BaseSparseEmbedding):
+    """LlamaIndex sparse embeddings ({dimension: weight}) from an embedkit ``SparseEncoder`` (SPLADE): texts
+    with its document side, queries with its query side. ``model`` may be a loaded ``SparseEncoder``; else
+    ``model_name`` (with ``model_kwargs``) is loaded."""
+
+    model_name: str = Field(description="The SparseEncoder's name or path.")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keywords for the model.")
+    _model: SparseEncoder = PrivateAttr()
+
+    def __init__(self, model: SparseEncoder | None = None, **kwargs: Any):
+        if model is not None and not isinstance(model, SparseEncoder):
+            raise TypeError(f"model must be an embedkit SparseEncoder, got {type(model).__name__}")
+        if model is not None:
+            kwargs.setdefault("model_name", str(model.model_name or "SparseEncoder"))
+        super().__init__(**kwargs)
+        self._model = model if model is not None else SparseEncoder(self.model_name, **self.model_kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EmbedkitSparseEmbedding"
+
+    def _encode(self, method: str, texts: list[str]) -> list[dict[int, float]]:
+        output = getattr(self._model, method)(texts, batch_size=self.embed_batch_size)
+        return [as_dict(v) for v in vectors_of(output, len(texts))]
+
+    def _get_query_embedding(self, query: str) -> dict[int, float]:
+        return self._encode("encode_query", [query])[0]
+
+    def _get_text_embedding(self, text: str) -> dict[int, float]:
+        return self._encode("encode_document", [text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[dict[int, float]]:
+        return self._encode("encode_document", list(texts))
+
+    async def _aget_query_embedding(self, query: str) -> dict[int, float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> dict[int, float]:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+
 class EmbedkitVectorStore(BasePydanticVectorStore):
     """LlamaIndex nodes in an embedkit index (FAISS, SQLite or PostgreSQL), stored whole: text in the
     index's text, the rest of the node (metadata, ``ref_doc_id``, relationships) in its metadata, as
     LlamaIndex's ``node_to_metadata_dict`` writes it. Filters are ``MetadataFilters`` with LlamaIndex's
     semantics (``integrations.filters.llama_index``). Query modes: ``DEFAULT`` (cosine), ``TEXT_SEARCH``
-    (the store's full-text index), ``HYBRID`` (reciprocal rank fusion of legs ``Index.search`` deep, or
-    ``similarity_top_k``/``sparse_top_k`` deep with ``hybrid_top_k`` results; ``alpha`` is refused, as RRF
-    has no weight) and ``MMR`` (``mmr_threshold``, LlamaIndex's own MMR over ``mmr_prefetch_k`` candidates)."""
+    (the store's full-text index), ``SPARSE`` (learned sparse vectors, in an index made with
+    ``sparse_encoder=``), ``HYBRID`` (reciprocal rank fusion of every leg the index has, ``Index.search``
+    deep, or ``similarity_top_k``/``sparse_top_k`` deep with ``hybrid_top_k`` results; ``alpha`` weighs the
+    vector leg against the sparse one, or the keyword one without it) and ``MMR`` (``mmr_threshold``,
+    LlamaIndex's own MMR over ``mmr_prefetch_k`` candidates)."""
 
     stores_text: bool = True
     flat_metadata: bool = False
@@ -179,8 +225,10 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
         mode = MODES.get(query.mode)
         if mode is None:
             raise ValueError(f"query mode {query.mode.value!r} is not supported; use one of {[m.value for m in MODES]}")
-        if query.alpha is not None:
-            raise ValueError("alpha is not supported: HYBRID fuses the two rankings by reciprocal rank, with no weight")
+        if query.alpha is not None and (mode != "hybrid" or not 0 <= query.alpha <= 1):
+            raise ValueError(
+                f"alpha weighs the legs of a HYBRID query, from 0 to 1; got {query.alpha} in {mode!r} mode"
+            )
         k = query.hybrid_top_k if mode == "hybrid" and query.hybrid_top_k else query.similarity_top_k
         bounds = translation.translate(query.filters)
         parts = [] if bounds is None else [bounds]
@@ -215,6 +263,10 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
         options = {}
         if mode == "hybrid" and query.hybrid_top_k:  # then similarity_top_k and sparse_top_k size the legs
             options["candidates"] = max(query.similarity_top_k, query.sparse_top_k or 0)
+        if query.alpha is not None:  # the vector leg's weight; the sparse (else keyword) leg's is 1 - alpha
+            other = "sparse" if self._index.sparse.encoder is not None else "keyword"
+            weighed = (("vector", query.alpha), (other, 1.0 - query.alpha))
+            options["weights"] = {leg: weight for leg, weight in weighed if weight > 0}
         return lambda depth, flt: self._index.search(query.query_str, k=depth, filter=flt, mode=mode, **options)
 
     # ----------------------------------------------------------------- async

@@ -36,13 +36,11 @@ Vector = tuple[np.ndarray, np.ndarray]  # (active dimensions as int32, their wei
 
 
 def vectors_of(embeddings, n: int) -> list[Vector]:
-    """The rows of a sparse encoder's output (a torch sparse or dense 2-D tensor, a list of 1-D ones, a
-    scipy sparse matrix or an array) as (dimensions, weights) of their non-zero entries; ``n`` rows are
-    expected."""
+    """The rows of a sparse encoder's output (a torch sparse or dense 2-D tensor, a list of 1-D ones or of
+    {dimension: weight} dicts, a scipy sparse matrix or an array) as (dimensions, weights) of their non-zero
+    entries; ``n`` rows are expected."""
     if isinstance(embeddings, (list, tuple)):
-        rows = [
-            vectors_of(e.unsqueeze(0) if hasattr(e, "unsqueeze") else np.asarray(e)[None], 1)[0] for e in embeddings
-        ]
+        rows = [_row(e) for e in embeddings]
     elif hasattr(embeddings, "tocsr"):  # scipy.sparse
         csr = embeddings.tocsr(copy=True)
         csr.sum_duplicates()
@@ -61,12 +59,26 @@ def vectors_of(embeddings, n: int) -> list[Vector]:
         raise InvalidInputError(f"the sparse encoder gave {len(rows)} vectors for {n} texts")
     out = []
     for dims, weights in rows:
+        dims, weights = np.asarray(dims), np.asarray(weights)
+        if len(dims) and not 0 <= dims.min() <= dims.max() < 2**31:
+            raise InvalidInputError("a sparse embedding's dimensions must lie in [0, 2**31)")
         keep = weights != 0
-        dims, weights = np.asarray(dims, np.int32)[keep], np.asarray(weights, np.float32)[keep]
+        dims, weights = dims.astype(np.int32)[keep], weights.astype(np.float32)[keep]
         if not np.isfinite(weights).all():
             raise InvalidInputError("a sparse embedding contains NaN or infinity")
         out.append((dims, weights))
     return out
+
+
+def _row(embedding) -> Vector:
+    if isinstance(embedding, dict):
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in embedding):
+            raise InvalidInputError("a sparse embedding's dimensions must be integers")
+        try:
+            return np.fromiter(embedding, np.int64, len(embedding)), np.fromiter(embedding.values(), np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInputError("a sparse embedding's weights must be numbers") from None
+    return vectors_of(embedding.unsqueeze(0) if hasattr(embedding, "unsqueeze") else np.asarray(embedding)[None], 1)[0]
 
 
 def as_dict(vector: Vector) -> dict[int, float]:
@@ -244,6 +256,14 @@ class SparseLeg:
                 )
             return None
         return vectors_of(self.encoder.encode_document(pieces), len(pieces))
+
+    def given(self, embeddings, n: int) -> list[Vector]:
+        """``n`` sparse vectors from the caller (a {dimension: weight} dict is one), for an index that keeps them."""
+        if self.recorded is None:
+            raise InvalidInputError(
+                "this index has no sparse leg: create it with sparse_encoder= to keep sparse vectors"
+            )
+        return vectors_of([embeddings] if isinstance(embeddings, dict) else embeddings, n)
 
     def require(self) -> None:
         if self.encoder is None:

@@ -1,7 +1,9 @@
 """Haystack 2.x over embedkit: ``EmbedkitDocumentStore`` (the DocumentStore protocol over any
 ``integrations.Index``) and the components ``EmbedkitTextEmbedder``, ``EmbedkitDocumentEmbedder``,
 ``EmbedkitEmbeddingRetriever``, ``EmbedkitKeywordRetriever``, ``EmbedkitHybridRetriever`` and
-``EmbedkitRanker``. Needs the ``haystack`` extra (haystack-ai)."""
+``EmbedkitRanker``, and for learned sparse vectors ``EmbedkitSparseTextEmbedder``,
+``EmbedkitSparseDocumentEmbedder`` and ``EmbedkitSparseEmbeddingRetriever``. Needs the ``haystack`` extra
+(haystack-ai)."""
 
 from integrations.haystack.components import (
     EmbedkitDocumentEmbedder,
@@ -9,9 +11,11 @@ from integrations.haystack.components import (
     EmbedkitHybridRetriever,
     EmbedkitKeywordRetriever,
     EmbedkitRanker,
+    EmbedkitSparseEmbeddingRetriever,
     EmbedkitTextEmbedder,
 )
 from integrations.haystack.document_store import EmbedkitDocumentStore
+from integrations.haystack.sparse import EmbedkitSparseDocumentEmbedder, EmbedkitSparseTextEmbedder
 
 __all__ = [
     "EmbedkitDocumentEmbedder",
@@ -20,5 +24,8 @@ __all__ = [
     "EmbedkitHybridRetriever",
     "EmbedkitKeywordRetriever",
     "EmbedkitRanker",
+    "EmbedkitSparseDocumentEmbedder",
+    "EmbedkitSparseEmbeddingRetriever",
+    "EmbedkitSparseTextEmbedder",
     "EmbedkitTextEmbedder",
 ]

@@ -16,6 +16,7 @@ from embedkit._optional import missing
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.dataclasses import SparseEmbedding
     from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 except ImportError as exc:
     raise missing("haystack", "haystack", "integrations.haystack") from exc
@@ -23,7 +24,7 @@ except ImportError as exc:
 from integrations.haystack.document_store import EmbedkitDocumentStore, to_document
 
 
-def _text_of(document: Document, fields: list[str], separator: str) -> str:
+def text_of(document: Document, fields: list[str], separator: str) -> str:
     """The text a document is embedded or ranked by: the named meta fields, then its content."""
     parts = [str(document.meta[f]) for f in fields if document.meta.get(f) is not None]
     return separator.join([*parts, document.content or ""])
@@ -141,7 +142,7 @@ class EmbedkitDocumentEmbedder(_ModelComponent):
             raise TypeError("EmbedkitDocumentEmbedder expects a list of Documents; use EmbedkitTextEmbedder for text")
         if not documents:
             return {"documents": []}
-        texts = [_text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
+        texts = [text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
         vectors = self._encode("encode_document", texts)
         return {"documents": [dataclasses.replace(d, embedding=v.tolist()) for d, v in zip(documents, vectors)]}
 
@@ -203,6 +204,28 @@ class EmbedkitEmbeddingRetriever(_Retriever):
 
 
 @component
+class EmbedkitSparseEmbeddingRetriever(_Retriever):
+    """The ``top_k`` documents with the largest dot product with a query's sparse embedding, best first, from
+    a store whose index keeps sparse vectors (made with ``sparse_encoder=``)."""
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self, query_sparse_embedding: SparseEmbedding, filters: dict[str, Any] | None = None, top_k: int | None = None
+    ):
+        if not isinstance(query_sparse_embedding, SparseEmbedding):
+            raise TypeError(f"query_sparse_embedding must be a SparseEmbedding, got {type(query_sparse_embedding)}")
+        index, vector = (
+            self.document_store.index,
+            dict(zip(query_sparse_embedding.indices, query_sparse_embedding.values)),
+        )
+
+        def search(depth, flt):
+            return index.search_by_sparse_vector(vector, k=depth, filter=flt, include_vectors=self.return_embedding)
+
+        return {"documents": self._documents(search, filters, top_k)}
+
+
+@component
 class EmbedkitKeywordRetriever(_Retriever):
     """The ``top_k`` documents for a query by the store's full-text index (BM25 ranking), best first."""
 
@@ -219,7 +242,8 @@ class EmbedkitKeywordRetriever(_Retriever):
 
 @component
 class EmbedkitHybridRetriever(EmbedkitKeywordRetriever):
-    """Vector and keyword search fused by reciprocal rank fusion (the store's model embeds the query)."""
+    """Every leg of the store's index (vector, keyword and, where it keeps them, sparse vectors) fused by
+    reciprocal rank fusion (the index's own models embed the query)."""
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None):
@@ -277,7 +301,7 @@ class EmbedkitRanker:
         if not documents:
             return {"documents": []}
         self.warm_up()
-        texts = [_text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
+        texts = [text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
         scores = self._model.predict([(query, t) for t in texts], batch_size=self.batch_size)
         order = sorted(range(len(documents)), key=lambda i: -float(scores[i]))
         ranked = [dataclasses.replace(documents[i], score=float(scores[i])) for i in order]

@@ -195,8 +195,14 @@ def search_errors(where: str, translate):
         raise SearchError(f"{where}: search failed: {str(exc).strip()[:300]}") from None
 
 
-def documents_table(name: str, dimension: int, dialect: str, uses_pgvector: bool) -> sa.Table:
-    """The table of an index's rows, its vectors in pgvector's column type where it is used."""
+def documents_table(name: str, dimension: int, dialect: str, uses_pgvector: bool, sparse: bool = False) -> sa.Table:
+    """The table of an index's rows, its vectors in pgvector's column type where it is used; with ``sparse``,
+    its rows' sparse vectors in a ``sparsevec`` column (PostgreSQL)."""
+    extra = []
+    if sparse:
+        from pgvector.sqlalchemy import SPARSEVEC
+
+        extra.append(sa.Column("sparse", SPARSEVEC(), nullable=True))
     if uses_pgvector:
         from pgvector.sqlalchemy import Vector
 
@@ -212,6 +218,7 @@ def documents_table(name: str, dimension: int, dialect: str, uses_pgvector: bool
         sa.Column("embedding", embedding, nullable=False),
         sa.Column("doc", sa.Text, nullable=True),  # the document of a later chunk
         sa.Column("span", sa.Text, nullable=True),  # a chunk's characters, as JSON [start, end]
+        *extra,
     )
 
 

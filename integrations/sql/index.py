@@ -20,7 +20,7 @@ from integrations.filters.to_sql import compile_filter
 from integrations.index import Index, guarded
 from integrations.keyword import fts5, pg_bm25
 from integrations.records import Hit, Record
-from integrations.sql import engines, postgres, segments, sqlite_changes, sqlite_sparse
+from integrations.sql import engines, pg_sparse, postgres, segments, sqlite_changes, sqlite_sparse
 from integrations.sql.engines import check_exists, check_table_name, ensure_pgvector, make_engine, meta_table
 from integrations.sql.matrix import MatrixSearch
 from integrations.sql.rows import RowReader
@@ -38,7 +38,8 @@ class SQLIndex(Index):
     - ``create``: with False, a database or table that does not exist yet is an IndexNotFoundError instead of
       a new empty index.
     - ``chunk_tokens``, ``chunk_overlap``: how long texts are split (see ``Index``).
-    - ``sparse_encoder``: a ``SparseEncoder`` for a sparse leg (SQLite; given to a new table).
+    - ``sparse_encoder``: a ``SparseEncoder`` for a sparse leg (given to a new table; on PostgreSQL it needs
+      pgvector's ``sparsevec``).
     - ``engine_kwargs``: passed to ``sqlalchemy.create_engine`` (pool sizes, ``connect_args``, ...).
 
     Each write is one transaction. The package docstring (``integrations.sql``) tells how each database is
@@ -138,12 +139,14 @@ class SQLIndex(Index):
                 raise CorruptIndexError(f"{self.where}: its settings in {self._meta.name} are damaged") from None
             self.check_info(stored, self.where)
             self.uses_pgvector = bool(stored.get("vector_column")) and self.dialect == "postgresql"
-            self.table = engines.documents_table(self.table_name, self.dimension, self.dialect, self.uses_pgvector)
-            self.table.create(conn, checkfirst=True)
+            table = engines.documents_table(self.table_name, self.dimension, self.dialect, self.uses_pgvector)
+            table.create(conn, checkfirst=True)
             engines.add_chunk_columns(conn, self.table_name, self._key)
+            self.table = table
             if self.dialect == "postgresql":
-                if self.sparse.encoder is not None:
-                    raise ValueError(f"{self.where}: SQLIndex keeps sparse vectors on SQLite only, not yet PostgreSQL")
+                pg_sparse.adopt(conn, self.sparse, stored, table, self._meta, self._key, self.uses_pgvector, self.where)
+                if self.sparse.recorded is not None:
+                    self.table = engines.documents_table(self.table_name, self.dimension, self.dialect, True, True)
                 postgres.create_lookup_indexes(conn, self.table_name)
                 pg_bm25.create_postgres(conn, self.table_name, postgres.index_name(self.table_name, "tsv"))
             if self.uses_pgvector:
@@ -203,39 +206,30 @@ class SQLIndex(Index):
         are deleted after, by a statement that sees every write committed meanwhile (deleting first would
         leave a concurrent writer's extra chunks behind on PostgreSQL)."""
         c = self.table.c
+        sparse = rows.sparse if rows.sparse is not None else [None] * len(rows.ids)
         values = sorted(
-            zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans), key=lambda r: r[0]
+            zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans, sparse),
+            key=lambda r: r[0],
         )
         with self._begin() as conn:
+            if rows.sparse is None and self._gained_sparse(conn):  # recorded by another instance since
+                self.sparse.documents([], kept=True)
             if self.dialect == "sqlite":
                 sqlite_changes.upsert(conn, self.table_name, self._key, [(*v[:5], dump_span(v[5])) for v in values])
                 if rows.sparse is not None:
                     sqlite_sparse.write(conn, self.table, self._key, rows.ids, rows.sparse)
-                elif sqlite_sparse.tables(conn, self._key).exist():  # recorded by another instance since
-                    self.sparse.documents([], kept=True)
-            elif self.uses_pgvector and len(rows.ids) >= postgres.COPY_ROWS:
-                copy = ((i, t, m, v, d, dump_span(s)) for i, t, m, v, d, s in values)
-                postgres.copy_upsert(conn, self.table_name, self.dimension, copy)
             else:
-                records = [
-                    {
-                        "id": i,
-                        "text": t,
-                        "metadata_json": m,
-                        "embedding": self._dump_vector(v),
-                        "doc": d,
-                        "span": dump_span(s),
-                    }
-                    for i, t, m, v, d, s in values
-                ]
-                stmt = self._insert(self.table).values(metadata=self._metadata_param("metadata_json"))
-                columns = ("text", "metadata", "embedding", "doc", "span")
-                conn.execute(
-                    stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in columns}),
-                    records,
-                )
+                postgres.upsert(conn, self.table, self.dimension, values, self.uses_pgvector, rows.sparse is not None)
             conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads), sa.not_(self._in(c.id, rows.ids))))
             self._after_write(conn)
+
+    def _gained_sparse(self, conn) -> bool:
+        """The table keeps sparse vectors though this instance opened it without."""
+        if self.sparse.recorded is not None:
+            return False
+        if self.dialect == "sqlite":
+            return sqlite_sparse.tables(conn, self._key).exist()
+        return self.dialect == "postgresql" and pg_sparse.has_column(conn, self.table_name)
 
     def _delete(self, ids) -> int:
         c = self.table.c
@@ -285,9 +279,6 @@ class SQLIndex(Index):
         """A bound parameter for metadata given as its JSON text (JSONB on PostgreSQL, the text on SQLite)."""
         param = sa.bindparam(name, type_=sa.Text)
         return sa.cast(param, postgresql.JSONB) if self.dialect == "postgresql" else param
-
-    def _dump_vector(self, vector: np.ndarray):
-        return vector if self.uses_pgvector else vector.astype("<f4").tobytes()
 
     # ----------------------------------------------------------------- reads
     @guarded
@@ -343,12 +334,16 @@ class SQLIndex(Index):
 
     def _sparse(self, vector, k, node, with_vectors) -> list[Hit]:
         with self._errors(), self.engine.connect() as conn:
-            where = self._where(node)
-            return sqlite_sparse.hits(conn, self.table, self._key, vector, k, node, where, self._rows, with_vectors)
+            where, reader = self._where(node), self._rows
+            if self.dialect == "sqlite":
+                return sqlite_sparse.hits(conn, self.table, self._key, vector, k, node, where, reader, with_vectors)
+            return pg_sparse.hits(conn, self.table, vector, k, where, reader, with_vectors)
 
     def _sparse_vectors(self, ids) -> dict[str, dict[int, float]]:
         with self.engine.connect() as conn:
-            return sqlite_sparse.vectors(conn, self.table, self._key, ids)
+            if self.dialect == "sqlite":
+                return sqlite_sparse.vectors(conn, self.table, self._key, ids)
+            return pg_sparse.vectors(conn, self.table, ids, self._in)
 
     def _search(self, vectors, k, node: Node | None, with_vectors) -> list[list[Hit]]:
         with self._errors():
@@ -374,7 +369,7 @@ class SQLIndex(Index):
         With ``force``, it also drops the sparse postings of deleted rows."""
         self._check_open()
         self._matrix.save(force)
-        if force and self.sparse.recorded is not None:
+        if force and self.sparse.recorded is not None and self.dialect == "sqlite":
             with self._begin() as conn:
                 sqlite_sparse.tables(conn, self._key).compact()
 

@@ -22,7 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
+from integrations._shared.codec import dump_span
 from integrations.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -113,28 +115,64 @@ def hnsw_built_after(begin, table: str, uses_pgvector: bool, maintenance_work_me
                 conn.exec_driver_sql(f'ANALYZE "{table}"')  # fresh statistics for the planner
 
 
-def copy_upsert(conn, table: str, dimension: int, rows) -> None:
-    """Binary COPY into a temporary table, then one upsert into ``table`` (inside the caller's transaction)."""
+def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) -> None:
+    """Binary COPY into a temporary table, then one upsert into ``table`` (inside the caller's transaction);
+    with ``sparse``, each row ends with its ``sparsevec``."""
     from pgvector.psycopg import register_vector
 
     raw = conn.connection.driver_connection
     register_vector(raw)
+    columns = ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+    types = ["text", "text", "text", f"vector({dimension})", "text", "text", "sparsevec"][: len(columns)]
     with raw.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS embedkit_staging (id text, text text, metadata text, "
-            f"embedding vector({dimension}), doc text, span text) ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE embedkit_staging ("
+            + ", ".join(f"{c} {t}" for c, t in zip(columns, types))
+            + ") ON COMMIT DROP"
         )
         with cursor.copy("COPY embedkit_staging FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "text", "vector", "text", "text"])
+            copy.set_types([t.split("(")[0] for t in types])
             for row in rows:
                 copy.write_row(row)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         cursor.execute(
-            f'INSERT INTO "{table}" (id, text, metadata, embedding, doc, span) '
-            'SELECT id, text, metadata::jsonb, embedding, doc, span FROM embedkit_staging ORDER BY id COLLATE "C" '
-            "ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-            "embedding = excluded.embedding, doc = excluded.doc, span = excluded.span"
+            f'INSERT INTO "{table}" ({", ".join(columns)}) '
+            f"SELECT {', '.join('metadata::jsonb' if c == 'metadata' else c for c in columns)} "
+            f'FROM embedkit_staging ORDER BY id COLLATE "C" ON CONFLICT (id) DO UPDATE SET {updates}'
         )
         cursor.execute("DROP TABLE embedkit_staging")
+
+
+def upsert(conn, table: sa.Table, dimension: int, values: list, uses_pgvector: bool, sparse: bool) -> None:
+    """Insert or replace rows (id, text, metadata JSON, vector, doc, span, sparse vector or None), by COPY
+    when they are many and pgvector holds the vectors (inside the caller's transaction)."""
+    from integrations.sql import pg_sparse
+
+    def vector(v):
+        return v if uses_pgvector else v.astype("<f4").tobytes()
+
+    rows = [
+        (i, t, m, vector(v), d, dump_span(s), *([pg_sparse.to_pg(p)] if sparse else []))
+        for i, t, m, v, d, s, p in values
+    ]
+    if uses_pgvector and len(rows) >= COPY_ROWS:
+        copy_upsert(conn, table.name, dimension, rows, sparse)
+        return
+    columns = ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+    keys = ["metadata_json" if c == "metadata" else c for c in columns]  # the JSON text, cast in the statement
+    stmt = postgresql.insert(table).values(
+        metadata=sa.cast(sa.bindparam("metadata_json", type_=sa.Text), postgresql.JSONB)
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in columns[1:]}),
+        [dict(zip(keys, row)) for row in rows],
+    )
+
+
+def document_text(table: sa.Table):
+    """A row's text, a later chunk's being its document's (read in the same statement, so from one snapshot)."""
+    c, head = table.c, table.alias("head")
+    return sa.case((c.doc.is_(None), c.text), else_=sa.select(head.c.text).where(head.c.id == c.doc).scalar_subquery())
 
 
 def delete_chunks_beyond(conn, table: str, heads: list[tuple[str, int]]) -> None:
@@ -202,14 +240,10 @@ class Searcher:
         with self._lock:
             found = self._statements.get((key, k, exact, with_vectors))
         if found is None:
-            c, head = self.table.c, self.table.alias("head")
+            c = self.table.c
             distance = c.embedding.op("<=>")(sa.bindparam("q"))
             order = distance + 0 if exact else distance
-            # a later chunk's text is its document's, from the same snapshot (this one statement)
-            text = sa.case(
-                (c.doc.is_(None), c.text), else_=sa.select(head.c.text).where(head.c.id == c.doc).scalar_subquery()
-            )
-            columns = [c.id, text.label("text"), c.metadata, distance.label("distance"), c.span]
+            columns = [c.id, document_text(self.table).label("text"), c.metadata, distance.label("distance"), c.span]
             query = sa.select(*columns, *([c.embedding] if with_vectors else [])).where(where).order_by(order)
             compiled = query.limit(k).compile(dialect=self.engine.dialect)
             found = str(compiled), dict(compiled.params)

@@ -98,3 +98,18 @@ def test_hybrid_and_keyword_search_through_langchain(tmp_path, tiny_model, backe
     scored = store.similarity_search_with_score("quokka", k=1, mode="hybrid", rrf_k=10)
     assert scored[0][0].page_content == texts[0] and scored[0][1] > 1 / 11  # first by keyword, and found by vector
     assert scored[0][1] == pytest.approx(store.index.search("quokka", k=1, mode="hybrid", rrf_k=10)[0].score)
+
+
+def test_sparse_search_through_langchain(tmp_path, tiny_model):
+    """A LangChain store over an index with a sparse leg: ``mode="sparse"`` and hybrid ``weights`` reach it."""
+    from store_workers import HashSparse
+
+    texts = ["the quokka is a small marsupial", "stock markets fell", "a quokka recipe", "rates rose again"]
+    index = SQLIndex(tiny_model, f"sqlite:///{tmp_path}/d.db", sparse_encoder=HashSparse())
+    store = EmbedkitVectorStore(index)
+    store.add_texts(texts, [{"n": i} for i in range(4)], ids=[f"t{i}" for i in range(4)])
+    got = store.similarity_search_with_score("quokka", k=4, mode="sparse")
+    want = index.search("quokka", k=4, mode="sparse")
+    assert [(d.id, s) for d, s in got] == [(h.id, h.score) for h in want] and len(want) == 2
+    retriever = store.as_retriever(search_kwargs={"k": 2, "mode": "hybrid", "weights": {"sparse": 1.0}})
+    assert [d.id for d in retriever.invoke("quokka")] == [h.id for h in want]

@@ -164,8 +164,13 @@ def test_text_search_and_hybrid_are_the_index_s_own(make, mode, name):
     if mode == VectorStoreQueryMode.HYBRID:  # hybrid_top_k: the legs are similarity_top_k and sparse_top_k deep
         q = VectorStoreQuery(query_str="tea", similarity_top_k=3, sparse_top_k=5, hybrid_top_k=2, mode=mode)
         assert store.query(q).ids == [h.id for h in index.search("tea", k=2, mode="hybrid", candidates=5)]
-    with pytest.raises(ValueError, match="alpha is not supported"):
-        store.query(VectorStoreQuery(query_str="tea", mode=VectorStoreQueryMode.HYBRID, alpha=0.5))
+    if mode == VectorStoreQueryMode.HYBRID:  # alpha: the vector leg's weight, the keyword leg's 1 - alpha
+        for alpha, weights in ((0.25, {"vector": 0.25, "keyword": 0.75}), (1.0, {"vector": 1.0})):
+            q = VectorStoreQuery(query_str="tea", similarity_top_k=4, mode=mode, alpha=alpha)
+            assert store.query(q).ids == [h.id for h in index.search("tea", k=4, mode="hybrid", weights=weights)]
+    for alpha, bad in ((0.5, VectorStoreQueryMode.TEXT_SEARCH), (1.5, VectorStoreQueryMode.HYBRID)):
+        with pytest.raises(ValueError, match="alpha weighs the legs of a HYBRID query, from 0 to 1"):
+            store.query(VectorStoreQuery(query_str="tea", mode=bad, alpha=alpha))
     with pytest.raises(ValueError, match="not supported"):
         store.query(VectorStoreQuery(query_str="tea", mode=VectorStoreQueryMode.SVM))
     with pytest.raises(ValueError, match="needs query_str"):

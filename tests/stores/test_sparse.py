@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 import pytest
-from store_workers import HashSparse, crasher, open_target, text_of
+from store_workers import HashEncoder, HashSparse, crasher, open_target, text_of
 
 from integrations import FaissIndex
 from integrations.errors import InvalidInputError, WrongTypeError
 from integrations.sparse import SparseTables
 
-STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite"]
+STORES = ["faiss-flat-float32", "faiss-hnsw-int8", "faiss-ivf-ubinary", "sqlite", "postgres"]
 WORDS = [f"w{i}" for i in range(60)]
 SCIFACT = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
 
@@ -77,6 +77,59 @@ def test_sparse_search_is_the_exact_top_k_filtered_and_after_deletes_and_upserts
         check_exact(
             index.search(query, k=5, mode="sparse", filter={"g": 9}), brute(docs, meta, query, lambda m: m["g"] == 9), 5
         )
+
+
+def test_given_sparse_vectors_are_stored_and_searched_exactly(make, backend):
+    """add_embeddings(sparse_embeddings=...) stores the caller's vectors (not the encoder's), and
+    search_by_sparse_vector ranks by them: the exact top k of the dot products computed here."""
+    rng = np.random.default_rng(3)
+    ids, texts, metadatas = corpus(150)
+    given = [{int(d): float(w) for d, w in zip(rng.choice(5000, 12, replace=False), rng.random(12) + 0.1)} for _ in ids]
+    index = make(sparse_encoder=HashSparse())
+    dense = HashEncoder().encode_document(texts)
+    index.add_embeddings(dense[:100], texts[:100], metadatas[:100], ids=ids[:100], sparse_embeddings=given[:100])
+    rows = scipy_rows(given[100:])  # a scipy matrix works as well as dicts
+    index.add_embeddings(dense[100:], texts[100:], metadatas[100:], ids=ids[100:], sparse_embeddings=rows)
+    for q in range(5):
+        query = {d: 1.0 + q for d in list(given[q * 7])[:6] + list(given[q * 11 + 3])[:6]}
+        truth = {i: sum(w * query.get(d, 0.0) for d, w in v.items()) for i, v in zip(ids, given)}
+        truth = {i: s for i, s in truth.items() if s}
+        check_exact(index.search_by_sparse_vector(query, k=8), truth, 8)
+        kept = {i: s for i, s in truth.items() if int(i[1:]) % 5 == 2}
+        check_exact(index.search_by_sparse_vector(query, k=4, filter={"g": 2}), kept, 4)
+    hit = index.search_by_sparse_vector(given[0], k=1, include_vectors=True)[0]
+    assert hit.id == ids[0] and hit.sparse_vector == pytest.approx(given[0])
+    for bad, message in (
+        ([{1: 1.0}], "gave 1 vectors for 2 texts"),
+        ([{-1: 1.0}, {}], r"must lie in \[0, 2\*\*31\)"),
+        ([{1: "x"}, {}], "weights must be numbers"),
+        ([{"a": 1.0}, {}], "dimensions must be integers"),
+        ([{1: float("inf")}, {}], "NaN or infinity"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            index.add_embeddings(dense[:2], ["x", "y"], ids=["x", "y"], sparse_embeddings=bad)
+    assert len(index) == 150
+    with pytest.raises(InvalidInputError, match="k must be"):
+        index.search_by_sparse_vector({1: 1.0}, k=0)
+    elsewhere(backend, "plain")
+    plain = make()
+    for call in (
+        lambda: plain.add_embeddings(dense[:1], ["x"], ids=["x"], sparse_embeddings=[{1: 1.0}]),
+        lambda: plain.search_by_sparse_vector({1: 1.0}),
+    ):
+        with pytest.raises(InvalidInputError, match="this index has no sparse leg: create it with sparse_encoder="):
+            call()
+    assert len(plain) == 0
+
+
+def scipy_rows(dicts):
+    import scipy.sparse
+
+    rows = scipy.sparse.dok_matrix((len(dicts), 5000), dtype=np.float32)
+    for i, row in enumerate(dicts):
+        for d, w in row.items():
+            rows[i, d] = w
+    return rows.tocsr()
 
 
 def test_hits_and_records_carry_their_sparse_vectors(make):
@@ -137,11 +190,7 @@ def test_an_index_keeps_its_sparse_leg_and_says_what_it_needs(make, backend):
     plain.close()
     with pytest.raises(ValueError, match="holds 1 documents without sparse vectors"):
         make(sparse_encoder=HashSparse())
-    backend.path += "-sparse"
-    if backend.name == "sqlite":
-        backend.target = backend.target.replace("docs.db", "sparse.db")
-    else:
-        backend.target = backend.path
+    elsewhere(backend, "sparse")
     index = make(sparse_encoder=HashSparse())
     index.add(["w1 w2", "w3"], ids=["a", "b"])
     index.close()
@@ -157,8 +206,7 @@ def test_an_index_keeps_its_sparse_leg_and_says_what_it_needs(make, backend):
     assert [h.id for h in again.search("w3", mode="sparse")] == ["b"]
     again.close()
     # an instance opened before another gave the empty index its sparse leg cannot add rows without one
-    backend.path += "-late"
-    backend.target = backend.target.replace("sparse.db", "late.db") if backend.name == "sqlite" else backend.path
+    elsewhere(backend, "late")
     early = make()
     make(sparse_encoder=HashSparse()).close()
     with pytest.raises(ValueError, match="keeps sparse vectors .*: open it with sparse_encoder="):
@@ -166,26 +214,41 @@ def test_an_index_keeps_its_sparse_leg_and_says_what_it_needs(make, backend):
     assert len(early) == 0
 
 
-def test_a_failed_sparse_write_leaves_the_index_as_it_was(make, monkeypatch):
+def elsewhere(backend, name: str) -> None:
+    """Point ``backend`` at new storage of the same kind."""
+    if backend.name == "postgres":
+        backend.options["table"] = backend.table = f"{backend.table}_{name}"
+    elif backend.name == "sqlite":
+        backend.target = backend.url = backend.target.rsplit("/", 1)[0] + f"/{name}.db"
+    else:
+        backend.path += f"-{name}"
+        backend.target = backend.path
+
+
+def test_a_failed_sparse_write_leaves_the_index_as_it_was(make, backend, monkeypatch):
+    """The write fails after the rows and their sparse vectors went in: none of it stays."""
+    from integrations.sql import postgres
+
     index = make(sparse_encoder=HashSparse())
     index.add(["w1 w2", "w2 w3"], ids=["a", "b"])
+    owner, name = (postgres, "upsert") if backend.name == "postgres" else (SparseTables, "write")
+    original = getattr(owner, name)
 
-    def broken(self, keys, vectors):
-        original(self, keys, vectors)
+    def broken(*args):
+        original(*args)
         raise sqlite3.OperationalError("disk I/O error")
 
-    original = SparseTables.write
-    monkeypatch.setattr(SparseTables, "write", broken)
+    monkeypatch.setattr(owner, name, broken)
     with pytest.raises(Exception, match="disk I/O error"):
         index.add(["w1 w9", "w2"], ids=["a", "c"])
-    monkeypatch.setattr(SparseTables, "write", original)
+    monkeypatch.setattr(owner, name, original)
     assert len(index) == 2 and index.get(["a"])[0].text == "w1 w2"
     assert [h.id for h in index.search("w9", k=5, mode="sparse")] == []
     assert [h.id for h in index.search("w1", k=5, mode="sparse")] == ["a"]
 
 
 @pytest.mark.slow
-@pytest.mark.stores(["faiss-flat-float32", "faiss-ivf-int8", "sqlite"])
+@pytest.mark.stores(["faiss-flat-float32", "faiss-ivf-int8", "sqlite", "postgres"])
 def test_kill_9_during_add_keeps_each_row_with_its_sparse_vector(backend):
     """A writer killed at random points 6 times: every reopen holds whole batches, each row with its own
     sparse vector, and sparse searches give the exact top k over what survived."""
@@ -243,12 +306,42 @@ def test_compact_drops_the_postings_of_deleted_rows(make, backend):
 
 
 @pytest.mark.stores(["postgres"])
-def test_postgresql_says_it_has_no_sparse_leg_yet(make):
-    with pytest.raises(ValueError, match="sparse vectors on SQLite only, not yet PostgreSQL"):
-        make(sparse_encoder=HashSparse())
+def test_postgresql_keeps_sparse_vectors_in_a_sparsevec_column_and_refuses_what_it_cannot_hold(make, backend):
+    """Many rows go in by COPY with their sparse vectors; a vector pgvector cannot hold is refused whole."""
+    import sqlalchemy as sa
+
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(1200)  # at least postgres.COPY_ROWS: the COPY path
+    index.add(texts, metadatas, ids=ids)
+    with index.engine.connect() as conn:
+        kind = conn.execute(
+            sa.text("SELECT udt_name FROM information_schema.columns WHERE table_name = :t AND column_name = 'sparse'"),
+            {"t": backend.table},
+        ).scalar()
+    assert kind == "sparsevec"
+    docs, meta = dict(zip(ids, texts)), dict(zip(ids, metadatas))
+    check_exact(index.search("w7 w8 w9", k=10, mode="sparse"), brute(docs, meta, "w7 w8 w9"), 10)
+    wide = make(sparse_encoder=WideSparse())
+    with pytest.raises(InvalidInputError, match="16001 active dimensions; PostgreSQL keeps at most 16000"):
+        wide.add(["w1", "too wide"], ids=["d0", "new"])
+    assert len(wide) == 1200 and wide.get(["d0"])[0].text == texts[0]
 
 
-@pytest.mark.stores(["faiss-flat-float32", "sqlite"])
+class WideSparse(HashSparse):
+    """HashSparse, except that a text with "wide" has 16,001 active dimensions."""
+
+    def encode_document(self, texts, **kw):
+        import scipy.sparse
+
+        rows = scipy.sparse.lil_matrix(super().encode_document(texts))
+        rows.resize(len(texts), 20_000)
+        for i, text in enumerate(texts):
+            if "wide" in text:
+                rows[i, :16_001] = 1.0
+        return rows.tocsr()
+
+
+@pytest.mark.stores(["faiss-flat-float32", "sqlite", "postgres"])
 def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny):
     """200 SciFact documents and 20 of its queries through SPLADE-tiny: each store's sparse top 10 is the
     top 10 of the dot products sentence-transformers' own SparseEncoder gives."""
