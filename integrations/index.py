@@ -88,7 +88,7 @@ class Index(Facts, ABC):
         """Store precomputed document vectors (shape [n, dim]) with their texts; in an index that keeps sparse
         vectors, ``sparse_embeddings`` (n rows in any form ``integrations.sparse.vectors_of`` reads) are stored
         instead of the sparse encoder's."""
-        return self._add("add_embeddings()", texts, metadatas, ids, (embeddings, sparse_embeddings), encode=False)
+        return self._add("add_embeddings()", texts, metadatas, ids, embeddings, False, sparse_embeddings)
 
     @overload
     def search(self, query: str, k: int = 10, filter: dict | None = None, **options: Any) -> list[Hit]: ...
@@ -322,7 +322,7 @@ class Index(Facts, ABC):
         """Replace metadata, all or nothing; raise KeyError naming unknown ids."""
 
     # ----------------------------------------------------------------- the one path in and the one path out
-    def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool) -> list[str]:
+    def _add(self, caller: str, texts, metadatas, ids, embeddings, encode: bool, sparse=None) -> list[str]:
         self._check_open()
         texts = validation.texts(texts, caller)
         metadatas, ids = self._check_batch(len(texts), metadatas, ids)
@@ -336,14 +336,11 @@ class Index(Facts, ABC):
                 kwargs["token_ids"] = [t for t, chunks in zip(plan.token_ids, plan.spans) for _ in chunks or [None]]
             rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces, **kwargs), len(rows.ids))
         else:
-            embeddings, sparse = embeddings
             vectors = self._check_vectors(embeddings, len(texts))
             rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)
         if texts:
             rows.sparse = (
-                self.sparse.documents(rows.pieces)
-                if encode or sparse is None
-                else self.sparse.given(sparse, len(texts))
+                self.sparse.documents(rows.pieces) if sparse is None else self.sparse.given(sparse, len(texts))
             )
             self._write(rows)
         return ids

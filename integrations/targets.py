@@ -41,10 +41,18 @@ def open_store(db: str, model, sparse_model, device=None, sparse: bool = True, *
     encoder = (sparse_model or recorded) if sparse else None
     if encoder is None:
         return index
-    index.close()
     from embedkit import SparseEncoder
 
-    encoder = SparseEncoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    try:
+        encoder = SparseEncoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    except BaseException:
+        index.close()
+        raise
+    if recorded is not None:  # the index keeps sparse vectors already: it takes the encoder as it is open
+        index.sparse.encoder = encoder
+        index.sparse.adopt(index.sparse.recorded, None, db)  # warns if it records another model
+        return index
+    index.close()  # a new leg is given to an empty index as it opens, under its write lock
     return open_index(db, model, sparse_encoder=encoder, **options)
 
 

@@ -206,11 +206,11 @@ class SQLIndex(Index):
         are deleted after, by a statement that sees every write committed meanwhile (deleting first would
         leave a concurrent writer's extra chunks behind on PostgreSQL)."""
         c = self.table.c
-        sparse = rows.sparse if rows.sparse is not None else [None] * len(rows.ids)
-        values = sorted(
-            zip(rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans, sparse),
-            key=lambda r: r[0],
-        )
+        sparse = rows.sparse or []  # (on PostgreSQL as the sparsevec column's values)
+        if sparse and self.dialect == "postgresql":
+            sparse = [pg_sparse.to_pg(v) for v in sparse]
+        columns = (rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans)
+        values = sorted(zip(*columns, *([sparse] if sparse else [])), key=lambda r: r[0])
         with self._begin() as conn:
             if rows.sparse is None and self._gained_sparse(conn):  # recorded by another instance since
                 self.sparse.documents([], kept=True)

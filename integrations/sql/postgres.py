@@ -144,17 +144,14 @@ def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) ->
 
 
 def upsert(conn, table: sa.Table, dimension: int, values: list, uses_pgvector: bool, sparse: bool) -> None:
-    """Insert or replace rows (id, text, metadata JSON, vector, doc, span, sparse vector or None), by COPY
-    when they are many and pgvector holds the vectors (inside the caller's transaction)."""
-    from integrations.sql import pg_sparse
+    """Insert or replace rows (id, text, metadata JSON, vector, doc, span, and with ``sparse`` a pgvector
+    ``SparseVector``), by COPY when they are many and pgvector holds the vectors (inside the caller's
+    transaction)."""
 
     def vector(v):
         return v if uses_pgvector else v.astype("<f4").tobytes()
 
-    rows = [
-        (i, t, m, vector(v), d, dump_span(s), *([pg_sparse.to_pg(p)] if sparse else []))
-        for i, t, m, v, d, s, p in values
-    ]
+    rows = [(i, t, m, vector(v), d, dump_span(s), *r) for i, t, m, v, d, s, *r in values]
     if uses_pgvector and len(rows) >= COPY_ROWS:
         copy_upsert(conn, table.name, dimension, rows, sparse)
         return
