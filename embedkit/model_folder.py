@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from .modules import Dense, Normalize, Pooling, SpladePooling, Transformer
+from .modules.sparse_static import SparseStaticEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -26,34 +28,126 @@ BY_NAME = {cls.__name__: cls for cls in SAVED_TYPES} | {"MLMTransformer": Transf
 MODEL_CONFIG = "config_sentence_transformers.json"
 
 
+ROUTER = "sentence_transformers.base.modules.router.Router"
+STATIC = "sentence_transformers.sparse_encoder.modules.sparse_static_embedding.SparseStaticEmbedding"
+
+
+@dataclasses.dataclass
+class Routes:
+    """An inference-free SPLADE folder's Router: the route whose modules are the model's chain, the routes
+    that are a ``SparseStaticEmbedding`` each, and the Router's parameters (``default_route``: the route of
+    ``encode`` without a task)."""
+
+    chain: str
+    static: dict[str, SparseStaticEmbedding]
+    parameters: dict[str, Any]
+
+    def module_for(self, task: str | None) -> SparseStaticEmbedding | None:
+        """The static module that answers ``task`` (None: the chain does)."""
+        route = task or self.parameters.get("default_route")
+        if route is None or (route not in self.static and route != self.chain):
+            raise ValueError(f"task must be one of {sorted([self.chain, *self.static])}, got {task!r}")
+        return self.static.get(route)
+
+
 def load_folder(
     path: str, trust_remote_code: bool = False, sparse: bool = False, **transformer_kwargs
 ) -> tuple[list[nn.Module], dict]:
     """Build the module chain of a folder (a plain Hugging Face one as a ``sparse`` encoder's if asked).
-    Returns (modules, the saved model config)."""
+    Returns (modules, the saved model config); an inference-free SPLADE folder's ``Routes`` are in the
+    config under ``"routes"``."""
     config = read_json(os.path.join(path, MODEL_CONFIG)) or {}
     modules_file = os.path.join(path, "modules.json")
     if not os.path.exists(modules_file):
         plain = plain_sparse_modules if sparse else plain_transformers_modules
         return plain(path, **transformer_kwargs), config
-    modules = []
-    for entry in read_json(modules_file):
-        type_path = entry.get("type", "")
-        cls = BY_NAME.get(type_path.rpartition(".")[2])
-        if cls is None or not type_path.startswith(("sentence_transformers.", "embedkit.")):
-            raise ValueError(
-                f"{modules_file}: module {entry.get('name')!r} has type {type_path!r}, which embedkit does not "
-                f"support (supported: {sorted(BY_NAME)})"
-            )
-        module_path = os.path.join(path, entry.get("path", ""))
-        if cls is Transformer:
-            task = {"transformer_task": "fill-mask"} if type_path.endswith(".MLMTransformer") else {}
-            modules.append(Transformer.load(module_path, **task, **transformer_kwargs))
-        elif cls is Dense:
-            modules.append(Dense.load(module_path, trust_remote_code=trust_remote_code))
-        else:
-            modules.append(cls.load(module_path))
+    entries = read_json(modules_file)
+    if len(entries) == 1 and entries[0].get("type", "").endswith(".Router"):
+        if not sparse:
+            raise ValueError(f"{path} routes queries and documents (a Router); embedkit loads it as a SparseEncoder")
+        modules, config["routes"] = load_routes(
+            os.path.join(path, entries[0].get("path", "")), trust_remote_code, **transformer_kwargs
+        )
+        return modules, config
+    modules = [
+        load_module(
+            entry.get("type", ""),
+            os.path.join(path, entry.get("path", "")),
+            entry.get("name"),
+            modules_file,
+            trust_remote_code,
+            transformer_kwargs,
+        )
+        for entry in entries
+    ]
     return modules, config
+
+
+def load_module(type_path: str, module_path: str, name, where: str, trust_remote_code: bool, transformer_kwargs):
+    """One module of a folder, of the sentence-transformers type ``type_path``."""
+    cls = BY_NAME.get(type_path.rpartition(".")[2])
+    if cls is None or not type_path.startswith(("sentence_transformers.", "embedkit.")):
+        raise ValueError(
+            f"{where}: module {name!r} has type {type_path!r}, which embedkit does not support "
+            f"(supported: {sorted(BY_NAME)})"
+        )
+    if cls is Transformer:
+        task = {"transformer_task": "fill-mask"} if type_path.endswith(".MLMTransformer") else {}
+        return Transformer.load(module_path, **task, **transformer_kwargs)
+    if cls is Dense:
+        return Dense.load(module_path, trust_remote_code=trust_remote_code)
+    return cls.load(module_path)
+
+
+def load_routes(path: str, trust_remote_code: bool, **transformer_kwargs) -> tuple[list[nn.Module], Routes]:
+    """An inference-free SPLADE Router (``router_config.json``): one route of modules (the SPLADE chain)
+    and routes of one ``SparseStaticEmbedding`` each."""
+    where = os.path.join(path, "router_config.json")
+    config = read_json(where) or {}
+    types, structure = config.get("types", {}), config.get("structure", {})
+    chain, static = None, {}
+    for route, names in structure.items():
+        if len(names) == 1 and types.get(names[0], "").endswith(".SparseStaticEmbedding"):
+            static[route] = SparseStaticEmbedding.load(os.path.join(path, names[0]))
+        elif chain is None:
+            chain = (
+                route,
+                [
+                    load_module(
+                        types.get(n, ""), os.path.join(path, n), n, where, trust_remote_code, transformer_kwargs
+                    )
+                    for n in names
+                ],
+            )
+        else:
+            raise ValueError(
+                f"{where}: routes {chain[0]!r} and {route!r} both run models; embedkit loads Routers with one "
+                "SPLADE route and SparseStaticEmbedding routes (inference-free SPLADE)"
+            )
+    if chain is None:
+        raise ValueError(f"{where}: no route runs a model; embedkit needs one SPLADE route")
+    return chain[1], Routes(chain[0], static, dict(config.get("parameters", {})))
+
+
+def save_routes(modules: list[nn.Module], routes: Routes, path: str, model_config: dict[str, Any]) -> None:
+    """Write ``modules`` and ``routes`` as sentence-transformers writes a Router folder."""
+    types, structure = {}, {}
+    os.makedirs(path, exist_ok=True)
+    for route in [routes.chain, *routes.static]:
+        members = modules if route == routes.chain else [routes.static[route]]
+        structure[route] = []
+        for i, module in enumerate(members):
+            name = f"{route}_{i}_{type(module).__name__}"
+            os.makedirs(os.path.join(path, name), exist_ok=True)
+            module.save(os.path.join(path, name))
+            types[name] = STATIC if route != routes.chain else SAVED_TYPES[type(module)]
+            structure[route].append(name)
+    write_json(
+        os.path.join(path, "router_config.json"),
+        {"types": types, "structure": structure, "parameters": routes.parameters},
+    )
+    write_json(os.path.join(path, "modules.json"), [{"idx": 0, "name": "0", "path": "", "type": ROUTER}])
+    write_json(os.path.join(path, MODEL_CONFIG), model_config)
 
 
 def plain_transformers_modules(path: str, **transformer_kwargs) -> list[nn.Module]:

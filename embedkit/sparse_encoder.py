@@ -2,7 +2,9 @@
 
 A SentenceTransformer whose modules end in SPLADE pooling (``Transformer(fill-mask) → SpladePooling``): it
 loads, batches and saves through the same code, and its ``encode`` returns torch sparse COO tensors, a
-weight for each vocabulary entry that the text activates and 0 elsewhere.
+weight for each vocabulary entry that the text activates and 0 elsewhere. Inference-free SPLADE folders (a
+Router whose query route is a ``SparseStaticEmbedding``) load too: that route's texts are weighed by token,
+without running the model (``embedkit.model_folder.Routes``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 from ._checks import check_encode_options, check_positive_int, encode_inputs
 from ._encoding.batching import run
 from .model import SentenceTransformer
+from .model_folder import model_config, save_routes
 from .modules import SpladePooling
 from .pool import EncodePool
 from .similarity import PAIRWISE, SIMILARITY
@@ -35,14 +38,17 @@ class SparseEncoder(SentenceTransformer):
 
     def __init__(self, model_name_or_path: str | None = None, *args, max_active_dims: int | None = None, **kwargs):
         super().__init__(model_name_or_path, *args, **kwargs)
+        self.routes = self.saved_config.pop("routes", None)
         pooling = self[-1]
         if not isinstance(pooling, SpladePooling):
-            raise ValueError(
-                f"a SparseEncoder's last module must be SpladePooling, not {type(pooling).__name__} "
-                "(inference-free SPLADE's Router and SparseStaticEmbedding are not supported)"
-            )
+            raise ValueError(f"a SparseEncoder's last module must be SpladePooling, not {type(pooling).__name__}")
         if pooling.embedding_dimension is None:  # sentence-transformers sets it on the first forward
             pooling.embedding_dimension = self.transformer.get_word_embedding_dimension()
+        for route, static in (self.routes.static if self.routes else {}).items():
+            if static.dimension != pooling.embedding_dimension:
+                raise ValueError(
+                    f"route {route!r} weighs {static.dimension} tokens; the model has {pooling.embedding_dimension}"
+                )
         saved = self.saved_config.get("max_active_dims")
         self.max_active_dims = max_active_dims if max_active_dims is not None else saved
         self._check_max_active_dims(self.max_active_dims)
@@ -88,7 +94,8 @@ class SparseEncoder(SentenceTransformer):
 
         ``max_active_dims`` overrides the model's; ``pool`` (or a list of ``device``s) spreads the work over
         processes; ``max_batch_tokens`` and ``token_ids`` are as for ``SentenceTransformer.encode``."""
-        kwargs.pop("task", None)  # sentence-transformers takes it for Router models, which have none here
+        task = kwargs.pop("task", None)  # a Router's route ("query", "document"); other models ignore it
+        static = self.routes.module_for(task) if self.routes else None
         single, texts, token_ids = encode_inputs(self, sentences, kwargs, token_ids, pool, device)
         check_encode_options(batch_size, max_batch_tokens, "float32", "sentence_embedding", pool)
         max_active_dims = self.max_active_dims if max_active_dims is None else max_active_dims
@@ -106,9 +113,15 @@ class SparseEncoder(SentenceTransformer):
                                    pool=own, chunk_size=chunk_size, max_batch_tokens=max_batch_tokens)  # fmt: skip
         if device is not None:
             self.to(device)
-        if pool is not None and texts:
+        if static is not None:  # no model runs: each token's weight
+            emb = static.encode([(prompt or "") + t for t in texts])
+            if max_active_dims is not None:
+                emb = keep_largest(emb.to_dense(), max_active_dims).to_sparse()
+            emb = emb if save_to_cpu else emb.to(self.device)
+        elif pool is not None and texts:
             options = {"prompt": prompt, "batch_size": batch_size, "max_active_dims": max_active_dims,
-                       "max_batch_tokens": max_batch_tokens, "save_to_cpu": True}  # fmt: skip
+                       "max_batch_tokens": max_batch_tokens, "save_to_cpu": True,
+                       **({"task": task} if self.routes else {})}  # fmt: skip
             emb = pool.map(texts, chunk_size, show_progress_bar, **options)
         else:
             options = {"max_active_dims": max_active_dims}
@@ -123,6 +136,22 @@ class SparseEncoder(SentenceTransformer):
         if single:
             return emb[0]
         return emb if convert_to_tensor else [emb[i] for i in range(emb.shape[0])]
+
+    def encode_query(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """Encode queries with ``query_prompt`` unless a prompt is given (a Router's ``query`` route)."""
+        return super().encode_query(sentences, prompt_name, prompt, **{"task": "query", **kwargs})
+
+    def encode_document(self, sentences, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """Encode documents with ``document_prompt`` unless a prompt is given (a Router's ``document`` route)."""
+        return super().encode_document(sentences, prompt_name, prompt, **{"task": "document", **kwargs})
+
+    def save(self, path: str, **_ignored) -> None:
+        """Write a sentence-transformers folder (a Router folder for inference-free SPLADE)."""
+        if self.routes is None:
+            return super().save(path)
+        save_routes(list(self), self.routes, path, model_config(self))
+
+    save_pretrained = save
 
     def encode_to_file(self, *args, **kwargs):
         raise TypeError("a SparseEncoder's vectors are sparse and do not go into a .npy file; encode in chunks")

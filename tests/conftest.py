@@ -94,6 +94,26 @@ def splade_tiny() -> str:
 
 
 @pytest.fixture(scope="session")
+def inference_free_splade(tmp_path_factory, splade_tiny) -> str:
+    """An inference-free SPLADE folder built and saved by sentence-transformers itself: a Router whose query
+    route is a SparseStaticEmbedding (a seeded random weight per token, as IDF weights would be) and whose
+    document route is SPLADE-tiny."""
+    import torch
+    from sentence_transformers import SparseEncoder as Oracle
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+
+    splade = Oracle(splade_tiny, device="cpu")
+    tokenizer = splade[0].tokenizer
+    weight = torch.rand(len(tokenizer.get_vocab()), generator=torch.Generator().manual_seed(0)) * 3
+    static = SparseStaticEmbedding(tokenizer, weight=weight, frozen=True)
+    router = Router.for_query_document(query_modules=[static], document_modules=[splade[0], splade[1]])
+    folder = str(tmp_path_factory.mktemp("inference_free"))
+    Oracle(modules=[router], similarity_fn_name="dot", device="cpu").save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def save_oracle(bert_dir, tmp_path_factory):
     """Save an oracle-built tiny model and return its folder."""
 

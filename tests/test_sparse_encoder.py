@@ -184,3 +184,40 @@ def test_a_sentence_transformer_still_mean_pools_a_masked_lm_folder(mlm_dir):
     mine, oracle = SentenceTransformer(mlm_dir, device="cpu"), Oracle(mlm_dir, device="cpu")
     assert mine.get_sentence_embedding_dimension() == TINY_BERT["hidden_size"]
     assert torch.allclose(torch.from_numpy(mine.encode(TEXTS)), torch.from_numpy(oracle.encode(TEXTS)), atol=1e-5)
+
+
+def test_inference_free_splade_equals_the_oracle_and_saves_both_ways(inference_free_splade, tmp_path):
+    """A Router folder: queries weighed by token without the model, documents by SPLADE, as theirs."""
+    from sentence_transformers import SparseEncoder as Oracle
+
+    mine, oracle = SparseEncoder(inference_free_splade, device="cpu"), Oracle(inference_free_splade, device="cpu")
+    query, document = mine.encode_query(QUERIES), mine.encode_document(TEXTS)
+    assert_same(query, oracle.encode_query(QUERIES), atol=1e-6)
+    assert_same(document, oracle.encode_document(TEXTS))
+    assert_same(mine.encode(TEXTS), oracle.encode(TEXTS))  # the default route: documents
+    assert_same(mine.encode(QUERIES, task="query"), oracle.encode(QUERIES, task="query"), atol=1e-6)
+    assert_same(
+        mine.encode_query(QUERIES, max_active_dims=2), oracle.encode_query(QUERIES, max_active_dims=2), atol=1e-6
+    )
+    assert mine.decode(query[0], top_k=3) == oracle.decode(oracle.encode_query(QUERIES)[0], top_k=3)
+    torch.testing.assert_close(
+        mine.similarity(query, document), oracle.similarity(query, oracle.encode_document(TEXTS)), atol=1e-3, rtol=1e-4
+    )
+    mine.save(str(tmp_path / "ours"))
+    oracle.save(str(tmp_path / "theirs"))
+    theirs_of_ours, ours_of_theirs = (
+        Oracle(str(tmp_path / "ours"), device="cpu"),
+        SparseEncoder(str(tmp_path / "theirs"), device="cpu"),
+    )
+    for model in (theirs_of_ours, ours_of_theirs):
+        assert_same(model.encode_query(QUERIES), query, atol=1e-6)
+        assert_same(model.encode_document(TEXTS), document)
+    with pytest.raises(ValueError, match=r"task must be one of \['document', 'query'\], got 'passage'"):
+        mine.encode(TEXTS, task="passage")
+    config = json.loads((tmp_path / "ours" / "router_config.json").read_text())
+    config["structure"]["query"] = config["structure"]["document"]
+    (tmp_path / "ours" / "router_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="both run models; embedkit loads Routers with one SPLADE route"):
+        SparseEncoder(str(tmp_path / "ours"), device="cpu")
+    with pytest.raises(ValueError, match="routes queries and documents .* loads it as a SparseEncoder"):
+        SentenceTransformer(inference_free_splade, device="cpu")

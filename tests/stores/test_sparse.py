@@ -345,6 +345,16 @@ class WideSparse(HashSparse):
 def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny):
     """200 SciFact documents and 20 of its queries through SPLADE-tiny: each store's sparse top 10 is the
     top 10 of the dot products sentence-transformers' own SparseEncoder gives."""
+    ranks_as_the_oracle(make, splade_tiny)
+
+
+@pytest.mark.stores(["sqlite"])
+def test_inference_free_splade_on_scifact_ranks_as_sentence_transformers_does(make, inference_free_splade):
+    """The same with inference-free SPLADE, whose queries are weighed by token without running the model."""
+    ranks_as_the_oracle(make, inference_free_splade)
+
+
+def ranks_as_the_oracle(make, folder: str) -> None:
     st = pytest.importorskip("sentence_transformers")
     from embedkit import SparseEncoder
 
@@ -352,9 +362,9 @@ def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny
     texts = [(r.get("title", "") + " " + r["text"]).strip() for r in corpus_rows]
     ids = [r["_id"] for r in corpus_rows]
     queries = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][:20]
-    index = make(sparse_encoder=SparseEncoder(splade_tiny))
+    index = make(sparse_encoder=SparseEncoder(folder))
     index.add(texts, ids=ids)
-    oracle = st.SparseEncoder(splade_tiny, device="cpu")
+    oracle = st.SparseEncoder(folder, device="cpu")
     scores = (oracle.encode_query(queries).to_dense() @ oracle.encode_document(texts).to_dense().T).numpy()
     for query, row in zip(queries, scores):
         truth = {i: float(v) for i, v in zip(ids, row) if v > 0}
