@@ -37,7 +37,8 @@ class EmbedkitDocumentStore:
 
     ``target`` and ``model`` are what ``open_index`` takes (a URL, a folder or None; a model name or path,
     all-MiniLM-L6-v2 by default, or a loaded encoder), ``index_options`` its keywords (``kind``,
-    ``precision``, ``table``, ``chunk_tokens``, ...); or pass an open ``index``. A document without an
+    ``precision``, ``table``, ``chunk_tokens``, ``sparse_encoder`` as a SparseEncoder's name or path, ...);
+    or pass an open ``index``. A document without an
     embedding is embedded by the index's model with its passage prompt, so every document can be found,
     and still reads back with ``embedding=None``. Embeddings read back L2-normalized (the index stores
     cosine geometry). Filters take Haystack's syntax and semantics (``integrations.filters.haystack``);
@@ -60,7 +61,12 @@ class EmbedkitDocumentStore:
                 encoder = SentenceTransformer(model or "all-MiniLM-L6-v2")
             else:
                 encoder = model
-            index = open_index(target, encoder, **self.index_options)
+            options = dict(self.index_options)
+            if isinstance(options.get("sparse_encoder"), str):  # a name or path, so that the store serializes
+                from embedkit import SparseEncoder
+
+                options["sparse_encoder"] = SparseEncoder(options["sparse_encoder"])
+            index = open_index(target, encoder, **options)
         elif not isinstance(index, Index):
             raise TypeError(f"index must be an integrations.Index, got {type(index).__name__}")
         self.index = index

@@ -110,3 +110,20 @@ def test_the_sparse_retriever_needs_a_store_that_keeps_sparse_vectors(tmp_path, 
         retriever.run({1: 1.0})
     with pytest.raises(TypeError, match="EmbedkitSparseTextEmbedder expects a string"):
         EmbedkitSparseTextEmbedder(model="unused").run(["a list"])
+
+
+def test_a_sparse_store_and_its_pipeline_go_to_yaml_and_back(tmp_path, splade_tiny, prompt_model_dir):
+    """``index_options={"sparse_encoder": PATH}`` makes a store that serializes with its sparse leg."""
+    options = {"kind": "flat", "sparse_encoder": splade_tiny}
+    store = EmbedkitDocumentStore(str(tmp_path / "kb"), prompt_model_dir, index_options=options)
+    store.write_documents([Document(id=i, content=t) for i, t in (("a", "aspirin inhibits COX"), ("b", "rivers"))])
+    search = Pipeline()
+    search.add_component("embedder", EmbedkitSparseTextEmbedder(model=splade_tiny, device="cpu"))
+    search.add_component("retriever", EmbedkitSparseEmbeddingRetriever(store, top_k=1))
+    search.connect("embedder.sparse_embedding", "retriever.query_sparse_embedding")
+    yaml = search.dumps()
+    store.index.close()
+    again = Pipeline.loads(yaml, allowed_modules=["integrations.haystack"])
+    found = again.run({"embedder": {"text": "what does aspirin inhibit"}})["retriever"]["documents"]
+    assert [d.id for d in found] == ["a"]
+    again.get_component("retriever").document_store.index.close()
