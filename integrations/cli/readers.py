@@ -323,7 +323,11 @@ def _jsonl(file, path: str, text_field: str, id_field: str):
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-            raise ValueError(f"{path}:{n}: expected an object with a string {text_field!r} field")
+            fields = f" (its fields: {', '.join(sorted(record))})" if isinstance(record, dict) else ""
+            raise ValueError(
+                f"{path}:{n}: expected an object with a string {text_field!r} field{fields}; "
+                "--text-field names the field that holds the text"
+            )
         nested = record.get("metadata") or {}
         if not isinstance(nested, dict):
             raise ValueError(f"{path}:{n}: 'metadata' must be an object")
@@ -338,7 +342,10 @@ def _jsonl(file, path: str, text_field: str, id_field: str):
 def _csv(file, path: str, text_field: str, id_field: str):
     rows = csv.DictReader(file)
     if rows.fieldnames is None or text_field not in rows.fieldnames:
-        raise ValueError(f"{path}: no {text_field!r} column (columns: {rows.fieldnames or []})")
+        raise ValueError(
+            f"{path}: no {text_field!r} column (columns: {rows.fieldnames or []}); --text-field names the column "
+            "that holds the text"
+        )
     line = rows.line_num + 1
     for row in rows:
         if None in row:
