@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-from integrations.cli.readers import Document, headings_at
+from integrations.cli.readers import Document, has_headings, headings_at
 
 PART_CHUNKS = 128
 GROUP = 512  # documents tokenized together
@@ -38,7 +38,7 @@ def _measure(documents: list[Document], planned, part_chunks: int) -> list[tuple
             continue
         starts = [0] + [spans[k][0] for k in range(part_chunks, len(spans), part_chunks)]
         ends = starts[1:] + [len(document.text)]
-        markdown = str(document.metadata.get("source", "")).endswith(".md")
+        markdown = has_headings(document.metadata.get("source"))
         for k, (start, end) in enumerate(zip(starts, ends), 1):
             metadata = {**document.metadata, "part": k, "parts": len(starts)}
             if markdown and (above := headings_at(document.text, start)):

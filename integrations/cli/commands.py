@@ -24,6 +24,7 @@ from integrations.cli.readers import (
     UndecodableFile,
     current_source,
     find_files,
+    has_headings,
     headings_at,
     read_file,
     shown,
@@ -222,7 +223,7 @@ def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
 def chunk_headings(hit: Hit) -> list[str]:
     """For a hit on a chunk of a whole Markdown file (or of a part of one), the headings it sits under."""
     source, above = hit.metadata.get("source"), hit.metadata.get("headings", [])
-    if hit.span is None or not isinstance(source, str) or not source.endswith(".md"):
+    if hit.span is None or not has_headings(source):
         return []
     return headings_at(hit.text, hit.span[0], above if isinstance(above, list) else [])
 
@@ -261,6 +262,9 @@ def cmd_add(args, load_model: Callable) -> None:
         + (f"; skipped: {left_out}" if left_out else ""),
         file=sys.stderr,
     )
+    for why, paths in listing.named.items():
+        more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+        print(f"  {why}: {', '.join(shown(p) for p in paths[:5])}{more}", file=sys.stderr)
     for t in listing.trouble:
         print(f"  skipped {shown(t.path)}: {t.why}", file=sys.stderr)
     if listing.trouble:

@@ -1,4 +1,5 @@
-"""Documents read from files, folders and globs: .txt, .md, .jsonl and .csv.
+"""Documents read from files, folders and globs: .txt, .md, .jsonl and .csv, and through
+``integrations.cli.formats`` .html, .rst (and .rst.txt), .pdf and .docx.
 
 Used by the ``embedkit`` command. A bad record raises ValueError naming the file and line.
 
@@ -36,8 +37,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-SUFFIXES = (".txt", ".md", ".jsonl", ".csv")
+from integrations.cli import formats
+
+SUFFIXES = (".txt", ".md", ".jsonl", ".csv", *formats.KINDS)
 UNITS = ("file", "paragraph", "line")
+MARKDOWN = (".md", ".html", ".htm", ".rst", ".docx")  # kinds whose text has Markdown headings
 
 
 @dataclass
@@ -95,11 +99,13 @@ def find_files(paths: list[str]) -> Listing:
             listing.roots.append(root)
             _walk(root, found, listing)
         elif os.path.isfile(arg):
-            if not arg.endswith(SUFFIXES):
+            if not arg.lower().endswith(SUFFIXES):
                 raise ValueError(f"{arg}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
             _found(found, arg, os.path.dirname(os.path.abspath(arg)), False)
         elif glob.has_magic(arg):
-            matches = [m for m in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(m) and m.endswith(SUFFIXES)]
+            matches = [
+                m for m in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(m) and m.lower().endswith(SUFFIXES)
+            ]
             if not matches:
                 raise ValueError(f"{arg}: no {', '.join(SUFFIXES)} files match")
             for m in matches:
@@ -124,6 +130,13 @@ class Listing:
     roots: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     trouble: list[Trouble] = field(default_factory=list)
+    named: dict[str, list[str]] = field(default_factory=dict)  # reason -> the paths skipped or noted for it
+
+    def note(self, path: str, reason: str, skipped: bool = True) -> None:
+        """Name ``path`` under ``reason`` (and count it as skipped, unless it was taken all the same)."""
+        self.named.setdefault(reason, []).append(path)
+        if skipped:
+            self.skipped[reason] += 1
 
     def untouchable(self, source: str) -> bool:
         """Whether ``source`` is, or lies under, a path in ``trouble``."""
@@ -136,6 +149,8 @@ def _walk(root: str, found: dict[str, Found], listing: Listing) -> None:
 
     for folder, dirs, files in os.walk(root, onerror=unlisted):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:  # os.walk does not follow them
+            listing.note(os.path.join(folder, name), "symlinked folder, not followed (give it as an argument)")
         for name in [d for d in dirs if not _utf8(d)]:
             listing.trouble.append(Trouble(os.path.join(folder, name), "name not UTF-8", "the name is not UTF-8"))
             dirs.remove(name)
@@ -143,12 +158,14 @@ def _walk(root: str, found: dict[str, Found], listing: Listing) -> None:
             path = os.path.join(folder, name)
             if name.startswith("."):
                 continue
-            if not name.endswith(SUFFIXES):
-                listing.skipped["unsupported type"] += 1
+            if not name.lower().endswith(SUFFIXES):
+                listing.note(path, "unsupported type")
             elif not _utf8(name):
                 listing.trouble.append(Trouble(path, "name not UTF-8", "the name is not UTF-8"))
             elif os.path.isfile(path):
                 _found(found, path, root, True)
+                if os.path.islink(path) and not os.path.realpath(path).startswith(root + os.sep):
+                    listing.note(path, "followed out of the folder (a symlink)", skipped=False)
             elif os.path.islink(path):
                 listing.trouble.append(Trouble(path, "dangling symlink", "a symlink to nothing"))
             elif os.path.lexists(path):
@@ -208,12 +225,18 @@ def read_file(
     """The documents of one file, named after ``source``."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    text = read_text(path, encoding)
-    kind = os.path.splitext(path)[1]
+    kind = formats.kind_of(path)
+    text = "" if kind in (".pdf", ".docx") else read_text(path, encoding)
     if kind in (".jsonl", ".csv"):
         records = (_jsonl if kind == ".jsonl" else _csv)(io.StringIO(text, newline=None), path, text_field, id_field)
+    elif kind == ".pdf":
+        records = _pages(formats.pdf_pages(path), source, unit)
     else:
-        records = _units(text, source, unit, kind == ".md")
+        if kind in (".html", ".htm", ".rst", ".docx"):  # as Markdown: headings kept
+            text = {".rst": lambda: formats.rst_text(text, path), ".docx": lambda: formats.docx_text(path)}.get(
+                kind, lambda: formats.html_text(text)
+            )()
+        records = _units(text, source, unit, kind in MARKDOWN)
     documents, blank, seen = [], 0, Counter()
     for line, doc_id, body, metadata in records:
         if not body.strip():
@@ -279,6 +302,27 @@ def _units(text: str, source: str, unit: str, markdown: bool):
             digest = hashlib.sha1(paragraph.encode()).hexdigest()[:12]
             metadata = {"headings": [h for _, h in headings]} if markdown and headings else {}
             yield start, f"{source}#{digest}", paragraph, metadata
+
+
+def has_headings(source) -> bool:
+    """Whether a document of ``source`` is Markdown, or was made Markdown-like (``#`` headings) on reading."""
+    return isinstance(source, str) and formats.kind_of(source) in MARKDOWN
+
+
+def _pages(pages: list[str], source: str, unit: str):
+    """A PDF's units, page by page: ids ``SOURCE#pN`` (and ``SOURCE#pN:LINE`` or ``SOURCE#pN#HASH``), the page
+    number in ``metadata["page"]``."""
+    for n, page in enumerate(pages, 1):
+        for line, doc_id, body, metadata in _units(page, f"{source}#p{n}", unit, False):
+            yield (
+                line,
+                doc_id or (f"{source}#p{n}:{line}" if line is not None else f"{source}#p{n}"),
+                body,
+                {
+                    "page": n,
+                    **metadata,
+                },
+            )
 
 
 def headings_at(text: str, offset: int, above: list[str] = ()) -> list[str]:
