@@ -64,6 +64,8 @@ def check_index(target: str | None, table: str = "documents") -> None:
 
         check_exists(target, table)
     elif target is not None and os.path.isfile(target):
+        from integrations._shared.sqlite_files import file_hint
+
         raise NotAnIndexError(file_hint(target))
     elif target is None or not any(os.path.exists(os.path.join(target, f)) for f in FAISS_FILES):
         raise IndexNotFoundError(f"no index at {target!r}: not a FAISS index folder or a database URL")
@@ -85,18 +87,6 @@ def recorded_model(target: str, table: str = "documents") -> RecordedModel | Non
         return RecordedModel(info) if info else None
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def file_hint(path: str) -> str:
-    """What to say of an index target that is a plain file: a SQLite file is opened by its URL."""
-    try:
-        with open(path, "rb") as file:
-            sqlite = file.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        sqlite = False
-    if sqlite:
-        return f"{path} is a SQLite file; give it as a URL: sqlite:///{path}"
-    return f"{path} is a file, not a FaissIndex folder; a database is given as a URL (sqlite:///docs.db)"
 
 
 def _check_target(target) -> None:

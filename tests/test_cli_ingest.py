@@ -627,3 +627,29 @@ def test_a_ctrl_c_just_after_a_commit_counts_what_was_written(tmp_path, prompt_m
             add_documents(index, documents, batch_size=3, counts=counts)
         assert sorted(r.id for r in index) == ["d0", "d1", "d2"]  # the first batch's new document landed
         assert (counts["added"], counts["updated"], counts["metadata only"]) == (1, 0, 0)
+
+
+def test_transactions_are_paced_to_seconds_of_work():
+    """The first transaction is small; each next one holds about two seconds of work at the last one's
+    rate, grows at most fourfold, and never exceeds --batch-size."""
+    from integrations.cli.batches import Pace, batches
+
+    pace = Pace(256)
+    assert pace() == 32
+    pace.took(32, 0.1)  # 320 chunks a second: 640 would take 2 s, but a batch grows fourfold at most
+    assert pace() == 128
+    pace.took(128, 0.2)  # 640 a second: capped by --batch-size
+    assert pace() == 256
+    pace.took(256, 16.0)  # a slow machine: 16 chunks a second
+    assert pace() == 32
+    pace.took(32, 1000.0)
+    assert pace() == 1
+    docs = [(f"d{i}", 3) for i in range(10)]
+    assert [n for _, n in batches(docs, lambda: 7)] == [6, 6, 6, 6, 6]
+    size = [3]
+    found = []
+    for _, n in batches(docs, lambda: size[0]):  # each batch is cut at the size asked when it fills
+        found.append(n)
+        size[0] = 9
+    assert found == [3, 9, 9, 9]
+    assert Pace(8)() == 8

@@ -301,3 +301,25 @@ def test_saved_settings_come_back(bert_dir, tmp_path):
     assert back.similarity_fn_name == "dot" and back.default_prompt_name == "query" and back.max_seq_length == 64
     np.testing.assert_allclose(back.encode(["x", "y"]), m.encode(["x", "y"]), atol=1e-6)
     assert SentenceTransformer(str(tmp_path / "m"), device="cpu", truncate_dim=4).encode("x").shape == (4,)
+
+
+def test_a_stopped_run_of_parallel_batches_starts_no_more_of_them():
+    """A Ctrl-C (or a failure) while batches run side by side: the queued ones are cancelled, so the stop
+    waits for the batches already running, not for the whole run."""
+    import threading
+
+    from embedkit._encoding.batching import in_parallel
+
+    started, release = [], threading.Event()
+
+    def batch(i):
+        started.append(i)
+        if i:
+            release.wait(60)
+        return i
+
+    run = in_parallel(batch, range(100), 2)  # two run, two more wait in the queue
+    assert next(run) == 0
+    threading.Timer(0.2, release.set).start()  # lets the two running batches finish during the stop
+    run.close()
+    assert sorted(started) == [0, 1, 2]

@@ -85,12 +85,17 @@ def in_parallel(fn, items, workers: int):
         return
     with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as executor:
         pending: deque = deque()
-        for item in items:
-            pending.append(executor.submit(fn, item))
-            if len(pending) >= 2 * workers:
+        try:
+            for item in items:
+                pending.append(executor.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        except BaseException:  # a Ctrl-C, or a batch that failed: the queued batches do not run
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def token_lengths(features) -> np.ndarray:

@@ -117,3 +117,15 @@ def keep_in_step(execute, prefix: str, table: str, insert: str, delete: str, upd
         ("au", f'{update} ON "{table}"', delete + insert),
     ):
         execute(f'CREATE TRIGGER IF NOT EXISTS "{prefix}_{name}" AFTER {event} BEGIN {body} END')
+
+
+def file_hint(path: str) -> str:
+    """What to say of an index target that is a plain file: a SQLite file is opened by its URL."""
+    try:
+        with open(path, "rb") as file:
+            sqlite = file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        sqlite = False
+    if sqlite:
+        return f"{path} is a SQLite file; give it as a URL: sqlite:///{path}"
+    return f"{path} is a file, not a FaissIndex folder; a database is given as a URL (sqlite:///docs.db)"

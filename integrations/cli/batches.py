@@ -1,6 +1,6 @@
 """How ``embedkit add`` cuts its work: documents measured in the index's chunks, long ones split into parts,
-and batches (one transaction each) of about ``batch_size`` chunks, so that the progress bar moves with the
-work and a kill keeps every batch written before it.
+and batches (one transaction each) of about two seconds of work (``Pace``), at most ``batch_size`` chunks, so
+that the progress bar moves with the work and a kill keeps every batch written before it.
 
 A document longer than ``PART_CHUNKS`` chunks is stored as parts of at most that many chunks, each a
 document of its own: ids ``ID#part-K`` and metadata ``part`` (K, from 1) and ``parts``, and in Markdown the
@@ -48,18 +48,37 @@ def _measure(documents: list[Document], planned, part_chunks: int) -> list[tuple
     return measured
 
 
-def batches(measured: list[tuple[Document, int]], batch_size: int) -> Iterator[tuple[list[Document], int]]:
-    """Consecutive runs of documents of about ``batch_size`` chunks (at most ``batch_size`` documents, and
-    a document longer than that alone), each with its number of chunks."""
+def batches(measured: list[tuple[Document, int]], size: Callable[[], int]) -> Iterator[tuple[list[Document], int]]:
+    """Consecutive runs of documents of about ``size()`` chunks (asked anew for each batch; at most that
+    many documents, and a document longer than that alone), each with its number of chunks."""
     batch, chunks = [], 0
     for document, n in measured:
-        if batch and chunks + n > batch_size:
+        if batch and chunks + n > size():
             yield batch, chunks
             batch, chunks = [], 0
         batch.append(document)
         chunks += n
     if batch:
         yield batch, chunks
+
+
+class Pace:
+    """Batch sizes that make each transaction about ``SECONDS`` of work: the first is ``FIRST`` chunks, each
+    next one scaled by how long the last took, never more than ``most`` chunks. So the progress bar moves and
+    a Ctrl-C loses at most a few seconds of work, on a slow machine as on a fast one."""
+
+    FIRST, SECONDS = 32, 2.0
+
+    def __init__(self, most: int):
+        self.most = most
+        self.size = min(most, self.FIRST)
+
+    def __call__(self) -> int:
+        return self.size
+
+    def took(self, chunks: int, seconds: float) -> None:
+        rate = chunks / max(seconds, 1e-3)
+        self.size = max(1, min(self.most, int(rate * self.SECONDS), 4 * max(chunks, 1)))  # grow 4x at most
 
 
 @contextlib.contextmanager

@@ -7,13 +7,14 @@ import glob
 import json
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
 
 from tqdm.auto import tqdm
 
-from integrations.cli.batches import batches, interruptible, measure
+from integrations.cli.batches import Pace, batches, interruptible, measure
 from integrations.cli.inspection import warn_unknown_fields
 from integrations.cli.readers import (
     Document,
@@ -32,7 +33,7 @@ from integrations.cli.readers import (
 from integrations.errors import NotAnIndexError
 from integrations.index import Index
 from integrations.records import Hit
-from integrations.targets import check_index, file_hint, open_store
+from integrations.targets import check_index, open_store
 
 DEMO_QUERIES = [
     ("How do plants get their energy?", None),
@@ -43,8 +44,9 @@ DEMO_QUERIES = [
 
 
 def add_documents(index: Index, documents: list[Document], batch_size: int = 256, quiet: bool = True, counts=None):
-    """Add in batches of about ``batch_size`` chunks, one transaction each (durable when it returns; see
-    ``integrations.cli.batches``, which also splits very long documents into parts), with a progress bar
+    """Add in batches of about two seconds of work and at most ``batch_size`` chunks, one transaction each
+    (durable when it returns; see ``integrations.cli.batches``, which also splits very long documents into
+    parts), with a progress bar
     counting chunks unless ``quiet``. Documents stored with the same text and metadata are left alone;
     those whose text is the same but metadata differs (a paragraph that moved down) get the new metadata
     without being embedded again. Counts the added, updated (and of those, metadata only) and unchanged
@@ -56,9 +58,12 @@ def add_documents(index: Index, documents: list[Document], batch_size: int = 256
         interruptible() as check,
         tqdm(total=total, desc="Adding", unit="chunk", disable=quiet, file=sys.stderr) as bar,
     ):
-        for batch, chunks in batches(measured, batch_size):
+        pace = Pace(batch_size)
+        for batch, chunks in batches(measured, pace):
             check()
+            started = time.monotonic()
             _write(index, batch, counts)
+            pace.took(chunks, time.monotonic() - started)
             bar.update(chunks)
             bar.set_postfix({k: counts[k] for k in ("added", "updated", "unchanged")}, refresh=False)
     return [d.id for d, _ in measured]
@@ -284,6 +289,8 @@ def check_parent(target: str) -> None:
     else:
         path = target
         if os.path.isfile(path):
+            from integrations._shared.sqlite_files import file_hint
+
             raise NotAnIndexError(file_hint(path))
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

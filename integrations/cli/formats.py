@@ -26,6 +26,14 @@ HTML_BLOCKS = {
 }
 
 
+class UndecodableFile(ValueError):
+    """A file that is not text in the expected encoding, or not the kind of file its name says."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 def kind_of(path: str) -> str:
     """The file's kind by its name: ``.rst`` for Sphinx's ``.rst.txt`` sources too."""
     lower = path.lower()
@@ -144,8 +152,6 @@ def docx_text(path: str) -> str:
 
 @contextlib.contextmanager
 def _unreadable(path: str, what: str):
-    from integrations.cli.readers import UndecodableFile
-
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - any failure of the parser means the file is not what it says

@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a folder that holds no files removes its stored documents (else they are kept, and the exit status is 6)",
     )
-    add.add_argument("--batch-size", type=positive, default=256, help="chunks per transaction (about)")
+    add.add_argument(
+        "--batch-size", type=positive, default=256, help="chunks per transaction at most (each is about 2 s of work)"
+    )
     add.add_argument(
         "--chunk-tokens",
         type=int,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from integrations.cli import formats
+from integrations.cli.formats import UndecodableFile
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".csv", *formats.KINDS)
 UNITS = ("file", "paragraph", "line")
@@ -76,14 +77,6 @@ class Trouble(NamedTuple):
 class PartialSync(RuntimeError):
     """``embedkit add`` wrote what it could read, and kept as they were the documents of paths it could not
     list or read, and of a folder that holds no files (exit status 6)."""
-
-
-class UndecodableFile(ValueError):
-    """A file that is not text in the expected encoding."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
 
 
 def find_files(paths: list[str]) -> Listing:

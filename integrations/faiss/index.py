@@ -105,9 +105,7 @@ class FaissIndex(FaissSearch, Index):
     def _open_store(self, path: str | None) -> DocStore:
         if path is not None:
             if os.path.exists(path) and not os.path.isdir(path):
-                from integrations.targets import file_hint
-
-                raise NotAnIndexError(file_hint(path))
+                raise NotAnIndexError(sqlite_files.file_hint(path))
             if migrate_0_1.is_v1(path):
                 migrate_0_1.migrate(path, self.dimension)
             if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "docs.sqlite")):

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import threading
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from integrations.sql.vector_cache import VectorCache
 logger = logging.getLogger(__name__)
 
 SEAL_ROWS = 20_000  # changed rows held in memory before save() writes them as a segment
+SAVING = threading.Lock()  # the saves of this process, one at a time (see Segments.save)
 NAME = re.compile(r"segment-\d+-[0-9a-f]+\.npy")
 LEFTOVER = re.compile(r"^(?:\.tmp|segment)-(\d+)-[0-9a-f]+\.npy$")
 
@@ -109,15 +111,23 @@ class Segments:
     def save(self, begin, cache: VectorCache, force: bool) -> None:
         """Write the rows ``cache`` holds (at least ``SEAL_ROWS``, any with ``force``) as a segment, merge
         and rewrite segments as the module says, and commit the new list in a transaction from ``begin()``
-        unless another process changed the list first. ``cache`` must be up to date."""
+        unless another process changed the list first. ``cache`` must be up to date. Saves in one process
+        take turns: each removes the unlisted files of its own process, which would otherwise include the
+        files another instance has written and not yet listed."""
         if self.read_only:
             return
+        with SAVING:
+            self._save(begin, cache, force)
+
+    def _save(self, begin, cache: VectorCache, force: bool) -> None:
         own = (cache.keys[cache.live], cache.matrix[cache.live])
         heavy = [p for p in cache.beneath if (~p.live).sum() * 2 > len(p.live)]
-        current = {e["file"] for e in (_parse(self.listed or "") or {"segments": []})["segments"]}
+        current = _files(self.listed)
         if not heavy and not self.skipped and (len(own[0]) == 0 or len(own[0]) < SEAL_ROWS and not force):
-            if current:
-                self._clean(current)
+            with begin() as conn:  # the list as it is now: another instance may have replaced this one's
+                listed = _files(self._read(conn))
+            if listed:
+                self._clean(listed)
             return
         pending = [(p.keys[p.live], p.matrix[p.live]) if p in heavy else p for p in cache.beneath]
         if len(own[0]):
@@ -206,6 +216,11 @@ class Segments:
             pid = int(found.group(1)) if found else None
             if found and name not in current and (pid == os.getpid() or not disk.alive(pid)):
                 disk.remove(os.path.join(self.folder, name))
+
+
+def _files(listed: str | None) -> set[str]:
+    """The files a list of segments names."""
+    return {e["file"] for e in (_parse(listed or "") or {"segments": []})["segments"]}
 
 
 def _parse(text: str) -> dict | None:

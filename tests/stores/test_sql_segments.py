@@ -343,3 +343,34 @@ def test_a_database_in_memory_writes_no_segments(tmp_path):
     index.save(force=True)
     assert index._matrix.segments is None and len(index.search("text of d1", k=1)) == 1
     index.close()
+
+
+def test_two_instances_in_one_process_keep_each_others_new_segments(tmp_path, monkeypatch):
+    """One instance's save removes the unlisted files of its process: while another instance of the same
+    process has written a segment and not yet listed it, that save waits instead of removing it."""
+    import threading
+
+    first, second = open_sql(tmp_path), open_sql(tmp_path)
+    ids = [f"d{i}" for i in range(200)]
+    first.add([text_of(i) for i in ids[:100]], ids=ids[:100])
+    first.save()  # a first segment, which the second instance reads
+    second.search_by_vector(np.ones(DIM, np.float32), k=1)
+    first.add([text_of(i) for i in ids[100:]], ids=ids[100:])
+    commit = segments.Segments._commit
+    others: list[threading.Thread] = []
+
+    def commit_after_another_save(self, *args):
+        if not others:  # the second instance saves between the first one's writing and its listing
+            others.append(threading.Thread(target=second.save))
+            others[0].start()
+            others[0].join(1.0)
+        return commit(self, *args)
+
+    monkeypatch.setattr(segments.Segments, "_commit", commit_after_another_save)
+    monkeypatch.setattr(segments, "SEAL_ROWS", 10**6)  # so the second instance has nothing to write
+    first.save(force=True)
+    others[0].join(60)
+    listed = [e["file"] for e in listing(tmp_path)["segments"]]
+    assert len(listed) == 1 and files(tmp_path) == listed
+    first.close(), second.close()
+    assert_exact(open_sql(tmp_path), random.Random(2))
