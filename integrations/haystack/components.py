@@ -30,7 +30,36 @@ def text_of(document: Document, fields: list[str], separator: str) -> str:
     return separator.join([*parts, document.content or ""])
 
 
-class _ModelComponent:
+class DocumentTexts:
+    """What the document embedders share: the meta fields put before each document's content, joined by a
+    separator. (Subclasses call ``__init__`` by name, as ``@component`` rebuilds each class.)"""
+
+    def __init__(self, meta_fields_to_embed: list[str] | None, embedding_separator: str):
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+
+    def texts(self, documents, complaint: str) -> list[str]:
+        """Each document's text to embed; TypeError ``complaint`` for anything but a list of Documents."""
+        if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
+            raise TypeError(complaint)
+        return [text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
+
+    def fields(self) -> dict[str, Any]:
+        return {"meta_fields_to_embed": self.meta_fields_to_embed, "embedding_separator": self.embedding_separator}
+
+
+class Serialized:
+    """``to_dict``/``from_dict`` of a component whose ``_init_parameters`` are its constructor's arguments."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, **self._init_parameters())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return default_from_dict(cls, data)
+
+
+class _ModelComponent(Serialized):
     """What the embedders share: a model name or path, loaded once. (``@component`` rebuilds each class,
     so the subclasses call this one by name rather than through ``super()``.)"""
 
@@ -58,13 +87,6 @@ class _ModelComponent:
             truncate_dim=self.truncate_dim,
             **options,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, **self._init_parameters())
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        return default_from_dict(cls, data)
 
     def _init_parameters(self) -> dict[str, Any]:
         return {
@@ -107,7 +129,7 @@ class EmbedkitTextEmbedder(_ModelComponent):
 
 
 @component
-class EmbedkitDocumentEmbedder(_ModelComponent):
+class EmbedkitDocumentEmbedder(_ModelComponent, DocumentTexts):
     """Embeds Documents with the model's passage prompt; ``meta_fields_to_embed`` are put before the content,
     joined by ``embedding_separator``. Returns copies with ``embedding`` set."""
 
@@ -126,23 +148,18 @@ class EmbedkitDocumentEmbedder(_ModelComponent):
         _ModelComponent.__init__(
             self, model, batch_size, progress_bar, normalize_embeddings, truncate_dim, prompt_name, device
         )
-        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
-        self.embedding_separator = embedding_separator
+        DocumentTexts.__init__(self, meta_fields_to_embed, embedding_separator)
 
     def _init_parameters(self) -> dict[str, Any]:
-        return {
-            **_ModelComponent._init_parameters(self),
-            "meta_fields_to_embed": self.meta_fields_to_embed,
-            "embedding_separator": self.embedding_separator,
-        }
+        return {**_ModelComponent._init_parameters(self), **self.fields()}
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]):
-        if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
-            raise TypeError("EmbedkitDocumentEmbedder expects a list of Documents; use EmbedkitTextEmbedder for text")
+        texts = self.texts(
+            documents, "EmbedkitDocumentEmbedder expects a list of Documents; use EmbedkitTextEmbedder for text"
+        )
         if not documents:
             return {"documents": []}
-        texts = [text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
         vectors = self._encode("encode_document", texts)
         return {"documents": [dataclasses.replace(d, embedding=v.tolist()) for d, v in zip(documents, vectors)]}
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from haystack import Document, component
 from haystack.dataclasses import SparseEmbedding
 
 from embedkit._checks import check_positive_int
-from integrations.haystack.components import text_of
+from integrations.haystack.components import DocumentTexts, Serialized
 from integrations.sparse import vectors_of
 
 
-class _SparseModelComponent:
+class _SparseModelComponent(Serialized):
     """What the sparse embedders share: an embedkit ``SparseEncoder`` name or path, loaded once."""
 
     def __init__(self, model, batch_size, progress_bar, max_active_dims, prompt_name, device):
@@ -41,13 +41,6 @@ class _SparseModelComponent:
             **options,
         )
         return [SparseEmbedding(indices=d.tolist(), values=w.tolist()) for d, w in vectors_of(output, len(texts))]
-
-    def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, **self._init_parameters())
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        return default_from_dict(cls, data)
 
     def _init_parameters(self) -> dict[str, Any]:
         names = ("model", "batch_size", "progress_bar", "max_active_dims", "prompt_name", "device")
@@ -77,7 +70,7 @@ class EmbedkitSparseTextEmbedder(_SparseModelComponent):
 
 
 @component
-class EmbedkitSparseDocumentEmbedder(_SparseModelComponent):
+class EmbedkitSparseDocumentEmbedder(_SparseModelComponent, DocumentTexts):
     """Embeds Documents as learned sparse vectors with the model's document side; ``meta_fields_to_embed``
     are put before the content, joined by ``embedding_separator``. Returns copies with ``sparse_embedding``."""
 
@@ -93,20 +86,13 @@ class EmbedkitSparseDocumentEmbedder(_SparseModelComponent):
         embedding_separator: str = "\n",
     ):
         _SparseModelComponent.__init__(self, model, batch_size, progress_bar, max_active_dims, prompt_name, device)
-        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
-        self.embedding_separator = embedding_separator
+        DocumentTexts.__init__(self, meta_fields_to_embed, embedding_separator)
 
     def _init_parameters(self) -> dict[str, Any]:
-        return {
-            **_SparseModelComponent._init_parameters(self),
-            "meta_fields_to_embed": self.meta_fields_to_embed,
-            "embedding_separator": self.embedding_separator,
-        }
+        return {**_SparseModelComponent._init_parameters(self), **self.fields()}
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]):
-        if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
-            raise TypeError("EmbedkitSparseDocumentEmbedder expects a list of Documents")
-        texts = [text_of(d, self.meta_fields_to_embed, self.embedding_separator) for d in documents]
+        texts = self.texts(documents, "EmbedkitSparseDocumentEmbedder expects a list of Documents")
         vectors = self._encode("encode_document", texts) if texts else []
         return {"documents": [dataclasses.replace(d, sparse_embedding=v) for d, v in zip(documents, vectors)]}
