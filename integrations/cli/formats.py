@@ -40,6 +40,16 @@ def kind_of(path: str) -> str:
     return ".rst" if lower.endswith(".rst.txt") else "." + lower.rpartition(".")[2]
 
 
+def as_markdown(kind: str, text: str, path: str) -> str:
+    """The text of a file of ``kind`` read as ``text``, HTML, reST and Word made Markdown-like; other kinds'
+    text as it is (a Word file is read from ``path``)."""
+    if kind in (".html", ".htm"):
+        return html_text(text)
+    if kind == ".rst":
+        return rst_text(text, path)
+    return docx_text(path) if kind == ".docx" else text
+
+
 def html_text(text: str) -> str:
     """The text a reader sees, headings kept; scripts, styles, navigation and asides dropped."""
     try:

@@ -67,9 +67,10 @@ def cmd_info(args, load_model: Callable) -> None:
 
 
 def cmd_list(args, load_model: Callable) -> None:
+    flt = _filter(args)
     with _open(args, load_model) as index:
-        records = index.get(filter=_filter(args), limit=args.limit, offset=args.offset)
-        warn_unknown_fields(index, _filter(args))
+        records = index.get(filter=flt, limit=args.limit, offset=args.offset)
+        warn_unknown_fields(index, flt)
     for record in records:
         print(record.id if not args.json else json.dumps({"id": record.id, "metadata": record.metadata}))
 

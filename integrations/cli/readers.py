@@ -225,11 +225,7 @@ def read_file(
     elif kind == ".pdf":
         records = _pages(formats.pdf_pages(path), source, unit)
     else:
-        if kind in (".html", ".htm", ".rst", ".docx"):  # as Markdown: headings kept
-            text = {".rst": lambda: formats.rst_text(text, path), ".docx": lambda: formats.docx_text(path)}.get(
-                kind, lambda: formats.html_text(text)
-            )()
-        records = _units(text, source, unit, kind in MARKDOWN)
+        records = _units(formats.as_markdown(kind, text, path), source, unit, kind in MARKDOWN)
     documents, blank, seen = [], 0, Counter()
     for line, doc_id, body, metadata in records:
         if not body.strip():
@@ -306,16 +302,10 @@ def _pages(pages: list[str], source: str, unit: str):
     """A PDF's units, page by page: ids ``SOURCE#pN`` (and ``SOURCE#pN:LINE`` or ``SOURCE#pN#HASH``), the page
     number in ``metadata["page"]``."""
     for n, page in enumerate(pages, 1):
-        for line, doc_id, body, metadata in _units(page, f"{source}#p{n}", unit, False):
-            yield (
-                line,
-                doc_id or (f"{source}#p{n}:{line}" if line is not None else f"{source}#p{n}"),
-                body,
-                {
-                    "page": n,
-                    **metadata,
-                },
-            )
+        name = f"{source}#p{n}"
+        for line, doc_id, body, metadata in _units(page, name, unit, False):
+            doc_id = doc_id or (name if line is None else f"{name}:{line}")
+            yield line, doc_id, body, {"page": n, **metadata}
 
 
 def headings_at(text: str, offset: int, above: list[str] = ()) -> list[str]:

@@ -44,8 +44,9 @@ def has_sparsevec(conn) -> bool:
 
 def has_column(conn, table: str) -> bool:
     """The table keeps sparse vectors (another instance may have given it its leg since this one opened)."""
-    query = sa.text("SELECT 1 FROM information_schema.columns WHERE table_name = :t AND column_name = :c")
-    return conn.execute(query, {"t": table, "c": COLUMN}).first() is not None
+    # pg_attribute by the table's oid: one index lookup on each write (information_schema's view costs more)
+    query = sa.text("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attname = :c AND NOT attisdropped")
+    return conn.execute(query, {"t": f'"{table}"', "c": COLUMN}).first() is not None
 
 
 def to_pg(vector: Vector):

@@ -115,6 +115,11 @@ def hnsw_built_after(begin, table: str, uses_pgvector: bool, maintenance_work_me
                 conn.exec_driver_sql(f'ANALYZE "{table}"')  # fresh statistics for the planner
 
 
+def row_columns(sparse: bool) -> list[str]:
+    """The columns an upsert writes, in the order of its rows' values (the sparse vector last)."""
+    return ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+
+
 def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) -> None:
     """Binary COPY into a temporary table, then one upsert into ``table`` (inside the caller's transaction);
     with ``sparse``, each row ends with its ``sparsevec``."""
@@ -122,7 +127,7 @@ def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) ->
 
     raw = conn.connection.driver_connection
     register_vector(raw)
-    columns = ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+    columns = row_columns(sparse)
     types = ["text", "text", "text", f"vector({dimension})", "text", "text", "sparsevec"][: len(columns)]
     with raw.cursor() as cursor:
         cursor.execute(
@@ -155,7 +160,7 @@ def upsert(conn, table: sa.Table, dimension: int, values: list, uses_pgvector: b
     if uses_pgvector and len(rows) >= COPY_ROWS:
         copy_upsert(conn, table.name, dimension, rows, sparse)
         return
-    columns = ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+    columns = row_columns(sparse)
     keys = ["metadata_json" if c == "metadata" else c for c in columns]  # the JSON text, cast in the statement
     stmt = postgresql.insert(table).values(
         metadata=sa.cast(sa.bindparam("metadata_json", type_=sa.Text), postgresql.JSONB)
