@@ -114,20 +114,9 @@ class SparseTables:
             f"INSERT INTO {self.prefix}_rows (sid, key, dims, weights) VALUES (?, ?, ?, ?)",
             ((int(s), k, d.tobytes(), w.tobytes()) for s, k, (d, w) in zip(sids, keys, vectors)),
         )
-        dims = np.concatenate([d for d, _ in vectors] or [np.zeros(0, np.int32)])
-        if not len(dims):
-            return
-        weights = np.concatenate([w for _, w in vectors])
-        owners = np.repeat(sids, [len(d) for d, _ in vectors])
-        order = np.lexsort((owners, dims))
-        dims, owners, weights = dims[order], owners[order], weights[order]
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(dims)) + 1, [len(dims)]])
         self.conn.executemany(
             f"INSERT INTO {self.prefix}_postings VALUES (?, ?, ?, ?)",
-            (
-                (int(dims[a]), start, owners[a:b].tobytes(), weights[a:b].tobytes())
-                for a, b in zip(bounds[:-1], bounds[1:])
-            ),
+            ((dim, start, owners, weights) for dim, owners, weights in blocks(sids, vectors)),
         )
 
     def remove(self, keys) -> None:
@@ -158,10 +147,7 @@ class SparseTables:
         ).fetchall()
         if not postings or k <= 0:
             return []
-        sids = np.concatenate([np.frombuffer(s, np.int64) for _, s, _ in postings])
-        products = np.concatenate([np.frombuffer(w, np.float32) * np.float64(weight[d]) for d, _, w in postings])
-        found, inverse = np.unique(sids, return_inverse=True)
-        scores = np.bincount(inverse, weights=products)
+        found, scores = add_up(postings, weight)
         if allowed is not None:
             allowed = np.unique(allowed)
             if len(allowed) * 8 < len(found):  # few allowed rows: keep only their sids before ranking
@@ -186,14 +172,13 @@ class SparseTables:
             return
         live = np.sort(int_keys(self.conn.execute(f"SELECT sid FROM {self.prefix}_rows")))
         for dim, first, sids, weights in self.conn.execute(f"SELECT * FROM {self.prefix}_postings").fetchall():
-            sids, weights = np.frombuffer(sids, np.int64), np.frombuffer(weights, np.float32)
-            keep = np.isin(sids, live, assume_unique=True)
-            if keep.all():
+            kept = pruned(sids, weights, live)
+            if kept is None:
                 continue
-            if keep.any():
+            if kept[0]:
                 self.conn.execute(
                     f"UPDATE {self.prefix}_postings SET sids = ?, weights = ? WHERE dim = ? AND first = ?",
-                    (sids[keep].tobytes(), weights[keep].tobytes(), dim, first),
+                    (*kept, dim, first),
                 )
             else:
                 self.conn.execute(f"DELETE FROM {self.prefix}_postings WHERE dim = ? AND first = ?", (dim, first))
@@ -211,6 +196,38 @@ class SparseTables:
             f"SELECT sid, key FROM {self.prefix}_rows WHERE sid IN (SELECT value FROM json_each(?))",
             (json.dumps(sids.tolist()),),
         ).fetchall()
+
+
+def blocks(sids: np.ndarray, vectors: list[Vector]):
+    """The postings of ``vectors`` (written under ``sids``, ascending): per dimension, ascending, the
+    dimension, the sids that have it (int64 bytes, ascending) and their weights (float32 bytes)."""
+    dims = np.concatenate([d for d, _ in vectors] or [np.zeros(0, np.int32)])
+    if not len(dims):
+        return
+    weights = np.concatenate([w for _, w in vectors])
+    owners = np.repeat(sids, [len(d) for d, _ in vectors])
+    order = np.lexsort((owners, dims))
+    dims, owners, weights = dims[order], owners[order], weights[order]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(dims)) + 1, [len(dims)]])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield int(dims[a]), owners[a:b].tobytes(), weights[a:b].tobytes()
+
+
+def pruned(sids: bytes, weights: bytes, live: np.ndarray) -> tuple[bytes, bytes] | None:
+    """A block of postings without the sids missing from ``live`` (sorted), as bytes (empty: none is
+    left); None when every sid is live."""
+    sids, weights = np.frombuffer(sids, np.int64), np.frombuffer(weights, np.float32)
+    keep = np.isin(sids, live, assume_unique=True)
+    return None if keep.all() else (sids[keep].tobytes(), weights[keep].tobytes())
+
+
+def add_up(postings, weight: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The sids (ascending) that ``postings`` (rows of dimension, sids as int64 bytes, weights as float32
+    bytes) hold, and each one's dot product with the query whose weights are ``weight``."""
+    sids = np.concatenate([np.frombuffer(s, np.int64) for _, s, _ in postings])
+    products = np.concatenate([np.frombuffer(w, np.float32) * np.float64(weight[d]) for d, _, w in postings])
+    found, inverse = np.unique(sids, return_inverse=True)
+    return found, np.bincount(inverse, weights=products)
 
 
 def _member(sorted_keys: np.ndarray, key: int) -> bool:

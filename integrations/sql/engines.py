@@ -197,12 +197,12 @@ def search_errors(where: str, translate):
 
 def documents_table(name: str, dimension: int, dialect: str, uses_pgvector: bool, sparse: bool = False) -> sa.Table:
     """The table of an index's rows, its vectors in pgvector's column type where it is used; with ``sparse``,
-    its rows' sparse vectors in a ``sparsevec`` column (PostgreSQL)."""
+    its rows' sparse vectors in a ``sparsevec`` column and their postings' key in ``sparse_sid`` (PostgreSQL)."""
     extra = []
     if sparse:
         from pgvector.sqlalchemy import SPARSEVEC
 
-        extra.append(sa.Column("sparse", SPARSEVEC(), nullable=True))
+        extra += [sa.Column("sparse", SPARSEVEC(), nullable=True), sa.Column("sparse_sid", sa.BigInteger)]
     if uses_pgvector:
         from pgvector.sqlalchemy import Vector
 

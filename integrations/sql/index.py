@@ -206,9 +206,7 @@ class SQLIndex(Index):
         are deleted after, by a statement that sees every write committed meanwhile (deleting first would
         leave a concurrent writer's extra chunks behind on PostgreSQL)."""
         c = self.table.c
-        sparse = rows.sparse or []  # (on PostgreSQL as the sparsevec column's values)
-        if sparse and self.dialect == "postgresql":
-            sparse = [pg_sparse.to_pg(v) for v in sparse]
+        sparse = rows.sparse or []
         columns = (rows.ids, rows.texts, rows.metadata_json, rows.vectors, rows.docs, rows.spans)
         values = sorted(zip(*columns, *([sparse] if sparse else [])), key=lambda r: r[0])
         with self._begin() as conn:
@@ -219,6 +217,8 @@ class SQLIndex(Index):
                 if rows.sparse is not None:
                     sqlite_sparse.write(conn, self.table, self._key, rows.ids, rows.sparse)
             else:
+                if rows.sparse is not None:  # the sparsevec column's values and the rows' new sids, posted
+                    values = pg_sparse.with_sids(conn, self.table_name, values)
                 postgres.upsert(conn, self.table, self.dimension, values, self.uses_pgvector, rows.sparse is not None)
             conn.execute(sa.delete(self.table).where(self._in(c.doc, rows.heads), sa.not_(self._in(c.id, rows.ids))))
             self._after_write(conn)
@@ -337,7 +337,7 @@ class SQLIndex(Index):
             where, reader = self._where(node), self._rows
             if self.dialect == "sqlite":
                 return sqlite_sparse.hits(conn, self.table, self._key, vector, k, node, where, reader, with_vectors)
-            return pg_sparse.hits(conn, self.table, vector, k, where, reader, with_vectors)
+            return pg_sparse.hits(conn, self.table, vector, k, node, where, reader, with_vectors)
 
     def _sparse_vectors(self, ids) -> dict[str, dict[int, float]]:
         with self.engine.connect() as conn:
@@ -366,12 +366,15 @@ class SQLIndex(Index):
         """Every write is durable when it returns. On a SQLite file, this also writes the rows changed since
         the table's segments as a new segment once there are 20,000 of them (any, with ``force``), so that
         reopening maps them instead of reading them (``integrations.sql.segments``); ``close()`` does too.
-        With ``force``, it also drops the sparse postings of deleted rows."""
+        With ``force``, it also drops the sparse postings of deleted and rewritten rows."""
         self._check_open()
         self._matrix.save(force)
-        if force and self.sparse.recorded is not None and self.dialect == "sqlite":
+        if force and self.sparse.recorded is not None:
             with self._begin() as conn:
-                sqlite_sparse.tables(conn, self._key).compact()
+                if self.dialect == "sqlite":
+                    sqlite_sparse.tables(conn, self._key).compact()
+                else:
+                    pg_sparse.compact(conn, self.table_name)
 
     def close(self) -> None:
         if not self.closed:

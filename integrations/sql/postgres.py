@@ -116,19 +116,19 @@ def hnsw_built_after(begin, table: str, uses_pgvector: bool, maintenance_work_me
 
 
 def row_columns(sparse: bool) -> list[str]:
-    """The columns an upsert writes, in the order of its rows' values (the sparse vector last)."""
-    return ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse"] if sparse else [])
+    """The columns an upsert writes, in the order of its rows' values (the sparse vector and its sid last)."""
+    return ["id", "text", "metadata", "embedding", "doc", "span"] + (["sparse", "sparse_sid"] if sparse else [])
 
 
 def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) -> None:
     """Binary COPY into a temporary table, then one upsert into ``table`` (inside the caller's transaction);
-    with ``sparse``, each row ends with its ``sparsevec``."""
+    with ``sparse``, each row ends with its ``sparsevec`` and sid."""
     from pgvector.psycopg import register_vector
 
     raw = conn.connection.driver_connection
     register_vector(raw)
     columns = row_columns(sparse)
-    types = ["text", "text", "text", f"vector({dimension})", "text", "text", "sparsevec"][: len(columns)]
+    types = ["text", "text", "text", f"vector({dimension})", "text", "text", "sparsevec", "int8"][: len(columns)]
     with raw.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE embedkit_staging ("
@@ -150,7 +150,7 @@ def copy_upsert(conn, table: str, dimension: int, rows, sparse: bool = False) ->
 
 def upsert(conn, table: sa.Table, dimension: int, values: list, uses_pgvector: bool, sparse: bool) -> None:
     """Insert or replace rows (id, text, metadata JSON, vector, doc, span, and with ``sparse`` a pgvector
-    ``SparseVector``), by COPY when they are many and pgvector holds the vectors (inside the caller's
+    ``SparseVector`` and its sid), by COPY when they are many and pgvector holds the vectors (inside the caller's
     transaction)."""
 
     def vector(v):

@@ -280,29 +280,140 @@ def test_kill_9_during_add_keeps_each_row_with_its_sparse_vector(backend):
     assert len(batches) >= 6
 
 
-@pytest.mark.stores(["faiss-flat-float32", "sqlite"])
+@pytest.mark.stores(["faiss-flat-float32", "sqlite", "postgres"])
 def test_compact_drops_the_postings_of_deleted_rows(make, backend):
-    """FaissIndex.compact() and SQLIndex.save(force=True) keep exactly the live rows' postings."""
+    """FaissIndex.compact() and SQLIndex.save(force=True) keep exactly the live rows' postings, those of
+    rows written again included."""
     index = make(sparse_encoder=HashSparse())
     ids, texts, metadatas = corpus(200)
     index.add(texts, metadatas, ids=ids)
     index.delete(ids[:150])
-    faiss = isinstance(index, FaissIndex)
-    db = sqlite3.connect(f"{backend.path}/docs.sqlite" if faiss else backend.url.removeprefix("sqlite:///"))
-    prefix = "sparse" if faiss else "embedkit_sparse_documents"
-
-    def posted() -> int:
-        return sum(len(s) // 8 for (s,) in db.execute(f"SELECT sids FROM {prefix}_postings"))
-
+    index.add(["w1 w5 w7"] * 10, ids=ids[150:160])
+    posted, live = postings_counter(index, backend)
     before = posted()
-    if faiss:
+    if isinstance(index, FaissIndex):
         index.compact()
     else:
         index.save(force=True)
-    live = sum(len(d) // 4 for (d,) in db.execute(f"SELECT dims FROM {prefix}_rows"))
-    assert posted() == live < before
-    docs = dict(zip(ids[150:], texts[150:]))
+    assert posted() == live() < before
+    docs = dict(zip(ids[160:], texts[160:])) | dict.fromkeys(ids[150:160], "w1 w5 w7")
     check_exact(index.search("w1 w2", k=10, mode="sparse"), brute(docs, dict(zip(ids, metadatas)), "w1 w2"), 10)
+
+
+def postings_counter(index, backend):
+    """(postings kept, active dimensions of the live rows): two counters of the index's sparse tables."""
+    if backend.name == "postgres":
+        import sqlalchemy as sa
+
+        from integrations.sql import pg_sparse
+
+        def count(sql: str) -> int:
+            with index.engine.connect() as conn:
+                return conn.execute(sa.text(sql)).scalar() or 0
+
+        postings = pg_sparse.names(backend.table)[0]
+        return (
+            lambda: count(f"SELECT sum(length(sids) / 8) FROM {postings}"),
+            lambda: count(
+                f"SELECT sum(cardinality(string_to_array(trim('{{}}' FROM split_part(sparse::text, '/', 1)), ','))) "
+                f'FROM "{backend.table}"'
+            ),
+        )
+    faiss = isinstance(index, FaissIndex)
+    db = sqlite3.connect(f"{backend.path}/docs.sqlite" if faiss else backend.url.removeprefix("sqlite:///"))
+    prefix = "sparse" if faiss else "embedkit_sparse_documents"
+    return (
+        lambda: sum(len(s) // 8 for (s,) in db.execute(f"SELECT sids FROM {prefix}_postings")),
+        lambda: sum(len(d) // 4 for (d,) in db.execute(f"SELECT dims FROM {prefix}_rows")),
+    )
+
+
+@pytest.mark.stores(["sqlite", "postgres"])
+def test_compacting_while_another_instance_writes_loses_no_postings(make):
+    """One instance adds, rewrites and deletes while another compacts over and over: every write's
+    postings survive, so the search stays the exact top k of what is left."""
+    import threading
+
+    writer, compactor = make(sparse_encoder=HashSparse()), make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(600, seed=3)
+    docs, meta = {}, dict(zip(ids, metadatas))
+    done = threading.Event()
+
+    def write():
+        try:
+            for b in range(0, 600, 40):
+                writer.add(texts[b : b + 40], metadatas[b : b + 40], ids=ids[b : b + 40])
+                docs.update(zip(ids[b : b + 40], texts[b : b + 40]))
+                writer.delete(ids[b : b + 10])
+                for i in ids[b : b + 10]:
+                    docs.pop(i)
+                writer.add(["w3 w4 w5"] * 5, ids=ids[b + 10 : b + 15])
+                docs.update(dict.fromkeys(ids[b + 10 : b + 15], "w3 w4 w5"))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    compactions = 0
+    while not done.is_set() or compactions == 0:
+        compactor.save(force=True)
+        compactions += 1
+    thread.join()
+    for query in ("w3 w4", "w1 w9 w17", "w50 w51 w52"):
+        check_exact(compactor.search(query, k=20, mode="sparse"), brute(docs, meta, query), 20)
+    assert len(compactor) == len(docs)
+
+
+@pytest.mark.stores(["postgres"])
+def test_postgresql_sparse_search_reads_past_many_deleted_best_rows(make):
+    """The best postings belong to deleted rows, far more than the first round asks for: the search asks
+    again until the top k is exact, with and without a filter, and ties come in id order."""
+    index = make(sparse_encoder=HashSparse())
+    ids = [f"d{i:03d}" for i in range(400)]
+    texts = [" ".join(["w1"] * (1 + i % 40) + ["w2"]) for i in range(400)]
+    metadatas = [{"g": i % 2} for i in range(400)]
+    index.add(texts, metadatas, ids=ids)
+    gone = [i for i, t in zip(ids, texts) if t.count("w1") > 30]  # the 90 best for "w1"
+    index.delete(gone)
+    docs = {i: t for i, t in zip(ids, texts) if i not in gone}
+    meta = dict(zip(ids, metadatas))
+    for k in (1, 10, 100):
+        hits = index.search("w1", k=k, mode="sparse")
+        check_exact(hits, brute(docs, meta, "w1"), k)
+        assert [h.id for h in hits] == sorted((h.id for h in hits), key=lambda i: (-docs[i].count("w1"), i))
+        check_exact(
+            index.search("w1", k=k, mode="sparse", filter={"g": 1}), brute(docs, meta, "w1", lambda m: m["g"]), k
+        )
+
+
+@pytest.mark.stores(["postgres"])
+def test_a_postgresql_table_from_before_sparse_postings_gets_them_when_opened(make, backend):
+    """A table whose rows kept their sparse vectors only in the sparsevec column (the layout before
+    postings) is given sids and postings when opened, in the opening transaction, and searches exactly."""
+    import sqlalchemy as sa
+
+    from integrations.sql import pg_sparse
+
+    index = make(sparse_encoder=HashSparse())
+    ids, texts, metadatas = corpus(300)
+    index.add(texts, metadatas, ids=ids)
+    index.delete(ids[:30])
+    postings, sequence = pg_sparse.names(backend.table)
+    with index.engine.begin() as conn:  # back to the earlier layout
+        conn.exec_driver_sql(f'ALTER TABLE "{backend.table}" DROP COLUMN sparse_sid')
+        conn.exec_driver_sql(f"DROP TABLE {postings}")
+        conn.exec_driver_sql(f"DROP SEQUENCE {sequence}")
+    index.close()
+    reopened = make(sparse_encoder=HashSparse())
+    docs, meta = dict(zip(ids[30:], texts[30:])), dict(zip(ids, metadatas))
+    for query in ("w1 w2", "w7 w30 w44"):
+        check_exact(reopened.search(query, k=10, mode="sparse"), brute(docs, meta, query), 10)
+    posted, live = postings_counter(reopened, backend)
+    assert posted() == live() > 0
+    with reopened.engine.connect() as conn:
+        assert conn.execute(sa.text(f'SELECT count(*) FROM "{backend.table}" WHERE sparse_sid IS NULL')).scalar() == 0
+    reopened.add(["w1 w2 w3"], ids=["new"])
+    assert reopened.search("w1 w2 w3", k=1, mode="sparse")[0].id == "new"
 
 
 @pytest.mark.stores(["postgres"])
