@@ -30,6 +30,7 @@ def run(run_cli):
     return call
 
 
+@pytest.mark.slow
 def test_encode_lines_and_jsonl(tmp_path, prompt_model_dir, run):
     texts = ["first line", "second, longer line of text", ""]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
@@ -80,6 +81,7 @@ def test_missing_model_is_a_clean_error(tmp_path, run):
     assert "embedkit encode: Model" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir, run):
     records = [
         {"id": "a", "text": "cats sleep on warm mats", "metadata": {"source": "pets.txt", "page": 1}},
@@ -140,6 +142,7 @@ def test_encode_resume_continues_a_run(tmp_path, prompt_model_dir, run):
     assert not (tmp_path / "out.npy.progress.json").exists()
 
 
+@pytest.mark.slow
 def test_add_keeps_sparse_vectors_and_search_finds_by_them(tmp_path, prompt_model_dir, splade_tiny, run):
     """``add --sparse-model`` makes the index keep SPLADE vectors; later ``add`` and ``search --mode sparse``
     or ``hybrid`` load the model the index records, and the scores are the model's dot products."""

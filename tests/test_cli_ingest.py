@@ -30,6 +30,7 @@ def docs(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_add_a_folder(docs, cli, prompt_model_dir, monkeypatch):
     """A file is one document by default; a file of an unsupported type is counted, not read."""
     monkeypatch.chdir(docs)
@@ -48,6 +49,7 @@ def test_add_a_folder(docs, cli, prompt_model_dir, monkeypatch):
     }
 
 
+@pytest.mark.slow
 def test_units_line_and_paragraph(docs, cli, prompt_model_dir, monkeypatch):
     monkeypatch.chdir(docs)
     assert cli("add", "sqlite:///lines.db", "docs/a", "--unit", "line", "-q")[0] == 0
@@ -72,6 +74,7 @@ def test_units_line_and_paragraph(docs, cli, prompt_model_dir, monkeypatch):
     assert set(first) < set(stored("sqlite:///paras.db", prompt_model_dir))
 
 
+@pytest.mark.slow
 def test_two_files_with_one_name_are_both_found_and_filterable(docs, cli, monkeypatch):
     monkeypatch.chdir(docs)
     db = str(docs / "faiss-idx")
@@ -87,6 +90,7 @@ def test_two_files_with_one_name_are_both_found_and_filterable(docs, cli, monkey
     assert {h["id"] for h in json.loads(out)} == {f"{a}/notes.txt:1", f"{a}/notes.txt:4"}
 
 
+@pytest.mark.slow
 def test_globs_reach_the_same_ids_as_the_folder(docs, cli, prompt_model_dir, monkeypatch):
     monkeypatch.chdir(docs)
     db = "sqlite:///kb.db"
@@ -98,6 +102,7 @@ def test_globs_reach_the_same_ids_as_the_folder(docs, cli, prompt_model_dir, mon
     assert code == 0 and "2 added, 0 updated, 2 unchanged" in err  # the .txt documents were already there
 
 
+@pytest.mark.slow
 def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model_dir, monkeypatch, at):
     db = at(docs)
     monkeypatch.chdir(docs / "docs" / "a")
@@ -109,6 +114,7 @@ def test_every_spelling_of_a_folder_gives_one_set_of_ids(docs, cli, prompt_model
     assert len(stored(db, prompt_model_dir)) == 4
 
 
+@pytest.mark.slow
 def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(docs)
     db, root = at(docs), os.path.realpath(docs / "docs")
@@ -134,6 +140,7 @@ def test_re_adding_a_folder_syncs_it(docs, cli, prompt_model_dir, monkeypatch, a
     assert json.loads(out) == []
 
 
+@pytest.mark.slow
 def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_model_dir, monkeypatch, at):
     """An older CLI stored ``source`` as typed and ids PATH:LINE; adding the folder again replaces them,
     and leaves alone what an older add stored from other folders."""
@@ -156,6 +163,7 @@ def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_mod
     assert set(stored(db, prompt_model_dir)) == kept
 
 
+@pytest.mark.slow
 def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "kb").mkdir()
@@ -176,6 +184,7 @@ def test_undecodable_files_are_skipped_and_named(tmp_path, cli, prompt_model_dir
     assert code == 1 and "holds NUL bytes" in err and not list(tmp_path.glob("strict*"))
 
 
+@pytest.mark.slow
 def test_jsonl_top_level_fields_are_metadata(tmp_path, cli, prompt_model_dir, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     rows = [
@@ -289,6 +298,7 @@ def test_records_are_a_library_that_raises_value_errors(tmp_path):
     assert not listing.skipped and not listing.trouble
 
 
+@pytest.mark.slow
 def test_chunked_adds_and_hybrid_search(tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     words = " ".join(f"word{i}" for i in range(200))
@@ -368,6 +378,7 @@ def test_exit_codes_tell_the_failures_apart(tmp_path, cli, monkeypatch):
     assert cli("search", "sqlite:///junk.db", "q", "-k", "many")[0] == 2
 
 
+@pytest.mark.slow
 def test_search_with_a_rerank_stage(tmp_path, cli, monkeypatch, cross_dirs, prompt_model_dir):
     import json
 
@@ -389,6 +400,7 @@ def test_search_with_a_rerank_stage(tmp_path, cli, monkeypatch, cross_dirs, prom
     assert code == 1 and "--rerank-candidates 2 is less than -k 5" in err
 
 
+@pytest.mark.slow
 def test_info_list_get_delete_and_prune(docs, cli, prompt_model_dir, monkeypatch):
     monkeypatch.chdir(docs)
     root = os.path.realpath(docs / "docs")
@@ -436,6 +448,7 @@ def _one_long_file(folder):
     return ["--chunk-tokens", "16", "--chunk-overlap", "0", "--batch-size", str(PART_CHUNKS)], None
 
 
+@pytest.mark.slow
 def test_inspection_commands_load_no_model(docs, cli, prompt_model_dir, monkeypatch):
     """info, list, get, delete and prune open the index with the model it records standing in: torch is
     never imported, and the answers are those of an open with the model."""
@@ -506,6 +519,7 @@ def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_
         assert "".join(text for _, (text, _) in records) == (tmp_path / "kb" / "long.txt").read_text()
 
 
+@pytest.mark.slow
 def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
     filler = " ".join(f"word{i}" for i in range(120))
@@ -530,6 +544,7 @@ def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, mon
     assert headings_at(text, len(text)) == ["Tea", "Brewing"]
 
 
+@pytest.mark.slow
 def test_a_long_document_is_written_in_parts_with_progress_in_chunks(tmp_path, cli, prompt_model_dir, monkeypatch):
     """A file longer than PART_CHUNKS chunks becomes parts, each a document; the bar counts chunks."""
     from integrations.cli import batches
@@ -583,6 +598,7 @@ def test_the_recorded_model_names_itself_and_refuses_to_embed(tmp_path, prompt_m
     assert recorded_model(str(tmp_path / "old")) is None
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
 def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_add_at_the_next_batch():
     import gc

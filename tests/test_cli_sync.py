@@ -26,6 +26,7 @@ def write(folder, files: dict[str, str | bytes]) -> None:
         path.write_bytes(body if isinstance(body, bytes) else body.encode())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", ["file", "paragraph"])
 def test_two_folders_of_one_name_keep_their_own_documents(tmp_path, cli, prompt_model_dir, at, unit):
     work, home = tmp_path / "work" / "kb", tmp_path / "home" / "kb"
@@ -47,6 +48,7 @@ def test_two_folders_of_one_name_keep_their_own_documents(tmp_path, cli, prompt_
     assert {h["metadata"]["source"] for h in json.loads(out)} == {f"{work}/notes.md"}
 
 
+@pytest.mark.slow
 def test_an_index_of_the_previous_cli_is_migrated_not_doubled(tmp_path, cli, prompt_model_dir, at):
     """The 0.2 CLI named files FOLDERNAME/PATH with ``root``: the files still there get their new ids
     (counted as replaced), a file that is gone is pruned, and another folder's documents stay."""
@@ -70,6 +72,7 @@ def test_an_index_of_the_previous_cli_is_migrated_not_doubled(tmp_path, cli, pro
     assert set(stored(db, prompt_model_dir)) == {f"{root}/a.md", f"{root}/sub/b.md", "other"}
 
 
+@pytest.mark.slow
 def test_a_file_that_no_longer_decodes_keeps_its_documents(tmp_path, cli, prompt_model_dir, at):
     kb = tmp_path / "kb"
     write(kb, {"a.md": "tea leaves", "b.md": "café au lait"})
@@ -87,6 +90,7 @@ def test_a_file_that_no_longer_decodes_keeps_its_documents(tmp_path, cli, prompt
     assert code == 0 and "0 added, 1 updated, 1 unchanged, 0 removed" in err, err
 
 
+@pytest.mark.slow
 def test_a_dangling_symlink_and_a_name_that_is_not_utf8_are_skipped_and_named(tmp_path, cli, prompt_model_dir, at):
     kb = tmp_path / "kb"
     write(kb, {"good.md": "tea leaves"})
@@ -107,6 +111,7 @@ def test_a_dangling_symlink_and_a_name_that_is_not_utf8_are_skipped_and_named(tm
     assert set(stored(db, prompt_model_dir)) == {f"{kb}/good.md", f"{kb}/link.md"}
 
 
+@pytest.mark.slow
 def test_an_empty_folder_removes_nothing_unless_allowed(tmp_path, cli, prompt_model_dir, at):
     kb = tmp_path / "kb"
     write(kb, {"a.md": "tea leaves", "b.md": "river stones"})

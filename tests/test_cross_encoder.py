@@ -23,6 +23,7 @@ PASSAGES = [
 PAIRS = [(QUERY, p) for p in PASSAGES] + [("a b c " * 80, "d e f " * 90), ("x", "long " * 300)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels", [1, 3])
 def test_predict_matches_the_oracle(cross_dirs, labels):
     ours = CrossEncoder(cross_dirs[labels], device="cpu")
@@ -38,6 +39,7 @@ def test_predict_matches_the_oracle(cross_dirs, labels):
     assert ours.predict(inputs=PAIRS[:2]).shape == oracle.predict(PAIRS[:2]).shape  # the 6.x keyword
 
 
+@pytest.mark.slow
 def test_default_activation_follows_the_labels(cross_dirs):
     assert isinstance(CrossEncoder(cross_dirs[1], device="cpu").activation_fn, nn.Sigmoid)
     assert isinstance(CrossEncoder(cross_dirs[3], device="cpu").activation_fn, nn.Identity)
@@ -52,6 +54,7 @@ def test_max_length_truncates_as_the_oracle_does(cross_dirs):
     assert ours.max_length == 24
 
 
+@pytest.mark.slow
 def test_pairs_tokenize_to_the_tokenizers_own_ids(cross_dirs):
     """Each side tokenized only as far as truncation keeps gives the ids of a full call, longest_first."""
     rng = np.random.default_rng(0)
@@ -71,6 +74,7 @@ def test_pairs_tokenize_to_the_tokenizers_own_ids(cross_dirs):
         assert model._pairs.prefixes  # the fast path was the one taken
 
 
+@pytest.mark.slow
 def test_rank_matches_the_oracle(cross_dirs):
     ours = CrossEncoder(cross_dirs[1], device="cpu")
     oracle = OracleCrossEncoder(cross_dirs[1], device="cpu")
@@ -83,6 +87,7 @@ def test_rank_matches_the_oracle(cross_dirs):
     assert ours.rank(QUERY, []) == oracle.rank(QUERY, []) == []
 
 
+@pytest.mark.slow
 def test_folders_load_both_ways(cross_dirs, tmp_path):
     """A folder saved here loads in sentence-transformers with identical scores, and the other way round
     (the fixtures are sentence-transformers' own); a plain Hugging Face folder loads too."""
@@ -146,6 +151,7 @@ def test_rank_needs_one_label_and_a_head_is_required(cross_dirs, minilm_path):
         CrossEncoder(cross_dirs[1], backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_onnx_backend_scores_close_to_torch(cross_dirs, tmp_path, monkeypatch):
     """int8 weights: close to fp32, not equal; the exported graph is cached outside the model folder and
     saved with the model."""

@@ -17,6 +17,7 @@ def run(args, cwd):
     return out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, expected",
     [
@@ -50,6 +51,7 @@ def test_example_runs(script, expected, tmp_path):
         assert text in stdout
 
 
+@pytest.mark.slow
 def test_demo_is_the_main_job(tmp_path):
     stdout = run(["-m", "integrations.cli", "demo", "-q"], cwd=tmp_path)
     assert "Indexed 40 documents into sqlite:///embedkit-demo.db" in stdout

@@ -28,6 +28,7 @@ def lines(name: str, n: int) -> list[dict]:
         return [json.loads(line) for _, line in zip(range(n), f)]
 
 
+@pytest.mark.slow
 def test_every_framework_ranks_as_the_index_does(tmp_path, tiny_model, prompt_model_dir):
     corpus = lines("corpus.jsonl", 300)
     queries = [q["text"] for q in lines("queries.jsonl", 60)]

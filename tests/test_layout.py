@@ -97,6 +97,7 @@ def test_no_library_module_over_400_lines():
     assert long == {}
 
 
+@pytest.mark.slow
 def test_public_names_are_listed_and_load_lazily():
     code = (
         "import sys, embedkit, integrations\n"

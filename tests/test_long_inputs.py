@@ -17,6 +17,7 @@ def test_the_texts_have_the_lengths_they_claim(minilm):
     assert [len(row) for row in ids] == list(LENGTHS) and minilm.max_seq_length == 256
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_token_ids_made_ahead_are_cut_as_the_text_is(minilm, minilm_oracle, prompt):
     texts = texts_of(LENGTHS)
@@ -44,6 +45,7 @@ def test_the_process_pool_cuts_as_the_oracle_does(minilm, minilm_oracle):
     np.testing.assert_allclose(got, minilm_oracle.encode(texts, convert_to_numpy=True), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_the_cli_encodes_and_adds_long_texts_as_the_oracle_does(tmp_path, run_cli, minilm_path, minilm_oracle):
     from integrations import open_index
 

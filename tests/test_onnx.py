@@ -27,6 +27,7 @@ def model_copy(prompt_model_dir, tmp_path, monkeypatch):
     return str(path)
 
 
+@pytest.mark.slow
 def test_onnx_int8_close_to_torch_and_cached(model_copy):
     onnx = SentenceTransformer(model_copy, backend="onnx")
     torch_model = SentenceTransformer(model_copy, device="cpu")
@@ -73,6 +74,7 @@ def test_onnx_runs_rows_unpadded_without_a_mask(model_copy):
     assert cosines(right, alone).min() > 0.999  # activations are quantized per run, so not bit-identical
 
 
+@pytest.mark.slow
 def test_minilm_int8_quality(minilm_path, tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path))
     onnx = SentenceTransformer(minilm_path, backend="onnx")
@@ -122,6 +124,7 @@ def test_the_transformer_module_owns_the_runtime(model_copy):
         Transformer(model_copy, backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_a_saved_onnx_model_carries_its_graph(model_copy, tmp_path):
     """Saving writes the graph beside the weights; loading that folder runs it without a new export; the
     folder still loads in sentence-transformers with the torch weights; new weights make it stale."""

@@ -87,6 +87,7 @@ class E:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "blocked, code, extra",
     [

@@ -59,6 +59,7 @@ def test_tiny_pooling_modes(save_oracle, pooling_mode):
     assert ours.get_sentence_embedding_dimension() == 32 * (3 if isinstance(pooling_mode, tuple) else 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", [torch.nn.Tanh(), torch.nn.Identity(), torch.nn.GELU()])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_tiny_dense_and_normalize(save_oracle, activation, normalize):
@@ -69,6 +70,7 @@ def test_tiny_dense_and_normalize(save_oracle, activation, normalize):
     close(emb, OracleST(path, device="cpu").encode(TEXTS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("include_prompt", [True, False])
 @pytest.mark.parametrize("pooling_mode", ["mean", "cls", "weightedmean", "lasttoken"])
 def test_tiny_prompts_and_include_prompt(save_oracle, include_prompt, pooling_mode):
@@ -103,6 +105,7 @@ def test_max_seq_length_setting_matches(save_oracle):
     close(ours.encode(TEXTS), oracle.encode(TEXTS))
 
 
+@pytest.mark.slow
 def test_token_embeddings_match(save_oracle):
     path = save_oracle()
     ours = SentenceTransformer(path, device="cpu").encode(TEXTS, output_value="token_embeddings")
@@ -176,6 +179,7 @@ def test_oracle_save_loads_in_embedkit(minilm_oracle, minilm, tmp_path):
     close(ours.encode(TEXTS), minilm.encode(TEXTS))
 
 
+@pytest.mark.slow
 def test_minilm_round_trip_through_embedkit(minilm, minilm_oracle, tmp_path):
     minilm.save_pretrained(str(tmp_path / "ek"))
     close(OracleST(str(tmp_path / "ek"), device="cpu").encode(TEXTS), minilm_oracle.encode(TEXTS))

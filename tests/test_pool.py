@@ -27,6 +27,7 @@ def pool(tiny_model):
         yield pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [None, 1, 5, 100])
 def test_pool_matches_single_process_in_order(tiny_model, pool, chunk_size):
     expected = tiny_model.encode(TEXTS)
@@ -52,12 +53,14 @@ def test_pool_quantizes_over_the_whole_result(tiny_model, pool, precision):
     assert np.array_equal(got, quantize_embeddings(floats, precision))  # one calibration, not one per chunk
 
 
+@pytest.mark.slow
 def test_worker_exception_carries_its_traceback(tiny_model):
     with tiny_model.start_multi_process_pool(["meta"]) as broken:  # loads fine; encoding cannot copy out of meta
         with pytest.raises(WorkerError, match=r"(?s)an encoding worker raised:.*Traceback.*meta tensor"):
             tiny_model.encode(TEXTS, pool=broken)
 
 
+@pytest.mark.slow
 def test_worker_that_cannot_start_fails_the_pool(tiny_model):
     with pytest.raises(WorkerError, match=r"(?s)an encoding worker failed:.*Traceback.*no-such-device"):
         tiny_model.start_multi_process_pool(["no-such-device"])
@@ -75,6 +78,7 @@ def test_killed_worker_fails_fast(tiny_model):
         tiny_model.encode(TEXTS, pool=pool)
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_call_fails_fast(tiny_model):
     pool = tiny_model.start_multi_process_pool(["cpu", "cpu"])
     victim = pool._processes[1].pid
@@ -86,6 +90,7 @@ def test_worker_killed_mid_call_fails_fast(tiny_model):
     pool.stop()
 
 
+@pytest.mark.slow
 def test_stop_is_idempotent_and_cleans_up(tiny_model):
     pool = tiny_model.start_multi_process_pool(["cpu"])
     folder = pool._folder

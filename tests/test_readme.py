@@ -51,6 +51,7 @@ def test_the_readme_is_short_and_links_every_page():
     assert linked == {f"docs/{p.name}" for p in PAGES[1:]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "code", [c for *_, c in SNIPPETS], ids=[f"{p}-{n}-{h}" for n, (p, h, _) in enumerate(SNIPPETS)]
 )

@@ -32,6 +32,7 @@ def assert_same(mine: torch.Tensor, theirs: torch.Tensor, atol: float = 1e-4) ->
     assert torch.allclose(mine, theirs, atol=atol, rtol=0)
 
 
+@pytest.mark.slow
 def test_documents_and_queries_equal_the_oracle(pair):
     mine, oracle = pair
     assert_same(mine.encode_document(TEXTS), oracle.encode_document(TEXTS))
@@ -42,6 +43,7 @@ def test_documents_and_queries_equal_the_oracle(pair):
     assert_same(one[None], oracle.encode(TEXTS[2])[None])
 
 
+@pytest.mark.slow
 def test_decode_sparsity_and_similarity_equal_the_oracle(pair):
     mine, oracle = pair
     docs, queries = mine.encode(TEXTS), mine.encode_query(QUERIES)
@@ -68,6 +70,7 @@ def test_decode_sparsity_and_similarity_equal_the_oracle(pair):
     assert torch.allclose(shared.to_dense(), oracle.intersection(theirs_queries[0], theirs_docs).to_dense(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_dot_products_are_the_hand_computed_ones(pair):
     mine, _ = pair
     docs, query = mine.encode(TEXTS).to_dense(), mine.encode_query(QUERIES[0]).to_dense()
@@ -75,6 +78,7 @@ def test_dot_products_are_the_hand_computed_ones(pair):
     assert mine.similarity(query, docs)[0].tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_max_active_dims_keeps_the_largest_weights_as_the_oracle_does(pair, tmp_path):
     from sentence_transformers import SparseEncoder as Oracle
 
@@ -96,6 +100,7 @@ def test_max_active_dims_keeps_the_largest_weights_as_the_oracle_does(pair, tmp_
     assert_same(reloaded.encode(TEXTS), theirs.encode(TEXTS))
 
 
+@pytest.mark.slow
 def test_folders_saved_by_each_load_in_the_other_with_identical_outputs(pair, tmp_path):
     from sentence_transformers import SparseEncoder as Oracle
 
@@ -123,6 +128,7 @@ def test_a_folder_in_sentence_transformers_5_layout_loads(pair, tmp_path):
     assert_same(SparseEncoder(str(tmp_path), device="cpu").encode(TEXTS), oracle.encode(TEXTS))
 
 
+@pytest.mark.slow
 def test_prompts_reach_queries_and_documents(mlm_dir):
     from sentence_transformers import SparseEncoder as Oracle
 
@@ -149,6 +155,7 @@ def test_output_forms(mlm_dir):
     assert model.decode(model.encode(TEXTS[:2]), top_k=3)[1] == model.decode(model.encode(TEXTS[1]), top_k=3)
 
 
+@pytest.mark.slow
 def test_a_pool_of_processes_gives_the_same_vectors(mlm_dir):
     model = SparseEncoder(mlm_dir, device="cpu")
     texts = TEXTS * 5
@@ -186,6 +193,7 @@ def test_a_sentence_transformer_still_mean_pools_a_masked_lm_folder(mlm_dir):
     assert torch.allclose(torch.from_numpy(mine.encode(TEXTS)), torch.from_numpy(oracle.encode(TEXTS)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_inference_free_splade_equals_the_oracle_and_saves_both_ways(inference_free_splade, tmp_path):
     """A Router folder: queries weighed by token without the model, documents by SPLADE, as theirs."""
     from sentence_transformers import SparseEncoder as Oracle

@@ -43,6 +43,7 @@ def test_paraphrase_mining_embeddings_matches_the_oracle(seed, kwargs):
     np.testing.assert_allclose([s for s, _, _ in ours], [s for s, _, _ in theirs], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_paraphrase_mining_with_a_model_matches_the_oracle(minilm_path):
     sentences = [
         "The cat sits outside",
@@ -110,6 +111,7 @@ def test_logging_handler_writes_through_tqdm(capsys):
     assert "LoggingHandler" in embedkit.__all__
 
 
+@pytest.mark.slow
 def test_encode_with_a_list_of_devices_uses_and_stops_a_pool(minilm_path, monkeypatch):
     import embedkit.model
 

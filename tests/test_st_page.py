@@ -188,6 +188,7 @@ def test_basic_example_and_its_published_similarities(minilm_path, capsys):
     np.testing.assert_allclose(values(ours, "similarities"), published, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "code, names",
     [

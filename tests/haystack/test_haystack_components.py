@@ -142,6 +142,7 @@ def test_what_a_document_carries_besides_text_comes_back(haystack_store):
     assert haystack_store.filter_documents({"field": "content", "operator": "==", "value": "second"})[0].id == "same"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_name", ["sqlite", "faiss-flat-float32"])
 def test_indexing_and_query_pipelines_through_yaml(store_name, tmp_path, request, prompt_model_dir, cross_dirs):
     backend = Backend(store_name, tmp_path, request)

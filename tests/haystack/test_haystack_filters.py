@@ -66,6 +66,7 @@ def test_most_filters_run_in_the_store_alone(table):
     assert exact > len(filters) * 0.4, exact
 
 
+@pytest.mark.slow
 def test_every_filter_of_the_table_matches_what_haystack_matches(table, haystack_store):
     documents, filters = table
     haystack_store.write_documents(documents)

@@ -63,6 +63,7 @@ def case(splade_tiny):
     return embedded, queries, doc_truth, query_truth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_name", ["faiss-flat-float32", "sqlite", "postgres"])
 def test_sparse_pipelines_rank_as_sentence_transformers_does(store_name, tmp_path, request, splade_tiny, case):
     from embedkit import SparseEncoder
@@ -112,6 +113,7 @@ def test_the_sparse_retriever_needs_a_store_that_keeps_sparse_vectors(tmp_path, 
         EmbedkitSparseTextEmbedder(model="unused").run(["a list"])
 
 
+@pytest.mark.slow
 def test_a_sparse_store_and_its_pipeline_go_to_yaml_and_back(tmp_path, splade_tiny, prompt_model_dir):
     """``index_options={"sparse_encoder": PATH}`` makes a store that serializes with its sparse leg."""
     options = {"kind": "flat", "sparse_encoder": splade_tiny}

@@ -135,6 +135,7 @@ def test_injected_langchain_embeddings_of_any_dimension(tmp_path):
     assert [d.id for d in store.get_by_ids(["a", "b", "g"])] == ["a", "g"]
 
 
+@pytest.mark.slow
 def test_from_texts_with_an_embedkit_model(tiny_model, tmp_path):
     store = EmbedkitVectorStore.from_texts(
         ["one", "two"], EmbedkitEmbeddings(tiny_model), target=str(tmp_path / "idx"), kind="flat"
@@ -194,6 +195,7 @@ def test_a_chunked_document_comes_back_as_its_best_chunk(minilm_path, tmp_path, 
     assert (tea.page_content, tea.metadata) == ("A short note on tea.", {"kind": "short"})  # one chunk: no span
 
 
+@pytest.mark.slow
 def test_the_reranker_works_in_a_contextual_compression_retriever(tiny_model, cross_dirs):
     from langchain_classic.retrievers import ContextualCompressionRetriever
 

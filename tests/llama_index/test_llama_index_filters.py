@@ -112,6 +112,7 @@ def test_most_filters_run_in_the_store_alone(table):
     assert exact > len(filters) * 0.4, exact
 
 
+@pytest.mark.slow
 def test_every_filter_of_the_table_matches_what_llama_index_matches(table, make):
     metas, filters = table
     store = EmbedkitVectorStore(make())

@@ -20,6 +20,7 @@ from integrations.llama_index import EmbedkitSparseEmbedding, EmbedkitVectorStor
 STORES = ["faiss-flat-float32", "sqlite", "postgres"]
 
 
+@pytest.mark.slow
 def test_sparse_embeddings_equal_the_sentence_transformers_oracle(splade_tiny):
     st = pytest.importorskip("sentence_transformers")
     from embedkit import SparseEncoder

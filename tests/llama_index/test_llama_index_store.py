@@ -228,6 +228,7 @@ def test_bad_input(make):
         store.add([TextNode(id_="x", text="x", embedding=[1.0, 2.0])])
 
 
+@pytest.mark.slow
 def test_reopened_in_a_new_process(backend, tmp_path):
     """Nodes written here are found by a VectorStoreIndex built over the same store in another process."""
     index = backend.open()

@@ -44,6 +44,7 @@ def browser():
         browser.close()
 
 
+@pytest.mark.slow
 def test_the_page_searches_as_the_index_does(browser, make_service, tiny_model, tmp_path):
     index = open_index(f"sqlite:///{tmp_path}/kb.db", tiny_model)
     index.add([t for _, t, _ in DOCS], [m for *_, m in DOCS], ids=[i for i, *_ in DOCS])

@@ -90,6 +90,7 @@ def test_rerank_in_cohere_and_tei_shapes(make_service, cross_dirs, client):
         assert [m["id"] for m in models["data"]] == ["tiny", "tiny-reranker"]
 
 
+@pytest.mark.slow
 def test_index_endpoints_answer_as_the_index_does(make_service, tmp_path, client, cross_dirs):
     from embedkit import CrossEncoder
 
@@ -125,6 +126,7 @@ def test_index_endpoints_answer_as_the_index_does(make_service, tmp_path, client
         assert index.get(made)[0].text == "no id"
 
 
+@pytest.mark.slow
 def test_every_protected_endpoint_wants_the_key(served):
     protected = [
         ("GET", "/v1/models", None),

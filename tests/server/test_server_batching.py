@@ -100,6 +100,7 @@ def test_a_request_whose_client_left_is_never_encoded():
     assert encoded == ["first", "stays"]
 
 
+@pytest.mark.slow
 def test_a_short_load_run_answers_every_request_once(make_service, tiny_model):
     """16 clients for 2 s, single sentences and 8-text requests mixed (benchmarks/serve_load.py is the long one)."""
     with running(make_service()) as url:

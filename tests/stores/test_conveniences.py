@@ -90,6 +90,7 @@ def test_delete_needs_ids_or_a_filter_and_a_bad_filter_deletes_nothing(filled):
     assert len(filled) == len(IDS)
 
 
+@pytest.mark.slow
 def test_iteration_reads_every_document_once_in_order(index):
     ids = [f"doc-{n:05d}" for n in range(2345)]  # more than two pages
     rng = np.random.default_rng(1)

@@ -121,6 +121,7 @@ def test_a_0_1_folder_whose_current_is_not_utf8_is_refused(tmp_path):
 # 3. several processes opening an embedkit 0.1 folder at once
 
 
+@pytest.mark.slow
 def test_three_processes_opening_a_0_1_folder_at_once_keep_every_document(tmp_path):
     names = [f"v{i}" for i in range(1500)]
     folders = [str(tmp_path / f"trial{t}") for t in range(20)]
@@ -174,6 +175,7 @@ def _versions(doc: str) -> list[str]:
     return [" ".join(f"{doc}v{v}{w}" for w in words * (1 + 3 * (v % 3))) for v in range(6)]
 
 
+@pytest.mark.slow
 def test_hits_come_from_one_version_of_each_document_during_upserts(make, minilm_path):
     from transformers import AutoTokenizer
 
@@ -286,6 +288,7 @@ def test_faiss_refuses_an_empty_docstore_beside_a_segment(tmp_path):
     assert (folder / "docs.sqlite").read_bytes() == b""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", ["documents", "bodies", "docs"])
 def test_sqlindex_refuses_a_faiss_docstore(tmp_path, table):
     folder = _saved_folder(tmp_path)
@@ -408,6 +411,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["faiss", "sqlite"])
 def test_an_index_on_read_only_media_opens_for_reading(tmp_path, read_only, store):
     source, target = read_only

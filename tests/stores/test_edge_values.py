@@ -355,6 +355,7 @@ def test_postgres_search_is_one_statement_in_autocommit(pg_url, monkeypatch):
         assert conn.exec_driver_sql("SHOW hnsw.iterative_scan").scalar() == "strict_order"
 
 
+@pytest.mark.slow
 def test_postgres_picks_hnsw_or_an_exact_scan_by_selectivity_and_both_are_right(pg_url):
     index = SQLIndex(HashEncoder(), pg_url[0], table=f"t_{uuid.uuid4().hex[:12]}")
     rng = np.random.default_rng(9)

@@ -91,6 +91,7 @@ def open_store(store: str, tmp_path):
     return SQLIndex(HashEncoder(), f"sqlite:///{tmp_path}/kb.db", chunk_tokens=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["faiss", "sqlite"])
 @pytest.mark.parametrize("seed", range(4))
 def test_postings_select_what_the_json_evaluator_selects(tmp_path, store, seed):

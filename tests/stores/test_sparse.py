@@ -6,6 +6,7 @@ transaction of its rows and says what it needs when opened without its sparse en
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -49,6 +50,7 @@ def check_exact(hits, truth: dict[str, float], k: int, rel=1e-5):
         assert hit.score == pytest.approx(truth[hit.id], rel=rel, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sparse_search_is_the_exact_top_k_filtered_and_after_deletes_and_upserts(make):
     index = make(sparse_encoder=HashSparse())
     ids, texts, metadatas = corpus(300)
@@ -328,6 +330,7 @@ def postings_counter(index, backend):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.stores(["postgres"])
 def test_compacting_while_another_instance_writes_loses_no_postings(make):
     """One instance adds, rewrites and deletes while another compacts over and over (PostgreSQL, where a
@@ -417,6 +420,7 @@ def test_a_postgresql_table_from_before_sparse_postings_gets_them_when_opened(ma
     assert reopened.search("w1 w2 w3", k=1, mode="sparse")[0].id == "new"
 
 
+@pytest.mark.slow
 @pytest.mark.stores(["postgres"])
 def test_postgresql_keeps_sparse_vectors_in_a_sparsevec_column_and_refuses_what_it_cannot_hold(make, backend):
     """Many rows go in by COPY with their sparse vectors; a vector pgvector cannot hold is refused whole."""
@@ -453,6 +457,7 @@ class WideSparse(HashSparse):
         return rows.tocsr()
 
 
+@pytest.mark.slow
 @pytest.mark.stores(["faiss-flat-float32", "sqlite", "postgres"])
 def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny):
     """200 SciFact documents and 20 of its queries through SPLADE-tiny: each store's sparse top 10 is the
@@ -460,6 +465,7 @@ def test_splade_on_scifact_ranks_as_sentence_transformers_does(make, splade_tiny
     ranks_as_the_oracle(make, splade_tiny)
 
 
+@pytest.mark.slow
 @pytest.mark.stores(["sqlite"])
 def test_inference_free_splade_on_scifact_ranks_as_sentence_transformers_does(make, inference_free_splade):
     """The same with inference-free SPLADE, whose queries are weighed by token without running the model."""
@@ -467,20 +473,28 @@ def test_inference_free_splade_on_scifact_ranks_as_sentence_transformers_does(ma
 
 
 def ranks_as_the_oracle(make, folder: str) -> None:
-    st = pytest.importorskip("sentence_transformers")
     from embedkit import SparseEncoder
 
+    ids, texts, queries, scores = oracle_scores(folder)
+    index = make(sparse_encoder=SparseEncoder(folder))
+    index.add(texts, ids=ids)
+    for query, row in zip(queries, scores):
+        truth = {i: float(v) for i, v in zip(ids, row) if v > 0}
+        check_exact(index.search(query, k=10, mode="sparse"), truth, 10, rel=1e-4)
+
+
+@functools.cache
+def oracle_scores(folder: str):
+    """200 SciFact documents (ids, texts), 20 of its queries, and their dot products by sentence-transformers'
+    own SparseEncoder from ``folder`` (computed once per test process)."""
+    st = pytest.importorskip("sentence_transformers")
     corpus_rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()][:200]
     texts = [(r.get("title", "") + " " + r["text"]).strip() for r in corpus_rows]
     ids = [r["_id"] for r in corpus_rows]
     queries = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][:20]
-    index = make(sparse_encoder=SparseEncoder(folder))
-    index.add(texts, ids=ids)
     oracle = st.SparseEncoder(folder, device="cpu")
     scores = (oracle.encode_query(queries).to_dense() @ oracle.encode_document(texts).to_dense().T).numpy()
-    for query, row in zip(queries, scores):
-        truth = {i: float(v) for i, v in zip(ids, row) if v > 0}
-        check_exact(index.search(query, k=10, mode="sparse"), truth, 10, rel=1e-4)
+    return ids, texts, queries, scores
 
 
 def test_every_form_of_sparse_output_gives_the_same_vectors():

@@ -83,6 +83,7 @@ def test_reopening_maps_the_segments_and_reads_only_what_changed(tmp_path):
     assert len(files(tmp_path)) == 1  # one changed row is below the size of a segment
 
 
+@pytest.mark.slow
 def test_changes_over_segments_equal_an_exact_search(tmp_path):
     rng = random.Random(5)
     index = open_sql(tmp_path)
@@ -345,6 +346,7 @@ def test_a_database_in_memory_writes_no_segments(tmp_path):
     index.close()
 
 
+@pytest.mark.slow
 def test_two_instances_in_one_process_keep_each_others_new_segments(tmp_path, monkeypatch):
     """One instance's save removes the unlisted files of its process: while another instance of the same
     process has written a segment and not yet listed it, that save waits instead of removing it."""
