@@ -17,7 +17,7 @@ import numpy as np
 from embedkit.chunking import Chunker
 from integrations._shared import rerank as reranking
 from integrations._shared import validation
-from integrations._shared.chunk_rows import Rows, chunk_rows, deepen
+from integrations._shared.chunk_rows import Rows, chunk_rows, deepen, embed
 from integrations._shared.facts import Facts
 from integrations._shared.fusion import fuse
 from integrations._shared.fusion import legs as fusion_legs
@@ -84,11 +84,17 @@ class Index(Facts, ABC):
         metadatas: list[dict] | None = None,
         ids: list[str] | None = None,
         sparse_embeddings=None,
+        embed_long: bool = False,
     ) -> list[str]:
         """Store precomputed document vectors (shape [n, dim]) with their texts; in an index that keeps sparse
         vectors, ``sparse_embeddings`` (n rows in any form ``integrations.sparse.vectors_of`` reads) are stored
-        instead of the sparse encoder's."""
-        return self._add("add_embeddings()", texts, metadatas, ids, embeddings, False, sparse_embeddings)
+        instead of the sparse encoder's. With ``embed_long``, rows may be None (embedded here), and a text
+        longer than the model takes is stored as chunks embedded here, as ``add`` stores it (its given
+        vector saw only its beginning); chunks keep their text's given sparse vector."""
+        if not embed_long:
+            return self._add("add_embeddings()", texts, metadatas, ids, embeddings, False, sparse_embeddings)
+        given = validation.given_vectors(embeddings, texts, self._check_vectors)
+        return self._add("add_embeddings()", texts, metadatas, ids, given, True, sparse_embeddings)
 
     @overload
     def search(self, query: str, k: int = 10, filter: dict | None = None, **options: Any) -> list[Hit]: ...
@@ -326,22 +332,18 @@ class Index(Facts, ABC):
         self._check_open()
         texts = validation.texts(texts, caller)
         metadatas, ids = self._check_batch(len(texts), metadatas, ids)
-        if encode:
+        if encode:  # ``embeddings``: None, or per text a given vector (None: embed it)
             if not texts:
                 return []
             plan = self.chunker.plan(texts)  # each text tokenized once: for its chunks and, if whole, the encoder
             rows = chunk_rows(ids, texts, metadatas, plan.spans)
-            kwargs = {}
-            if any(t is not None for t in plan.token_ids):  # only for an encoder that takes them
-                kwargs["token_ids"] = [t for t, chunks in zip(plan.token_ids, plan.spans) for _ in chunks or [None]]
-            rows.vectors = self._check_vectors(self.encoder.encode_document(rows.pieces, **kwargs), len(rows.ids))
+            rows.vectors = self._check_vectors(embed(self.encoder, rows, plan, embeddings), len(rows.ids))
         else:
             vectors = self._check_vectors(embeddings, len(texts))
             rows = chunk_rows(ids, texts, metadatas, [None] * len(texts), vectors)
         if texts:
-            rows.sparse = (
-                self.sparse.documents(rows.pieces) if sparse is None else self.sparse.given(sparse, len(texts))
-            )
+            given = None if sparse is None else self.sparse.given(sparse, len(texts))
+            rows.sparse = self.sparse.documents(rows.pieces) if given is None else rows.per_row(given)
             self._write(rows)
         return ids
 

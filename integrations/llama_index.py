@@ -175,20 +175,16 @@ class EmbedkitVectorStore(BasePydanticVectorStore):
     # ----------------------------------------------------------------- writes
     def add(self, nodes: list[BaseNode], **kwargs: Any) -> list[str]:
         """Store ``nodes`` (replacing any with the same id), all or none. Nodes without an embedding are
-        embedded by the index's model with its passage prompt."""
+        embedded by the index's model with its passage prompt, and so is a node longer than the model takes
+        (LlamaIndex's 1,024-token nodes, say): it is stored as chunks, each embedded whole, as ``Index.add``
+        stores a long text, instead of under one vector of its first tokens."""
         if not nodes:
             return []
         ids = [n.node_id for n in nodes]
         texts = [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
         metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=self.flat_metadata) for n in nodes]
-        if all(n.embedding is None for n in nodes):
-            return self._index.add(texts, metadatas, ids=ids)
         vectors = [n.embedding for n in nodes]
-        missing_ = [i for i, v in enumerate(vectors) if v is None]
-        if missing_:
-            for i, v in zip(missing_, self._index.encoder.encode_document([texts[i] for i in missing_])):
-                vectors[i] = v
-        return self._index.add_embeddings(np.asarray(vectors, dtype=np.float32), texts, metadatas, ids=ids)
+        return self._index.add_embeddings(vectors, texts, metadatas, ids=ids, embed_long=True)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of the source document ``ref_doc_id``."""

@@ -5,11 +5,14 @@ its document and its character span."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from embedkit.chunking import Span, piece
+
+logger = logging.getLogger(__name__)
 
 SEP = "\x1f"  # joins a document id and a chunk number: the row id of a document's chunk n >= 1
 
@@ -29,6 +32,14 @@ class Rows:
     pieces: list[str]
     vectors: np.ndarray | None = None
     sparse: list | None = None  # the rows' sparse vectors, in an index with a sparse leg
+
+    def per_row(self, values: list) -> list:
+        """Per row, the value of its document (``values``: one per document, in the write's order)."""
+        out, n = [], -1
+        for doc in self.docs:
+            n += doc is None
+            out.append(values[n])
+        return out
 
     @property
     def heads(self) -> list[str]:
@@ -50,6 +61,31 @@ def chunk_rows(ids, texts, metadatas, spans, vectors=None) -> Rows:
             rows.spans.append(span)
             rows.pieces.append(piece(text, span))
     return rows
+
+
+def embed(encoder, rows: Rows, plan, given: list | None = None):
+    """The vectors of ``rows`` (``chunk_rows`` of texts split by ``plan``): where ``given`` (per text: a
+    vector, or None) has one for a text stored whole, that vector; every other row's piece embedded by
+    ``encoder`` with the passage prompt (with the plan's token ids where the encoder takes them)."""
+    owner = [t for t, chunks in enumerate(plan.spans) for _ in chunks or [None]]  # each row's text
+    todo = [r for r, t in enumerate(owner) if given is None or given[t] is None or plan.spans[t] is not None]
+    kwargs = {}
+    if any(plan.token_ids[owner[r]] is not None for r in todo):  # only for an encoder that takes them
+        kwargs["token_ids"] = [plan.token_ids[owner[r]] for r in todo]
+    made = encoder.encode_document([rows.pieces[r] for r in todo], **kwargs) if todo else []
+    if given is None:
+        return made
+    if long := sum(g is not None and s is not None for g, s in zip(given, plan.spans)):
+        logger.warning(
+            "%d of %d texts are longer than the model takes: each is stored as chunks embedded here (the "
+            "vectors given for them, of their first tokens, are not used)",
+            long,
+            len(given),
+        )
+    vectors = [given[t] for t in owner]
+    for r, vector in zip(todo, made):
+        vectors[r] = vector
+    return np.asarray([np.asarray(v.cpu() if hasattr(v, "cpu") else v, np.float32) for v in vectors])
 
 
 def documents(hits: list) -> list:

@@ -59,6 +59,20 @@ def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:
     return (array / norms[:, None]).astype(np.float32)
 
 
+def given_vectors(embeddings, texts, check) -> list:
+    """Per text, its given vector (unit length, checked by ``check(array, n)``) or None where the caller
+    left it to be embedded; ``embeddings`` is a list with a row or None per text, or an array."""
+    if embeddings is None or isinstance(embeddings, (str, dict)):
+        raise WrongTypeError(f"embeddings must be a list of vectors or None, got {type(embeddings).__name__}")
+    rows = list(embeddings)
+    if not isinstance(texts, (list, tuple)) or len(rows) != len(texts):
+        n = len(texts) if isinstance(texts, (list, tuple)) else "the"
+        raise InvalidInputError(f"got {len(rows)} embeddings for {n} texts")
+    present = [i for i, row in enumerate(rows) if row is not None]
+    checked = iter(check([rows[i] for i in present], len(present)) if present else [])
+    return [None if row is None else next(checked) for row in rows]
+
+
 def ids(values) -> list[str]:
     if isinstance(values, str) or values is None or isinstance(values, dict):
         raise WrongTypeError(f"ids must be a list of str, got {type(values).__name__}")

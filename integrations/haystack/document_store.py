@@ -7,8 +7,6 @@ import base64
 import json
 from typing import Any
 
-import numpy as np
-
 from embedkit._optional import missing
 
 try:
@@ -192,27 +190,19 @@ class EmbedkitDocumentStore:
         return lambda record: document_matches_filter(filters, to_document(record))
 
     def _write(self, documents: list[Document]) -> None:
-        """Documents without embeddings are embedded by the index's model. In an index that keeps sparse
-        vectors, their ``sparse_embedding`` is stored as the sparse vector when every document has one (else
-        the index's sparse encoder embeds them all)."""
+        """Documents without embeddings are embedded by the index's model, and so is a document longer than
+        the model takes: it is stored as chunks, each embedded whole, as ``Index.add`` stores a long text,
+        instead of under one vector of its first tokens. In an index that keeps sparse vectors, their
+        ``sparse_embedding`` is stored as the sparse vector when every document has one (else the index's
+        sparse encoder embeds them all)."""
         texts = [d.content or "" for d in documents]
         metas = [stored_meta(d) for d in documents]
         ids = [d.id for d in documents]
         sparse = None
         if self.index.sparse.recorded is not None and all(d.sparse_embedding is not None for d in documents):
             sparse = [dict(zip(d.sparse_embedding.indices, d.sparse_embedding.values)) for d in documents]
-        if all(d.embedding is None for d in documents) and sparse is None:
-            self.index.add(texts, metas, ids=ids)
-            return
-        missing = [i for i, d in enumerate(documents) if d.embedding is None]
         vectors = [d.embedding for d in documents]
-        if missing:
-            made = self.index.encoder.encode_document([texts[i] for i in missing])
-            for i, vector in zip(missing, made):
-                vectors[i] = vector
-        self.index.add_embeddings(
-            np.asarray(vectors, dtype=np.float32), texts, metas, ids=ids, sparse_embeddings=sparse
-        )
+        self.index.add_embeddings(vectors, texts, metas, ids=ids, sparse_embeddings=sparse, embed_long=True)
 
 
 def _in_a_thread(name: str):

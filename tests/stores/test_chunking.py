@@ -283,3 +283,52 @@ def test_token_ids_are_checked_and_ignored_where_they_cannot_hold(tiny_model):
         tiny_model.transformer.do_lower_case = lowering
     taken = tiny_model.encode(["Hello"], token_ids=[wrong])  # taken as given otherwise (the caller's promise)
     np.testing.assert_allclose(taken, tiny_model.encode(["something else entirely"]), atol=1e-6)
+
+
+def test_embed_long_stores_a_long_text_as_add_does_and_keeps_short_texts_given_vectors(backend, tiny_model):
+    """What the LlamaIndex and Haystack adapters rely on: ``add_embeddings(embed_long=True)`` keeps a short
+    text's given vector, embeds a None row, and stores a long text as chunks embedded by the model (its
+    given vector saw only its start), each chunk with the text's given sparse vector."""
+    from store_workers import HashSparse
+
+    index = backend.open(tiny_model, chunk_tokens=16, chunk_overlap=4, sparse_encoder=HashSparse())
+    tol = 1e-5 if isinstance(index, SQLIndex) or index.precision == "float32" else 2e-2  # int8 codes
+    rng = np.random.default_rng(0)
+    given = rng.normal(size=(3, index.dimension)).astype(np.float32)
+    texts = {"long": long_text(150, 3), "short": "tiny note one", "none": "tiny note two"}
+    sparse = [{7: 1.0}, {8: 1.0}, {9: 1.0}]
+    vectors = [given[0], given[1], None]
+    index.add_embeddings(vectors, list(texts.values()), ids=list(texts), sparse_embeddings=sparse, embed_long=True)
+    assert len(index) == 3 and index.get(["long"])[0].text == texts["long"]
+    top = index.search_by_vector(given[1], k=1)[0]
+    assert (top.id, top.span) == ("short", None) and top.score == pytest.approx(1.0, abs=tol)
+    want = tiny_model.encode_document(["tiny note two"], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(index.get_vectors(["none"])[0], want, atol=tol if tol > 1e-5 else 1e-6)
+    (spans,) = Chunker(tiny_model, 16, 4).spans([texts["long"]])
+    assert len(spans) >= 3
+    for span in spans:  # every chunk is the model's vector of its piece
+        hit = index.search_by_vector(chunk_vector(index, texts["long"], span), k=1)[0]
+        assert (hit.id, hit.span) == ("long", span) and hit.score == pytest.approx(1.0, abs=tol)
+    assert index.search_by_vector(given[0], k=3)[0].score < 0.99  # the given vector of the long text is gone
+    assert [h.id for h in index.search_by_sparse_vector({7: 1.0}, k=5)] == ["long"]
+    assert [h.id for h in index.search_by_sparse_vector({9: 1.0}, k=5)] == ["none"]
+
+    plain = backend.open(tiny_model, chunk_tokens=16, chunk_overlap=4, sparse_encoder=HashSparse())
+    plain.add_embeddings(given[:1], [texts["long"]], ids=["long"], sparse_embeddings=sparse[:1])  # as given
+    hit = plain.search_by_vector(given[0], k=1)[0]
+    assert (hit.id, hit.span) == ("long", None) and hit.score == pytest.approx(1.0, abs=tol)
+
+
+def test_embed_long_checks_its_rows(tiny_model, tmp_path):
+    from integrations.errors import InvalidInputError, WrongTypeError
+
+    with SQLIndex(tiny_model, f"sqlite:///{tmp_path}/a.db") as index:
+        with pytest.raises(WrongTypeError, match="embeddings must be a list of vectors or None, got NoneType"):
+            index.add_embeddings(None, ["a"], embed_long=True)
+        with pytest.raises(InvalidInputError, match="got 1 embeddings for 2 texts"):
+            index.add_embeddings([None], ["a", "b"], embed_long=True)
+        with pytest.raises(InvalidInputError, match=r"embeddings must have shape \[n, 32\], got \[1, 3\]"):
+            index.add_embeddings([None, [1.0, 0.0, 0.0]], ["a", "b"], embed_long=True)
+        with pytest.raises(InvalidInputError, match="embedding at index 0 is all zeros"):
+            index.add_embeddings([np.zeros(32), None], ["a", "b"], embed_long=True)
+        assert len(index) == 0
