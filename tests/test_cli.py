@@ -109,11 +109,12 @@ def test_add_and_search_sqlite_and_faiss(tmp_path, prompt_model_dir, run):
         )
         assert out.returncode == 0, out.stderr
         hits = json.loads(out.stdout)
-        assert [h["id"] for h in hits] == ["a", "c"]
+        source = os.path.join(os.path.realpath(tmp_path), "docs.jsonl")  # a record's id is FILE#ID
+        assert [h["id"] for h in hits] == [f"{source}#a", f"{source}#c"]
         q = model.encode_query("cats sleep on warm mats")
         d = model.encode_document("cats sleep on warm mats")
         assert abs(hits[0]["score"] - float(q @ d / np.linalg.norm(q) / np.linalg.norm(d))) < 1e-4
-        assert hits[0]["metadata"] == {"source": "pets.txt", "page": 1, "root": os.path.realpath(tmp_path)}
+        assert hits[0]["metadata"] == {"source": "pets.txt", "page": 1, "root": os.path.realpath(tmp_path), "id": "a"}
         text = run("search", db, "finance", "-m", prompt_model_dir, "-k", "1")
         assert text.stdout.startswith("Q: finance\n  1. ")
 
@@ -196,7 +197,10 @@ def test_help_where_a_new_user_stumbles_comes_before_any_model_loads(tmp_path, p
     (tmp_path / "r.jsonl").write_text('{"body": "green tea", "lang": "en"}\n')
     out = run("add", f"sqlite:///{tmp_path}/new.db", str(tmp_path / "r.jsonl"), "-m", nowhere)
     assert out.returncode == 1
-    assert "expected an object with a string 'text' field (its fields: body, lang); --text-field names" in out.stderr
+    assert (
+        "expected an object with a string 'text' field (its fields: body, lang); --text-field NAME (or "
+        "PATTERN=NAME for some files) names the field" in out.stderr
+    )
     db = f"sqlite:///{tmp_path}/ok.db"
     assert run("add", db, str(notes), "-m", prompt_model_dir, "-q").returncode == 0
     out = run("search", db, "tea", "-m", nowhere, "--rerank", str(tmp_path / "no-such-reranker"))

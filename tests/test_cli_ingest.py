@@ -45,7 +45,7 @@ def test_add_a_folder(docs, cli, prompt_model_dir, monkeypatch):
         f"{root}/a/notes.txt": ("cats sleep on warm mats\n\n   \nthe sun is a star", meta("a/notes.txt")),
         f"{root}/b/notes.txt": ("bond yields rose sharply", meta("b/notes.txt")),
         f"{root}/guide.md": ("# Title\n\nFirst paragraph\nstill first.\n\n```\ncode\n\nmore\n```", meta("guide.md")),
-        "r1": ("a row, with a comma", meta("table.csv", lang="en")),
+        f"{root}/table.csv#r1": ("a row, with a comma", meta("table.csv", lang="en", id="r1")),
     }
 
 
@@ -159,7 +159,8 @@ def test_an_index_of_the_older_cli_is_migrated_not_doubled(docs, cli, prompt_mod
     code, _, err = cli("add", db, "docs", "-q")
     assert code == 0 and "4 added" in err and "stored under older ids replaced" in err, err
     root = os.path.realpath(docs / "docs")
-    kept = {f"{root}/a/notes.txt", f"{root}/b/notes.txt", f"{root}/guide.md", "r1", "other/a/notes.txt:1"}
+    kept = {f"{root}/a/notes.txt", f"{root}/b/notes.txt", f"{root}/guide.md", f"{root}/table.csv#r1"}
+    kept.add("other/a/notes.txt:1")
     assert set(stored(db, prompt_model_dir)) == kept
 
 
@@ -195,9 +196,59 @@ def test_jsonl_top_level_fields_are_metadata(tmp_path, cli, prompt_model_dir, mo
     code, _, err = cli("add", at(tmp_path), "tickets.jsonl", "--id-field", "key", "--text-field", "body", "-q")
     assert code == 0, err
     docs = stored(at(tmp_path), prompt_model_dir)
-    assert docs["t1"][1]["status"] == "open" and docs["t1"][1]["team"] == "web" and "body" not in docs["t1"][1]
+    t1 = f"{os.path.realpath(tmp_path)}/tickets.jsonl#t1"  # a record's id is FILE#ID, its own id kept
+    assert docs[t1][1] == {
+        "source": t1.split("#")[0],
+        "root": os.path.realpath(tmp_path),
+        "status": "open",
+        "team": "web",
+        "key": "t1",
+    }
     code, out, _ = cli("search", at(tmp_path), "ticket", "--json", "--filter", '{"status": "open"}')
-    assert [h["id"] for h in json.loads(out)] == ["t1"]
+    assert [h["id"] for h in json.loads(out)] == [t1]
+
+
+def test_record_files_have_their_own_fields_and_may_share_ids(tmp_path, cli, prompt_model_dir, monkeypatch, at):
+    """Per-file --text-field and --id-field (PATTERN=NAME, the last match winning); two files with the same
+    ids keep both; an index of the previous CLI (bare record ids) is migrated, not doubled; a pattern that
+    matches no file, or a malformed one, is an error before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    kb = tmp_path / "kb"
+    (kb / "faq").mkdir(parents=True)
+    (kb / "tickets.jsonl").write_text('{"id": "1", "text": "login fails on mobile"}\n{"id": "2", "text": "refund"}\n')
+    (kb / "faq" / "answers.csv").write_text("qid,answer,lang\n1,Reset your password from the login page,en\n")
+    (kb / "faq" / "old.jsonl").write_text('{"key": "1", "body": "an old answer"}\n')
+    root = os.path.realpath(kb)
+    db = at(tmp_path)
+    with open_index(db, SentenceTransformer(prompt_model_dir, device="cpu")) as index:  # the previous CLI's ids
+        index.add(["refund"], [{"source": f"{root}/tickets.jsonl", "root": root}], ids=["2"])
+    fields = ["--text-field", "faq/*.csv=answer", "--text-field", "old.jsonl=body", "--id-field", "*.csv=qid"]
+    code, _, err = cli("add", db, "kb", *fields, "--id-field", "old.jsonl=key", "-q")
+    assert code == 0, err
+    assert "4 added, 0 updated, 0 unchanged, 0 removed, 1 stored under older ids replaced" in err, err
+    docs = stored(db, prompt_model_dir)
+    assert {i: t for i, (t, _) in docs.items()} == {
+        f"{root}/tickets.jsonl#1": "login fails on mobile",
+        f"{root}/tickets.jsonl#2": "refund",
+        f"{root}/faq/answers.csv#1": "Reset your password from the login page",
+        f"{root}/faq/old.jsonl#1": "an old answer",
+    }
+    assert docs[f"{root}/faq/answers.csv#1"][1] == {
+        "source": f"{root}/faq/answers.csv",
+        "root": root,
+        "lang": "en",
+        "qid": "1",
+    }
+    code, _, err = cli("add", db, "kb", *fields, "--id-field", "old.jsonl=key", "-q")
+    assert code == 0 and "0 added, 0 updated, 4 unchanged, 0 removed" in err, err
+    for bad, message in [
+        (["--text-field", "*.tsv=body"], "--text-field '*.tsv=body': the pattern matches no .jsonl or .csv file read"),
+        (["--id-field", "=key"], "--id-field '=key': expected NAME or PATTERN=NAME"),
+        (["--text-field", "faq/*="], "--text-field 'faq/*=': expected NAME or PATTERN=NAME"),
+    ]:
+        code, _, err = cli("add", db, "kb", *fields, "--id-field", "old.jsonl=key", *bad, "-q")
+        assert code == 1 and message in err, err
+    assert stored(db, prompt_model_dir) == docs
 
 
 def test_argument_errors_and_a_missing_folder_fail_before_any_model_loads(tmp_path):
@@ -417,10 +468,11 @@ def test_info_list_get_delete_and_prune(docs, cli, prompt_model_dir, monkeypatch
         assert "documents: 4" in out and f"{root}/guide.md" in out
         code, out, _ = cli("list", db, "--limit", "2", "--offset", "1")
         assert out.split() == [f"{root}/b/notes.txt", f"{root}/guide.md"]  # id order, the second page of 1
+        row = f"{root}/table.csv#r1"
         code, out, _ = cli("list", db, "--filter", '{"lang": "en"}')
-        assert out.split() == ["r1"]
-        code, out, _ = cli("get", db, "r1", f"{root}/guide.md")
-        assert [json.loads(line)["id"] for line in out.splitlines()] == ["r1", f"{root}/guide.md"]
+        assert out.split() == [row]
+        code, out, _ = cli("get", db, row, f"{root}/guide.md")
+        assert [json.loads(line)["id"] for line in out.splitlines()] == [row, f"{root}/guide.md"]
         code, _, err = cli("get", db, "nope")
         assert code == 1 and "no documents with ids ['nope']" in err
         code, _, err = cli("delete", db, "--filter", json.dumps({"source": f"{root}/table.csv"}))
@@ -453,7 +505,8 @@ def test_inspection_commands_load_no_model(docs, cli, prompt_model_dir, monkeypa
     """info, list, get, delete and prune open the index with the model it records standing in: torch is
     never imported, and the answers are those of an open with the model."""
     monkeypatch.chdir(docs)
-    commands = [["list", "DB"], ["get", "DB", "r1"], ["delete", "DB", "r1"], ["prune", "DB"], ["info", "DB", "--json"]]
+    row = f"{os.path.realpath(docs / 'docs')}/table.csv#r1"
+    commands = [["list", "DB"], ["get", "DB", row], ["delete", "DB", row], ["prune", "DB"], ["info", "DB", "--json"]]
     for db in ("sqlite:///kb.db", str(docs / "faiss-kb")):
         assert cli("add", db, "docs", "-q")[0] == 0
         before = stored(db, prompt_model_dir)
@@ -467,11 +520,11 @@ def test_inspection_commands_load_no_model(docs, cli, prompt_model_dir, monkeypa
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=docs, timeout=120)
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
-        assert lines[:4] == sorted(before) and json.loads(lines[4])["text"] == before["r1"][0]
+        assert lines[:4] == sorted(before) and json.loads(lines[4])["text"] == before[row][0]
         assert "1 deleted; 3 documents in total" in out.stderr
         facts = json.loads(lines[5])
         assert facts["model"] == prompt_model_dir and facts["documents"] == 3 and "chunk_tokens" not in facts
-        assert stored(db, prompt_model_dir) == {k: v for k, v in before.items() if k != "r1"}
+        assert stored(db, prompt_model_dir) == {k: v for k, v in before.items() if k != row}
 
 
 @pytest.mark.slow

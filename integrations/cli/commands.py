@@ -15,6 +15,7 @@ from importlib import resources
 from tqdm.auto import tqdm
 
 from integrations.cli.batches import Pace, batches, interruptible, measure
+from integrations.cli.fields import RecordFields
 from integrations.cli.inspection import warn_unknown_fields
 from integrations.cli.readers import (
     Document,
@@ -108,27 +109,27 @@ def _differs(record, document: Document) -> bool:
 
 def read_paths(
     paths: list[str],
-    field: str = "text",
+    field: str | list[str] | None = "text",
     *,
     unit: str = "file",
-    id_field: str = "id",
+    id_field: str | list[str] | None = "id",
     encoding: str = "utf-8",
     strict: bool = False,
 ) -> tuple[list[FileDocuments], Listing]:
     """Every file of ``paths`` read and checked (see ``integrations.cli.readers``), before anything is
-    written: (the files read, the listing). A file that cannot be read or decoded joins the listing's
-    ``trouble``; with ``strict``, any trouble is an error instead."""
+    written: (the files read, the listing). ``field`` and ``id_field`` name the text's and the id's field
+    of JSONL and CSV files, for all or per file (``integrations.cli.fields``). A file that cannot be read or
+    decoded joins the listing's ``trouble``; with ``strict``, any trouble is an error instead."""
     listing = find_files(paths)
-    files = []
+    fields, files = RecordFields(field, id_field), []
     for f in listing.found:
         try:
-            files.append(
-                read_file(f.path, f.source, field, unit=unit, id_field=id_field, encoding=encoding, root=f.root)
-            )
+            files.append(read_file(f.path, f.source, unit=unit, encoding=encoding, root=f.root, **fields.of(f)))
         except UndecodableFile as exc:
             listing.trouble.append(Trouble(f.source, "undecodable", exc.reason))
         except OSError as exc:
             listing.trouble.append(Trouble(f.source, "unreadable", f"cannot be read ({exc.strerror or exc})"))
+    fields.check_used()
     if strict and listing.trouble:
         first = listing.trouble[0]
         raise ValueError(
@@ -159,7 +160,9 @@ def add_files(
     kept = set(add_documents(index, [d for f in files for d in f.documents], batch_size, quiet, counts))
     for file in files:
         stale = [r.id for r in index.get(filter={"source": file.source}) if r.id not in kept]
-        counts["removed"] += index.delete(stale) if stale else 0
+        renamed = sum(f"{file.source}#{i}" in kept for i in stale)  # a record under the previous CLI's bare id
+        counts["migrated"] += renamed
+        counts["removed"] += (index.delete(stale) if stale else 0) - renamed
     for root in listing.roots if listing is not None else ():
         _prune(index, root, listing, kept, counts, allow_empty)
     index.save()

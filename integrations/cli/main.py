@@ -146,9 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("db", help=DB_HELP + "; created if missing")
     add.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (searched recursively) or globs")
     add.add_argument(
-        "--text-field", "--field", dest="field", default="text", help="the JSONL field or CSV column of the text"
+        "--text-field",
+        "--field",
+        dest="field",
+        action="append",
+        metavar="[PATTERN=]NAME",
+        help="the JSONL field or CSV column of the text (default: text); PATTERN=NAME for the files whose path "
+        "in the folder, or name, matches the glob PATTERN (repeat it; the last match wins)",
     )
-    add.add_argument("--id-field", default="id", help="the JSONL field or CSV column of the id (default: id)")
+    add.add_argument(
+        "--id-field",
+        action="append",
+        metavar="[PATTERN=]NAME",
+        help="the JSONL field or CSV column of a record's own id (default: id), per file as --text-field; the "
+        "document id is FILE#ID, so files may share ids",
+    )
     add.add_argument(
         "--unit",
         choices=["file", "paragraph", "line"],

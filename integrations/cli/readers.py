@@ -10,10 +10,11 @@ Units (``unit``), for .txt and .md:
   ``metadata["headings"]``. Ids are ``SOURCE#HASH`` of the paragraph's text, so inserting text above
   leaves the others' ids alone;
 - ``line``: one document per line, ids ``SOURCE:LINE``.
-``.jsonl`` holds one object per line: the text in ``text_field``, the id in ``id_field`` (else
-``SOURCE:LINE``), every other top-level field as metadata (``metadata``, an object, is merged in too).
-``.csv`` has a header row: the text in column ``text_field``, the id in ``id_field``; the other columns
-become metadata.
+``.jsonl`` holds one object per line: the text in ``text_field``, the id in ``id_field``, every other
+top-level field as metadata (``metadata``, an object, is merged in too). ``.csv`` has a header row: the
+text in column ``text_field``, the id in ``id_field``; the other columns become metadata. A record's
+document id is ``SOURCE#ID`` (its own id kept in its metadata under ``id_field``), or ``SOURCE:LINE``
+without one, so two files may use the same ids.
 
 Sources are paths: a file found under a folder argument is named ``ROOT/PATH/IN/IT``, where ROOT is the
 folder resolved (whatever spelling reached it: ``../kb``, ``kb``, an absolute path), so two folders of the
@@ -234,6 +235,8 @@ def read_file(
         base = {"source": source} if root is None else {"source": source, "root": root}
         if line is not None:
             base["line"] = line
+        if doc_id is not None and kind in (".jsonl", ".csv"):  # namespaced by its file: files may share ids
+            doc_id = f"{source}#{doc_id}"
         doc_id = doc_id or (f"{source}:{line}" if line is not None else source)
         seen[doc_id] += 1
         if seen[doc_id] > 1 and unit == "paragraph":  # the same paragraph twice in a file
@@ -353,7 +356,7 @@ def _jsonl(file, path: str, text_field: str, id_field: str):
             fields = f" (its fields: {', '.join(sorted(record))})" if isinstance(record, dict) else ""
             raise ValueError(
                 f"{path}:{n}: expected an object with a string {text_field!r} field{fields}; "
-                "--text-field names the field that holds the text"
+                "--text-field NAME (or PATTERN=NAME for some files) names the field that holds the text"
             )
         nested = record.get("metadata") or {}
         if not isinstance(nested, dict):
@@ -363,20 +366,26 @@ def _jsonl(file, path: str, text_field: str, id_field: str):
             raise ValueError(f"{path}:{n}: {id_field!r} must be a non-empty string or an integer, got {doc_id!r}")
         fields = {k: v for k, v in record.items() if k not in (text_field, id_field, "metadata")}
         own = None if doc_id is None else str(doc_id)
-        yield (n if own is None else None), own, record[text_field], {**fields, **nested}
+        yield (n if own is None else None), own, record[text_field], {**fields, **nested, **_own(id_field, own)}
+
+
+def _own(id_field: str, own: str | None) -> dict:
+    """A record's own id, kept in its metadata under its field's name (its document id is namespaced)."""
+    return {} if own is None else {id_field: own}
 
 
 def _csv(file, path: str, text_field: str, id_field: str):
     rows = csv.DictReader(file)
     if rows.fieldnames is None or text_field not in rows.fieldnames:
         raise ValueError(
-            f"{path}: no {text_field!r} column (columns: {rows.fieldnames or []}); --text-field names the column "
-            "that holds the text"
+            f"{path}: no {text_field!r} column (columns: {rows.fieldnames or []}); --text-field NAME (or "
+            "PATTERN=NAME for some files) names the column that holds the text"
         )
     line = rows.line_num + 1
     for row in rows:
         if None in row:
             raise ValueError(f"{path}:{line}: more values than the {len(rows.fieldnames)} columns of the header")
         text, doc_id = row.pop(text_field) or "", row.pop(id_field, None) or None
-        yield (line if doc_id is None else None), doc_id, text, {k: v for k, v in row.items() if v is not None}
+        metadata = {k: v for k, v in row.items() if v is not None}
+        yield (line if doc_id is None else None), doc_id, text, {**metadata, **_own(id_field, doc_id)}
         line = rows.line_num + 1
