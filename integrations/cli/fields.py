@@ -10,6 +10,8 @@ import os
 
 
 class Fields:
+    """One option's rules (``option``: its name, for messages; ``default``: the field where none matches)."""
+
     def __init__(self, option: str, specs: str | list[str] | None, default: str):
         self.option, self.default = option, default
         self.rules: list[tuple[str | None, str]] = []  # (pattern or None for every file, field)
