@@ -242,12 +242,15 @@ def test_record_files_have_their_own_fields_and_may_share_ids(tmp_path, cli, pro
     code, _, err = cli("add", db, "kb", *fields, "--id-field", "old.jsonl=key", "-q")
     assert code == 0 and "0 added, 0 updated, 4 unchanged, 0 removed" in err, err
     for bad, message in [
-        (["--text-field", "*.tsv=body"], "--text-field '*.tsv=body': the pattern matches no .jsonl or .csv file read"),
+        (["--text-field", "*.tsv=body"], "--text-field '*.tsv=body': the pattern matches no .jsonl or .csv file"),
         (["--id-field", "=key"], "--id-field '=key': expected NAME or PATTERN=NAME"),
         (["--text-field", "faq/*="], "--text-field 'faq/*=': expected NAME or PATTERN=NAME"),
     ]:
         code, _, err = cli("add", db, "kb", *fields, "--id-field", "old.jsonl=key", *bad, "-q")
         assert code == 1 and message in err, err
+    typo = ["--text-field", "old.jsonl=body", "--text-field", "faqs/*.csv=answer", "--id-field", "old.jsonl=key"]
+    code, _, err = cli("add", db, "kb", *typo, "-q")  # named before answers.csv fails for want of it
+    assert code == 1 and "--text-field 'faqs/*.csv=answer': the pattern matches no .jsonl or .csv file" in err, err
     assert stored(db, prompt_model_dir) == docs
 
 

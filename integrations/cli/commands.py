@@ -122,14 +122,15 @@ def read_paths(
     decoded joins the listing's ``trouble``; with ``strict``, any trouble is an error instead."""
     listing = find_files(paths)
     fields, files = RecordFields(field, id_field), []
-    for f in listing.found:
+    named = [fields.of(f) for f in listing.found]
+    fields.check_used()  # a mistyped pattern is named before a file that needed it fails
+    for f, keywords in zip(listing.found, named):
         try:
-            files.append(read_file(f.path, f.source, unit=unit, encoding=encoding, root=f.root, **fields.of(f)))
+            files.append(read_file(f.path, f.source, unit=unit, encoding=encoding, root=f.root, **keywords))
         except UndecodableFile as exc:
             listing.trouble.append(Trouble(f.source, "undecodable", exc.reason))
         except OSError as exc:
             listing.trouble.append(Trouble(f.source, "unreadable", f"cannot be read ({exc.strerror or exc})"))
-    fields.check_used()
     if strict and listing.trouble:
         first = listing.trouble[0]
         raise ValueError(

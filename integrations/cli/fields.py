@@ -34,7 +34,7 @@ class Fields:
         return field
 
     def check_used(self) -> None:
-        """A pattern that matched no file read is a mistake: say so before anything is written."""
+        """A pattern that matched no file is a mistake: say so before anything is read or written."""
         for pattern, name in self.rules:
             if pattern is not None and pattern not in self.used:
                 raise ValueError(
