@@ -38,7 +38,7 @@ class Fields:
         for pattern, name in self.rules:
             if pattern is not None and pattern not in self.used:
                 raise ValueError(
-                    f"{self.option} '{pattern}={name}': the pattern matches no .jsonl or .csv file read "
+                    f"{self.option} '{pattern}={name}': the pattern matches no .jsonl or .csv file found "
                     "(patterns match a file's path inside its folder, or its name)"
                 )
 
