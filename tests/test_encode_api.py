@@ -322,4 +322,6 @@ def test_a_stopped_run_of_parallel_batches_starts_no_more_of_them():
     assert next(run) == 0
     threading.Timer(0.2, release.set).start()  # lets the two running batches finish during the stop
     run.close()
-    assert sorted(started) == [0, 1, 2]
+    # 0 and 1 ran; 2 ran only if the worker that 0 freed took it before the stop cancelled it (a race a
+    # busy machine decides either way); 3 to 99 never start
+    assert {0, 1} <= set(started) <= {0, 1, 2} and len(started) == len(set(started))
