@@ -15,13 +15,13 @@ from typing import Any, overload
 import numpy as np
 
 from embedkit.chunking import Chunker
+from integrations._shared import passages, validation
 from integrations._shared import rerank as reranking
-from integrations._shared import validation
 from integrations._shared.chunk_rows import Rows, chunk_rows, deepen, embed
 from integrations._shared.facts import Facts
 from integrations._shared.fusion import fuse
 from integrations._shared.fusion import legs as fusion_legs
-from integrations._shared.validation import check_non_negative_int, check_positive_int
+from integrations._shared.validation import check_positive_int
 from integrations.encoders import as_encoder, check_info, encoder_info
 from integrations.errors import IndexClosedError, InvalidInputError, UnknownIdsError, WrongTypeError
 from integrations.filters.parse import Node, parse_filter
@@ -98,7 +98,6 @@ class Index(Facts, ABC):
 
     @overload
     def search(self, query: str, k: int = 10, filter: dict | None = None, **options: Any) -> list[Hit]: ...
-
     @overload
     def search(self, query: list[str], k: int = 10, filter: dict | None = None, **options: Any) -> list[list[Hit]]: ...
 
@@ -127,12 +126,10 @@ class Index(Facts, ABC):
         callable ``(query, passages) -> scores``) reorders the first ``rerank_candidates`` documents and
         keeps the ``k`` best (see ``integrations._shared.rerank``)."""
         queries = validation.search_arguments(query, mode, rrf_k, candidates)
-        self._check_open()
-        check_positive_int("k", k)
+        node = self._query(k, filter)
         score = None if rerank is None else reranking.scorer(rerank, rerank_candidates, k)
         k, candidates = min(k, MAX_ROWS), min(candidates, MAX_ROWS)
         first = k if score is None else min(rerank_candidates, MAX_ROWS)  # what the first stage fetches
-        node = parse_filter(filter)
         legs = fusion_legs(mode, weights, self.sparse)
         if not queries:
             return []
@@ -144,8 +141,11 @@ class Index(Facts, ABC):
             results = found[mode]
         if include_vectors:
             self.sparse.attach([hit for hits in results for hit in hits], self._sparse_vectors)
+        if "keyword" in legs:  # a keyword hit's passage: its best chunk
+            passages.best_chunks(results, queries, self._chunk_spans)
         if score is not None:
             results = [reranking.rerank_hits(score, q, hits, k, mode) for q, hits in zip(queries, results)]
+        passages.remember(results, queries)
         return results[0] if isinstance(query, str) else results
 
     def _leg(self, leg: str, queries: list[str], k: int, node, include_vectors: bool) -> list[list[Hit]]:
@@ -166,8 +166,7 @@ class Index(Facts, ABC):
     ) -> list[Hit] | list[list[Hit]]:
         """Like ``search``, for an embedding (1-D) or a batch of them (2-D)."""
         array = np.asarray(vector.cpu() if hasattr(vector, "cpu") else vector, dtype=np.float32)
-        single, queries = array.ndim == 1, array[None] if array.ndim == 1 else array
-        return self._find(single, queries, k, filter, include_vectors)
+        return self._find(array.ndim == 1, array[None] if array.ndim == 1 else array, k, filter, include_vectors)
 
     @guarded
     def search_by_sparse_vector(
@@ -175,9 +174,7 @@ class Index(Facts, ABC):
     ) -> list[Hit]:
         """Like ``search(mode="sparse")``, for a sparse vector ({dimension: weight}, or one row in any form
         ``integrations.sparse.vectors_of`` reads), in an index that keeps sparse vectors."""
-        self._check_open()
-        check_positive_int("k", k)
-        node = parse_filter(filter)
+        node = self._query(k, filter)
         return self._sparse_top(self.sparse.given(vector, 1)[0], min(k, MAX_ROWS), node, include_vectors)
 
     @guarded
@@ -194,19 +191,13 @@ class Index(Facts, ABC):
         in id order (code point). ``filter`` keeps the matching ones; ``offset`` and ``limit`` page the result."""
         self._check_open()
         node = parse_filter(filter)
-        if limit is not None:
-            check_non_negative_int("limit", limit)
-            limit = min(limit, MAX_ROWS)
-        check_non_negative_int("offset", offset)
-        offset = min(offset, MAX_ROWS)
+        limit, offset = validation.page(limit, offset, MAX_ROWS)
         if ids is None:
             records = self._select(node, None, limit, offset) if limit != 0 else []
         else:
             ids = self._check_ids(ids)
-            records = self._get(ids) if node is None else self._select(node, ids, None, 0)
-            if node is not None:
-                found = {r.id: r for r in records}
-                records = [found[i] for i in ids if i in found]
+            found = {r.id: r for r in (self._get(ids) if node is None else self._select(node, ids, None, 0))}
+            records = [found[i] for i in ids if i in found]
             records = records[offset : None if limit is None else offset + limit]
         if include_vectors:
             self._attach_vectors(records)
@@ -303,6 +294,10 @@ class Index(Facts, ABC):
         """The stored sparse vectors of ``ids`` (of their first chunks)."""
         return {}
 
+    def _chunk_spans(self, ids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """The spans of the chunks of those of ``ids`` stored as chunks."""
+        return {}
+
     @abstractmethod
     def _get(self, ids: list[str]) -> list[Record]: ...
 
@@ -348,9 +343,7 @@ class Index(Facts, ABC):
         return ids
 
     def _find(self, single: bool, queries, k: int, filter: dict | None, include_vectors: bool):
-        self._check_open()
-        check_positive_int("k", k)
-        node = parse_filter(filter)
+        node = self._query(k, filter)
         vectors = self._check_vectors(queries, None)
         results = self._dense(vectors, min(k, MAX_ROWS), node, include_vectors) if len(vectors) else []
         return results[0] if single else results
@@ -384,6 +377,12 @@ class Index(Facts, ABC):
         """The error of this library's own that a backend's ``exc`` means (CorruptIndexError for damaged
         files, ReadOnlyIndexError for a write to read-only storage), or None to let it through."""
         return None
+
+    def _query(self, k, filter: dict | None) -> Node | None:
+        """Check that the index is open and ``k`` a positive int; the parsed ``filter``."""
+        self._check_open()
+        check_positive_int("k", k)
+        return parse_filter(filter)
 
     def _check_open(self) -> None:
         if self.closed:

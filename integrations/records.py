@@ -29,14 +29,24 @@ class Hit(Record):
     search); higher is better. ``ranks``:
     the hit's rank in each leg or stage that found it (``{"vector": 1, "keyword": 4}``; set in hybrid mode
     and with a rerank stage, which adds ``"rerank"``). ``scores``: with a rerank stage, the first stage's
-    score under its mode's name and the reranker's under ``"rerank"``."""
+    score under its mode's name and the reranker's under ``"rerank"``. ``query``: the query text, set by ``search``."""
 
     score: float = 0.0
     span: tuple[int, int] | None = field(default=None, kw_only=True, compare=False)
     ranks: dict[str, int] | None = field(default=None, kw_only=True, compare=False)
     scores: dict[str, float] | None = field(default=None, kw_only=True, compare=False)
+    query: str | None = field(default=None, kw_only=True, compare=False, repr=False)
 
     @property
     def passage(self) -> str:
-        """The text of the best chunk (``text[span]``), or the whole text of a document stored whole."""
+        """The text of the best chunk (``text[span]``: for a keyword hit, the chunk that matches the query
+        best), or the whole text of a document stored whole."""
         return piece(self.text, self.span)
+
+    @property
+    def highlights(self) -> list[tuple[int, int]]:
+        """The (start, end) character ranges of ``passage`` where the words and phrases of ``query`` match, as
+        the keyword index matches them (none without a query; see ``integrations._shared.passages``)."""
+        from integrations._shared.passages import highlights
+
+        return list(highlights(self.passage, self.query)) if self.query else []

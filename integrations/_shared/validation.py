@@ -37,6 +37,15 @@ check_positive_int = _as_store_error(_checks.check_positive_int)
 check_non_negative_int = _as_store_error(_checks.check_non_negative_int)
 
 
+def page(limit, offset, most: int) -> tuple[int | None, int]:
+    """``limit`` (None: all) and ``offset`` checked as ints >= 0, each at most ``most``."""
+    if limit is not None:
+        check_non_negative_int("limit", limit)
+        limit = min(limit, most)
+    check_non_negative_int("offset", offset)
+    return limit, min(offset, most)
+
+
 def unit_vectors(embeddings, dimension: int, n: int | None) -> np.ndarray:
     """Float32 unit rows. Zero vectors have no direction, so every backend refuses them."""
     if embeddings is None:

@@ -12,6 +12,7 @@ from embedkit.quantization import calibration_ranges, dequantize_int8, quantize_
 from integrations._shared import disk, sqlite_files
 from integrations._shared.codec import dump_span
 from integrations._shared.filter_cache import MatchCache
+from integrations._shared.passages import spans_by_document
 from integrations._shared.validation import check_positive_int
 from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.faiss import migrate_0_1, segment_files, structures
@@ -312,6 +313,10 @@ class FaissIndex(FaissSearch, Index):
             fids = {r.fid: r.id for r in self._store.by_id(ids)}
             vectors = self._store.sparse.vectors(list(fids)) or {}
         return {fids[f]: as_dict(v) for f, v in vectors.items()}
+
+    def _chunk_spans(self, ids) -> dict[str, list[tuple[int, int]]]:
+        with self._lock, self._store.read():
+            return spans_by_document(self._store.by_id(ids, chunks=True))
 
     def _select(self, node, ids, limit, offset, after=None) -> list[Record]:
         with self._lock:

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 
 from integrations._shared.sqlite_files import json_values, keep_in_step
 from integrations.keyword import terms
-
-TOKENIZE = "porter unicode61 remove_diacritics 2"
+from integrations.keyword.terms import TOKENIZE
 
 
 def fts_name(key: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 MAX_TERMS = 64  # words of a query that reach the keyword engine
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # the tokenizer of every FTS5 table
 
 
 WORD = r"[^\W_]+"

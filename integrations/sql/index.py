@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from integrations._shared import sqlite_files
 from integrations._shared.chunk_rows import Rows
 from integrations._shared.codec import dump_span, load_span
+from integrations._shared.passages import spans_by_document
 from integrations.errors import CorruptIndexError, NotAnIndexError, UnknownIdsError
 from integrations.filters import postings
 from integrations.filters.parse import Node, filter_key
@@ -313,6 +314,12 @@ class SQLIndex(Index):
             return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Text)))
         return column.in_(sqlite_files.json_values(list(ids)))
 
+    def _chunk_spans(self, ids) -> dict[str, list[tuple[int, int]]]:
+        c = self.table.c
+        query = sa.select(c.id, c.doc, c.span).where(sa.or_(self._in(c.id, ids), self._in(c.doc, ids)))
+        with self.engine.connect() as conn:
+            return spans_by_document(conn.execute(query))
+
     def _vectors(self, ids) -> dict[str, np.ndarray]:
         c = self.table.c
         found = {}
@@ -322,7 +329,8 @@ class SQLIndex(Index):
         return found
 
     def _keyword(self, queries, k, node: Node | None, with_vectors) -> list[list[Hit]]:
-        where, extra = self._where(node), [self.table.c.embedding] if with_vectors else []
+        c = self.table.c
+        where, extra = self._where(node), [c.span, c.embedding] if with_vectors else [c.span]
         with self._errors(), self.engine.connect() as conn:
             found = [
                 self._bm25.search(conn, query, where, k, extra)
@@ -330,7 +338,7 @@ class SQLIndex(Index):
                 else fts5.search(conn, self.table, self._key, query, None if node is None else where, k, extra)
                 for query in queries
             ]
-        return [[self._rows.hit(r, float(r.score), None, with_vectors) for r in rows] for rows in found]
+        return [[self._rows.hit(r, float(r.score), load_span(r.span), with_vectors) for r in rows] for rows in found]
 
     def _sparse(self, vector, k, node, with_vectors) -> list[Hit]:
         with self._errors(), self.engine.connect() as conn:
