@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from integrations.cli.readers import Document, has_headings, headings_at
+from integrations._shared.hit_view import has_headings, headings_at
+from integrations.cli.readers import Document
 
 PART_CHUNKS = 128
 GROUP = 512  # documents tokenized together
@@ -84,8 +86,9 @@ class Pace:
 @contextlib.contextmanager
 def interruptible() -> Iterator[Callable[[], None]]:
     """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: the function yielded raises it at the
-    next batch boundary when it landed in a ``__del__`` (where Python would swallow it and print a
-    traceback) or was swallowed anyway."""
+    next batch boundary when it landed in a finalizer (a ``__del__``, or a weakref callback such as
+    SQLAlchemy's pool returning a connection), where Python swallows it. Such a swallowed interrupt is
+    not printed as a traceback."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
@@ -93,15 +96,20 @@ def interruptible() -> Iterator[Callable[[], None]]:
 
     def on_sigint(signum, frame):
         seen.append(signum)
-        if frame is None or frame.f_code.co_name != "__del__":  # in a finalizer it would be swallowed, noisily
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    def on_unraisable(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):  # one of ours, raised again by check()
+            hook(unraisable)
 
     def check() -> None:
         if seen:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous, hook = signal.signal(signal.SIGINT, on_sigint), sys.unraisablehook
+    sys.unraisablehook = on_unraisable
     try:
         yield check
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
