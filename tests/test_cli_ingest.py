@@ -359,14 +359,16 @@ def test_chunked_adds_and_hybrid_search(tmp_path, cli, monkeypatch):
     (tmp_path / "long.md").write_text(f"# Title\n\n{words} quokka\n")
     add = ("add", "sqlite:///kb.db", "long.md", "--chunk-tokens", "16", "--chunk-overlap", "4", "--unit", "paragraph")
     assert cli(*add, "-q")[0] == 0
-    code, out, err = cli("search", "sqlite:///kb.db", "quokka", "--mode", "keyword", "--json")
+    code, out, err = cli("search", "sqlite:///kb.db", "quokka", "--mode", "keyword", "--json", "--full")
     assert code == 0, err
     (hit,) = json.loads(out)
-    assert hit["id"].endswith("long.md#" + hit["id"].rsplit("#", 1)[1]) and hit["text"].endswith("quokka")
-    assert hit["metadata"]["headings"] == ["Title"] and hit["span"] is None
+    assert hit["id"].endswith("long.md#" + hit["id"].rsplit("#", 1)[1]) and hit["text"] == f"{words} quokka"
+    start, end = hit["span"]  # the chunk that holds the word, of a paragraph longer than a chunk
+    assert hit["passage"] == hit["text"][start:end] and hit["passage"].endswith("quokka") and start > 0
+    assert hit["metadata"]["headings"] == hit["headings"] == ["Title"]
     code, out, _ = cli("search", "sqlite:///kb.db", "word150 quokka", "--mode", "hybrid", "--json", "-k", "1")
     (again,) = json.loads(out)
-    assert again["id"] == hit["id"] and 0 <= again["span"][0] < again["span"][1] <= len(again["text"])
+    assert again["id"] == hit["id"] and "text" not in again and 0 <= again["span"][0] < again["span"][1] <= end
 
 
 def test_help_and_version_import_neither_torch_nor_the_stores():
@@ -578,25 +580,25 @@ def test_ctrl_c_during_a_large_add_keeps_what_was_written_and_a_rerun_completes_
 @pytest.mark.slow
 def test_chunks_of_a_whole_markdown_file_carry_their_headings(tmp_path, cli, monkeypatch, at):
     monkeypatch.chdir(tmp_path)
-    filler = " ".join(f"word{i}" for i in range(120))
+    first, second = " ".join(f"alpha{i}" for i in range(120)), " ".join(f"beta{i}" for i in range(120))
     (tmp_path / "guide.md").write_text(
-        f"# Tea\n\n{filler}\n\n## Brewing\n\n{filler} quokka steeping\n\n```\n# not a heading\n```\n"
+        f"# Tea\n\n{first}\n\n## Brewing\n\n{second} quokka steeping\n\n```\n# not a heading\n```\n"
     )
     add = ("add", at(tmp_path), "guide.md", "--chunk-tokens", "32", "--chunk-overlap", "4", "-q")
     assert cli(*add)[0] == 0
-    code, out, err = cli("search", at(tmp_path), "quokka steeping", "--mode", "hybrid", "--json", "-k", "1")
-    assert code == 0, err
-    (hit,) = json.loads(out)  # one document; the span is its best chunk (the tiny model's choice)
-    text, (start, _) = hit["text"], hit["span"]
-    assert hit["id"].endswith("/guide.md")
-    want = ["Tea", "Brewing"] if start >= text.index("## Brewing") else ["Tea"]  # the fenced "#" is no heading
-    assert hit["headings"] == want
-    code, out, _ = cli("search", at(tmp_path), "quokka steeping", "--mode", "hybrid", "-k", "1")
-    assert f"under: {' > '.join(want)}" in out
-    from integrations.cli.readers import headings_at
+    for query, want in (("alpha7", ["Tea"]), ("quokka steeping", ["Tea", "Brewing"]), ("heading", ["Tea", "Brewing"])):
+        code, out, err = cli("search", at(tmp_path), query, "--mode", "keyword", "--json", "-k", "1", "--full")
+        assert code == 0, err
+        (hit,) = json.loads(out)  # the chunk that holds the word, under the headings in force there
+        assert hit["id"].endswith("/guide.md") and hit["headings"] == want, query  # the fenced "#" is no heading
+        assert query.split()[0] in hit["passage"] and len(hit["passage"]) < len(hit["text"]) // 3
+        code, out, _ = cli("search", at(tmp_path), query, "--mode", "keyword", "-k", "1")
+        assert f"under: {' > '.join(want)}" in out and query.split()[0] in out.splitlines()[1]
+    text = hit["text"]
+    from integrations._shared.hit_view import headings_at
 
     assert headings_at(text, text.index("quokka")) == ["Tea", "Brewing"]
-    assert headings_at(text, text.index("word5")) == ["Tea"] and headings_at(text, 0) == []
+    assert headings_at(text, text.index("alpha5")) == ["Tea"] and headings_at(text, 0) == []
     assert headings_at(text, len(text)) == ["Tea", "Brewing"]
 
 
@@ -654,25 +656,35 @@ def test_the_recorded_model_names_itself_and_refuses_to_embed(tmp_path, prompt_m
     assert recorded_model(str(tmp_path / "old")) is None
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
-def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_add_at_the_next_batch():
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # nothing swallowed is printed
+@pytest.mark.parametrize("finalizer", ["__del__", "weakref callback"])
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_add_at_the_next_batch(finalizer, capfd):
+    """Python ignores what a finalizer raises (SQLAlchemy's pool returns connections from weakref callbacks,
+    where a Ctrl-C on a busy machine once printed a traceback): the add still stops at the next batch."""
     import gc
     import signal
+    import weakref
 
     from integrations.cli.batches import interruptible
 
+    def interrupt(*_):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # the handler runs in here
+
     class Finalizer:
-        def __del__(self):  # Python ignores what a __del__ raises: the KeyboardInterrupt is lost here
-            os.kill(os.getpid(), signal.SIGINT)
-            sum(range(1000))  # the handler runs in here
+        if finalizer == "__del__":
+            __del__ = interrupt
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), interruptible() as check:
-        Finalizer()
+        doomed = Finalizer()
+        callback = weakref.ref(doomed, interrupt) if finalizer != "__del__" else None
+        del doomed
         gc.collect()
+        assert callback is None or callback() is None
         check()  # no KeyboardInterrupt reached this line, yet the add stops here
     assert signal.getsignal(signal.SIGINT) is before
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_ctrl_c_just_after_a_commit_counts_what_was_written(tmp_path, prompt_model_dir, at):
@@ -725,3 +737,25 @@ def test_transactions_are_paced_to_seconds_of_work():
         size[0] = 9
     assert found == [3, 9, 9, 9]
     assert Pace(8)() == 8
+
+
+def test_info_lists_the_fields_a_filter_can_name_and_search_shows_the_matching_words(tmp_path, cli, at):
+    records = [
+        {"id": "a", "text": "Green tea is steamed.", "team": "red", "year": 2020},
+        {"id": "b", "text": "Black tea is rolled.", "team": "blue"},
+        {"id": "c", "text": "Coffee " * 60 + "and a steamed quokka at the very end."},
+    ]
+    (tmp_path / "notes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert cli("add", at(tmp_path), str(tmp_path / "notes.jsonl"), "-q")[0] == 0
+    code, out, err = cli("info", at(tmp_path), "--json")
+    assert code == 0, err
+    fields = {f["name"]: (f["documents"], f["types"], f["examples"]) for f in json.loads(out)["fields"]}
+    assert fields["team"] == (2, ["string"], ["red", "blue"]) and fields["year"] == (1, ["number"], [2020])
+    assert fields["source"][0] == 3 and fields["id"] == (3, ["string"], ["a", "b", "c"])  # the record's own id
+    code, out, _ = cli("info", at(tmp_path))
+    assert "fields: " in out and "team (2, string)" in out and "year (1, number)" in out
+    code, out, _ = cli("search", at(tmp_path), "steamed quokka", "--mode", "keyword", "-k", "1")
+    line = out.splitlines()[1]  # the snippet starts near the words, not at the document's start
+    assert "notes.jsonl#c" in line and "steamed quokka" in line and line.count("Coffee") < 20
+    code, out, _ = cli("search", at(tmp_path), "steamed quokka", "--mode", "keyword", "-k", "1", "--full")
+    assert records[2]["text"].strip() in out

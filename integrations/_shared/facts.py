@@ -29,3 +29,27 @@ class Facts:
 
     def _bytes_on_disk(self) -> int | None:
         return None
+
+
+def metadata_fields(records, examples: int = 5) -> list[dict[str, Any]]:
+    """The metadata fields of ``records``, the filterable ones: per field its name, how many of the records
+    have it, its JSON types, and up to ``examples`` distinct plain values, in order of first appearance."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for name, value in record.metadata.items():
+            field = found.setdefault(name, {"name": name, "documents": 0, "types": [], "examples": []})
+            field["documents"] += 1
+            if (kind := _json_type(value)) not in field["types"]:
+                field["types"].append(kind)
+            plain = kind in ("string", "number", "boolean")
+            if plain and len(field["examples"]) < examples and value not in field["examples"]:
+                field["examples"].append(value)
+    return sorted(found.values(), key=lambda f: (-f["documents"], f["name"]))
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")

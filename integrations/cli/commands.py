@@ -14,6 +14,7 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
+from integrations._shared.hit_view import as_json, heading_path, snippet
 from integrations.cli.batches import Pace, batches, interruptible, measure
 from integrations.cli.fields import RecordFields
 from integrations.cli.inspection import warn_unknown_fields
@@ -26,8 +27,6 @@ from integrations.cli.readers import (
     UndecodableFile,
     current_source,
     find_files,
-    has_headings,
-    headings_at,
     read_file,
     shown,
 )
@@ -214,27 +213,22 @@ def _migrate(index: Index, root: str, listing: Listing) -> int:
     return index.delete(ours) if ours else 0
 
 
-def format_hits(query: str, hits: list[Hit], filter: dict | None = None) -> str:
+def format_hits(query: str, hits: list[Hit], filter: dict | None = None, full: bool = False, bold=False) -> str:
+    """Hits as text: rank, score, id and a snippet of the passage around the first matching word (in bold
+    with ``bold``), the headings it sits under, the metadata, and with ``full`` the whole document."""
     lines = [f"Q: {query}" + (f"   filter={json.dumps(filter)}" if filter else "")]
     if not hits:
         lines.append("   (no match)")
+    mark = (lambda word: f"\033[1m{word}\033[0m") if bold else (lambda word: word)
     for rank, hit in enumerate(hits, 1):
-        text = " ".join(hit.passage.split())
-        text = text if len(text) <= 100 else text[:97] + "..."
-        lines.append(f"  {rank}. {hit.score:.3f}  {hit.id:<10} {text}")
-        if under := chunk_headings(hit):
+        lines.append(f"  {rank}. {hit.score:.3f}  {hit.id:<10} {snippet(hit, 100, mark)}")
+        if under := heading_path(hit):
             lines.append(f"     under: {' > '.join(under)}")
         if hit.metadata:
             lines.append(f"     {json.dumps(hit.metadata, ensure_ascii=False)}")
+        if full:
+            lines += ["     " + line for line in hit.text.splitlines()] + [""]
     return "\n".join(lines)
-
-
-def chunk_headings(hit: Hit) -> list[str]:
-    """For a hit on a chunk of a whole Markdown file (or of a part of one), the headings it sits under."""
-    source, above = hit.metadata.get("source"), hit.metadata.get("headings", [])
-    if hit.span is None or not has_headings(source):
-        return []
-    return headings_at(hit.text, hit.span[0], above if isinstance(above, list) else [])
 
 
 def cmd_add(args, load_model: Callable) -> None:
@@ -320,14 +314,10 @@ def cmd_search(args, load_model: Callable) -> None:
         hits = index.search(args.query, k=args.k, filter=filter, mode=args.mode, **options)
         warn_unknown_fields(index, filter)
     if args.json:
-        rows = [
-            {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "span": h.span, "ranks": h.ranks}
-            | ({"headings": under} if (under := chunk_headings(h)) else {})
-            for h in hits
-        ]
-        print(json.dumps(rows, ensure_ascii=False))
+        print(json.dumps([as_json(h, args.full) for h in hits], ensure_ascii=False))
     else:
-        print(format_hits(args.query, hits, filter))
+        bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(format_hits(args.query, hits, filter, args.full, bold))
 
 
 def cmd_encode_ray(args, load_model: Callable) -> None:

@@ -34,12 +34,6 @@ class UndecodableFile(ValueError):
         self.path, self.reason = path, reason
 
 
-def kind_of(path: str) -> str:
-    """The file's kind by its name: ``.rst`` for Sphinx's ``.rst.txt`` sources too."""
-    lower = path.lower()
-    return ".rst" if lower.endswith(".rst.txt") else "." + lower.rpartition(".")[2]
-
-
 def as_markdown(kind: str, text: str, path: str) -> str:
     """The text of a file of ``kind`` read as ``text``, HTML, reST and Word made Markdown-like; other kinds'
     text as it is (a Word file is read from ``path``)."""

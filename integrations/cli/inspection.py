@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
+from integrations._shared.facts import metadata_fields
 from integrations.cli.readers import current_source
 from integrations.targets import open_index, recorded_model
 
@@ -50,16 +51,26 @@ def fields_of(node) -> list[str]:
 
 
 def cmd_info(args, load_model: Callable) -> None:
+    sources = Counter()
+
+    def counted(records):
+        for record in records:
+            sources[record.metadata.get("source", "(none)")] += 1
+            yield record
+
     with _open(args, load_model) as index:
-        sources = Counter(r.metadata.get("source", "(none)") for r in index)
+        fields = metadata_fields(counted(index))
         facts = {"store": type(index).__name__, **index.info(), "sources": len(sources)}
     for how_this_open_chunks in ("chunk_tokens", "chunk_overlap"):  # not a property of the stored index
         del facts[how_this_open_chunks]
     if args.json:
-        print(json.dumps({**facts, "documents_per_source": dict(sources.most_common())}, ensure_ascii=False))
+        per_source = dict(sources.most_common())
+        print(json.dumps({**facts, "fields": fields, "documents_per_source": per_source}, ensure_ascii=False))
         return
     for key, value in facts.items():
         print(f"{key:>14}: {value}")
+    listed = ", ".join(f"{f['name']} ({f['documents']}, {'/'.join(f['types'])})" for f in fields)
+    print(f"{'fields':>14}: {listed or '(none)'}")
     for source, n in sources.most_common(args.sources):
         print(f"{n:>14}  {source}")
     if len(sources) > args.sources:

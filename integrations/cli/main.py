@@ -208,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="vector",
         help="sparse: an index added with --sparse-model; hybrid fuses every leg the index has",
     )
-    search.add_argument("--json", action="store_true", help="print JSON instead of text")
+    search.add_argument(
+        "--json", action="store_true", help="print JSON: each hit's passage, highlights, headings, source, metadata"
+    )
+    search.add_argument("--full", action="store_true", help="show each hit's whole document too")
     search.add_argument("--rerank", metavar="MODEL", help="rerank with this CrossEncoder (a folder or Hub name)")
     search.add_argument(
         "--rerank-candidates", type=positive, default=50, metavar="N", help="documents the reranker sees"

@@ -38,12 +38,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from integrations._shared.hit_view import MARKDOWN, kind_of
 from integrations.cli import formats
 from integrations.cli.formats import UndecodableFile
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".csv", *formats.KINDS)
 UNITS = ("file", "paragraph", "line")
-MARKDOWN = (".md", ".html", ".htm", ".rst", ".docx")  # kinds whose text has Markdown headings
 
 
 @dataclass
@@ -219,7 +219,7 @@ def read_file(
     """The documents of one file, named after ``source``."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    kind = formats.kind_of(path)
+    kind = kind_of(path)
     text = "" if kind in (".pdf", ".docx") else read_text(path, encoding)
     if kind in (".jsonl", ".csv"):
         records = (_jsonl if kind == ".jsonl" else _csv)(io.StringIO(text, newline=None), path, text_field, id_field)
@@ -296,11 +296,6 @@ def _units(text: str, source: str, unit: str, markdown: bool):
             yield start, f"{source}#{digest}", paragraph, metadata
 
 
-def has_headings(source) -> bool:
-    """Whether a document of ``source`` is Markdown, or was made Markdown-like (``#`` headings) on reading."""
-    return isinstance(source, str) and formats.kind_of(source) in MARKDOWN
-
-
 def _pages(pages: list[str], source: str, unit: str):
     """A PDF's units, page by page: ids ``SOURCE#pN`` (and ``SOURCE#pN:LINE`` or ``SOURCE#pN#HASH``), the page
     number in ``metadata["page"]``."""
@@ -309,22 +304,6 @@ def _pages(pages: list[str], source: str, unit: str):
         for line, doc_id, body, metadata in _units(page, name, unit, False):
             doc_id = doc_id or (name if line is None else f"{name}:{line}")
             yield line, doc_id, body, {"page": n, **metadata}
-
-
-def headings_at(text: str, offset: int, above: list[str] = ()) -> list[str]:
-    """The Markdown heading path in force at character ``offset`` of ``text`` (outside fenced code):
-    what a chunk of a whole-file document sits under. ``above`` is the path in force where ``text`` starts
-    (a part of a longer file), taken as levels 1, 2, ..."""
-    path: list[tuple[int, str]] = list(enumerate(above, 1))
-    fenced, at = False, 0
-    for line in text[:offset].splitlines(keepends=True):
-        at += len(line)
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        elif not fenced and line.startswith("#") and line.lstrip("#").startswith(" "):
-            level = len(line) - len(line.lstrip("#"))
-            path = [h for h in path if h[0] < level] + [(level, line.lstrip("#").strip())]
-    return [title for _, title in path]
 
 
 def _paragraphs(text: str):

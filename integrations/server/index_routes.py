@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from integrations._shared.facts import metadata_fields
+from integrations._shared.hit_view import as_json
 from integrations.server import schemas
 from integrations.server.service import APIError, Service
+
+FIELD_SAMPLE = 1000  # documents the field list is read from
 
 
 def index_routes(service: Service) -> APIRouter:
@@ -18,6 +22,13 @@ def index_routes(service: Service) -> APIRouter:
     @router.get("/{name}")
     async def describe(name: str):
         return await _describe(service, name)
+
+    @router.get("/{name}/fields")
+    async def fields(name: str):
+        """The metadata fields a filter can name, from the first ``FIELD_SAMPLE`` documents (in id order)."""
+        index = service.index(name)
+        records = await service.read(name, index.get, limit=FIELD_SAMPLE)
+        return {"object": "list", "sampled": len(records), "data": metadata_fields(records)}
 
     @router.post("/{name}/search")
     async def search(name: str, body: schemas.Search):
@@ -38,7 +49,7 @@ def index_routes(service: Service) -> APIRouter:
             rerank=rerank,
             rerank_candidates=body.rerank_candidates,
         )
-        return {"object": "list", "data": [_hit(h) for h in hits]}
+        return {"object": "list", "data": [as_json(h, body.include_text) for h in hits]}
 
     @router.post("/{name}/add")
     async def add(name: str, body: schemas.Add):
@@ -90,14 +101,3 @@ async def _describe(service: Service, name: str) -> dict:
 
 def _record(record) -> dict:
     return {"id": record.id, "text": record.text, "metadata": record.metadata}
-
-
-def _hit(hit) -> dict:
-    return {
-        **_record(hit),
-        "score": hit.score,
-        "span": list(hit.span) if hit.span is not None else None,
-        "passage": hit.passage,
-        "ranks": hit.ranks,
-        "scores": hit.scores,
-    }

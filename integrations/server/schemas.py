@@ -77,6 +77,7 @@ class Search(Strict):
     weights: dict[Literal["vector", "keyword", "sparse"], float] | None = None
     rerank: bool = False
     rerank_candidates: int = Field(default=50, gt=0, le=1000)
+    include_text: bool = False  # each hit's whole document too, beside its passage
 
 
 class NewDocument(Strict):
