@@ -36,7 +36,7 @@ def headings_at(text: str, offset: int, above: list[str] = ()) -> list[str]:
 
 
 def heading_path(hit) -> list[str]:
-    """The headings a hit's passage sits under: where its first highlighted word is, else after the
+    """The headings a hit's passage sits under: where its highlighted words are densest, else after the
     passage's first line (so a passage that opens with a heading is under it). A document of a file that
     is not Markdown-like has only the path stored with it (``metadata["headings"]``, from reading by
     paragraphs or in parts)."""
@@ -45,9 +45,20 @@ def heading_path(hit) -> list[str]:
     if not has_headings(hit.metadata.get("source")):
         return above
     start, passage = (hit.span or (0, 0))[0], hit.passage
-    marks = hit.highlights
-    offset = marks[0][0] if marks else len(passage.split("\n", 1)[0]) + 1
-    return headings_at(hit.text, start + min(offset, len(passage)), above)
+    offset = focus(hit.highlights)
+    offset = len(passage.split("\n", 1)[0]) + 1 if offset is None else offset
+    at = start + min(offset, len(passage))
+    line_end = hit.text.find("\n", at)  # a heading that holds the match is in force there
+    return headings_at(hit.text, len(hit.text) if line_end < 0 else line_end, above)
+
+
+def focus(highlights: list[tuple[int, int]], width: int = 100) -> int | None:
+    """Where the passage's matches are densest: the start of the highlight that opens the ``width``
+    characters holding the most highlights (the first such); None without highlights."""
+    starts = [start for start, _ in highlights]
+    if not starts:
+        return None
+    return max(starts, key=lambda a: (sum(a <= b < a + width for b in starts), -a))
 
 
 def as_json(hit, include_text: bool = False) -> dict:
@@ -68,15 +79,15 @@ def as_json(hit, include_text: bool = False) -> dict:
 
 
 def snippet(hit, width: int = 100, mark=lambda word: word) -> str:
-    """About ``width`` characters of the passage on one line, from a little before its first highlighted
-    word (from its start when none is), with ``mark`` applied to each highlighted word; ``...`` where cut."""
+    """About ``width`` characters of the passage on one line, from a little before where its highlighted
+    words are densest (from its start when none is), with ``mark`` applied to each highlighted word;
+    ``...`` where cut."""
     passage, marks = hit.passage, hit.highlights
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", passage)]
     if not words:
         return ""
     first = 0
-    if marks:
-        at = marks[0][0]
+    if (at := focus(marks, width)) is not None:
         first = next(i for i, (_, end) in enumerate(words) if end > at)
         while first and at - words[first - 1][0] <= width // 4:  # some words of context before it
             first -= 1

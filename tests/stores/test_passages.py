@@ -89,3 +89,15 @@ def test_highlights_are_offsets_into_the_passage_even_with_marker_characters():
     hit = Hit("d", text, {}, 1.0, query="zebra")
     assert hit.highlights == [(16, 21), (26, 32)] and marked(hit) == ["zebra", "Zebras"]
     assert Hit("d", text, {}, 1.0).highlights == []  # no query (search_by_vector): none
+
+
+def test_the_snippet_and_the_headings_follow_the_densest_matches():
+    from integrations._shared.hit_view import heading_path, snippet
+
+    text = "# Intro\n\nA rank word early. " + "pad " * 60 + "\n\n## Fusion\n\nreciprocal rank fusion fuses ranks."
+    hit = Hit("d", text, {"source": "a.md"}, 1.0, query="reciprocal rank fusion")
+    assert [hit.passage[a:b] for a, b in hit.highlights][:3] == ["rank", "Fusion", "reciprocal"]  # a lone one first
+    line = snippet(hit, 60, lambda w: w.upper())
+    assert "RECIPROCAL RANK FUSION" in line and "early" not in line and line.startswith("...")
+    assert heading_path(hit) == ["Intro", "Fusion"]
+    assert heading_path(Hit("d", text, {"source": "a.txt", "headings": ["Kept"]}, 1.0, query="rank")) == ["Kept"]
