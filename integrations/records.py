@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.chunking import piece
+from integrations._shared.passages import highlights
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Hit(Record):
     def highlights(self) -> list[tuple[int, int]]:
         """The (start, end) character ranges of ``passage`` where the words and phrases of ``query`` match, as
         the keyword index matches them (none without a query; see ``integrations._shared.passages``)."""
-        from integrations._shared.passages import highlights
-
-        return list(highlights(self.passage, self.query)) if self.query else []
+        if not self.query:
+            return []
+        key = (self.query, self.span, id(self.text))
+        if self.__dict__.get("_highlights", (None,))[0] != key:  # found once per hit (its JSON reads them twice)
+            self.__dict__["_highlights"] = key, highlights(self.passage, self.query)
+        return list(self.__dict__["_highlights"][1])

@@ -14,7 +14,6 @@ words, so a PostgreSQL keyword hit may show fewer highlights than it matched.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -64,11 +63,10 @@ def remember(results: list[list], queries: list[str]) -> None:
             hit.query = query
 
 
-@functools.lru_cache(maxsize=4096)
-def highlights(passage: str, query: str | None) -> tuple[tuple[int, int], ...]:
+def highlights(passage: str, query: str) -> list[tuple[int, int]]:
     """The (start, end) ranges of ``passage`` where ``query``'s words match."""
-    found = _matching(fts5_query(query or ""), [passage], "", ", highlight(t, 0, ?, ?)")
-    return tuple(_ranges(found[0][1])) if found else ()
+    found = _matching(fts5_query(query), [passage], "", ", highlight(t, 0, ?, ?)")
+    return _ranges(found[0][1]) if found else []
 
 
 def _matching(match: str | None, texts: list[str], order: str, column: str = "") -> list[tuple]:

@@ -384,5 +384,4 @@ def cmd_serve(args, load_model: Callable) -> None:
         if name in indexes:
             raise ValueError(f"--index {name!r} is given twice")
         indexes[name] = target
-    api_key = args.api_key or os.environ.get("EMBEDKIT_API_KEY") or None
-    serve(args, load_model, indexes, api_key)
+    serve(args, load_model, indexes)

@@ -248,6 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     serving.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (or set EMBEDKIT_API_KEY)")
     serving.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the key from this file, which keeps it out of ps (or set EMBEDKIT_API_KEY_FILE)",
+    )
+    serving.add_argument(
+        "--served-model-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the model answers to in requests' model field and /v1/models (repeatable)",
+    )
+    serving.add_argument(
+        "--max-client-batch-size", type=positive, default=2048, metavar="N", help="texts per request (default 2048)"
+    )
+    serving.add_argument(
+        "--max-body-bytes", type=positive, default=16 * 2**20, metavar="N", help="request body size (default 16 MiB)"
+    )
+    serving.add_argument(
         "--max-batch-tokens",
         type=int,
         default=16384,

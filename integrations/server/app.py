@@ -71,7 +71,7 @@ def create_app(service: Service, api_key: str | None = None, cors_origins: list[
 
     @app.get("/v1/models", dependencies=[key])
     async def models():
-        served = [service.model_id] + ([service.reranker_id] if service.reranker is not None else [])
+        served = service.model_names + ([service.reranker_id] if service.reranker is not None else [])
         return {
             "object": "list",
             "data": [{"id": m, "object": "model", "created": 0, "owned_by": "embedkit"} for m in served],

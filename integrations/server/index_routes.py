@@ -93,7 +93,7 @@ async def _describe(service: Service, name: str) -> dict:
         "model": index.encoder_info["model"],
         "dimension": index.dimension,
         "prompts": index.encoder_info["prompts"],
-        "store": repr(index),
+        "store": type(index).__name__,  # not its URL or path, which are the server's business
         "modes": ["vector", "keyword", *(["sparse"] if index.sparse.encoder is not None else []), "hybrid"],
         "rerank": service.reranker is not None,
     }

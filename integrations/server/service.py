@@ -73,8 +73,10 @@ class Service:
         indexes: dict[str, Index] | None = None,
         limits: Limits | None = None,
         sparse_model=None,
+        model_names: list[str] = (),
     ):
         self.model, self.model_id, self.reranker, self.reranker_id = model, model_id, reranker, reranker_id
+        self.model_names = list(model_names) or [model_id]  # what /v1/models lists; requests may name any
         self.indexes = dict(indexes or {})
         self.limits = limits or Limits()
         self.tokenizing = ThreadPoolExecutor(2, thread_name_prefix="embedkit-tokenize")
@@ -122,10 +124,14 @@ class Service:
 
     # ----------------------------------------------------------------- embeddings
     def check_model(self, name: str | None, reranker: bool = False) -> None:
+        """A request's ``model`` must be a name the model is served under, or its id (a folder, or its last
+        part); None asks for no particular one."""
         served = self.reranker_id if reranker else self.model_id
-        if name is not None and name not in (served, str(served).rstrip("/").rsplit("/", 1)[-1]):
+        names = [] if reranker else self.model_names
+        if name is not None and name not in (served, str(served).rstrip("/").rsplit("/", 1)[-1], *names):
+            shown = names if names and names != [served] else served
             raise APIError(
-                404, f"model {name!r} is not served here; this server serves {served!r}", code="model_not_found"
+                404, f"model {name!r} is not served here; this server serves {shown!r}", code="model_not_found"
             )
 
     def prompt(self, input_type: str | None, prompt_name: str | None) -> str:
