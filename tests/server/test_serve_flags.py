@@ -67,3 +67,25 @@ def test_the_command_line_switches_reach_the_server(prompt_model_dir, tmp_path):
         assert many.status_code == 413 and "at most 3 per request" in many.json()["error"]["message"]
         big = httpx.post(url + "/v1/embeddings", json={"input": "x" * 3000}, headers=auth)
         assert big.status_code == 413
+
+
+@pytest.mark.slow
+def test_the_onnx_backend_serves_from_the_command_line(prompt_model_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from embedkit import SentenceTransformer
+
+    folder = shutil.copytree(prompt_model_dir, tmp_path / "model")  # the int8 engine is saved beside the weights
+    texts = ["Green tea is steamed.", "Espresso is brewed under pressure."]
+    with spawn_server(["-m", str(folder), "--backend", "onnx", "--api-key", KEY]) as (_, url):
+        answer = httpx.post(
+            url + "/v1/embeddings", json={"input": texts}, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+        )
+        served = np.array([d["embedding"] for d in answer.json()["data"]])
+    int8 = SentenceTransformer(str(folder), backend="onnx").encode(texts)
+    np.testing.assert_allclose(served, int8, atol=1e-5)  # the int8 engine, as embedkit runs it in process
+    torch = SentenceTransformer(str(folder)).encode(texts)
+    assert (np.sum(served * torch, axis=1) > 0.99).all()  # and close to the float model
+    assert not np.allclose(served, torch, atol=1e-6)  # yet not the torch backend's vectors
